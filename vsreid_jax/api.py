@@ -1,0 +1,116 @@
+"""A small Python API for notebooks, in the spirit of SAM 2's video predictor.
+
+    seg = Segmenter()                                  # default config and net
+    state = seg.init_state("path/to/frames_or_video")
+    seg.add_mask(state, first_frame_ids)               # uint8 [H, W], ids 1..K
+    for frame_index, ids in seg.propagate(state):      # uint8 [H, W] per frame
+        ...
+
+The CLI (`vsreid segment`) is a thin shell over this.
+"""
+import dataclasses
+import os
+from typing import Iterator, Optional, Tuple
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vsreid_jax.configs import segment as segment_config
+from vsreid_jax.data.frames import open_frames
+from vsreid_jax.errors import InputError
+from vsreid_jax.flow.cache import FlowCache
+from vsreid_jax.flow.dis import DISFlow
+from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
+from vsreid_jax.propagation.nets import identity_net, with_flip_average
+from vsreid_jax.solver.merge import merge_probs, merge_to_ids
+from vsreid_jax.utils import StageTimer
+
+
+@dataclasses.dataclass
+class VideoState:
+  frames: object  # a FolderFrames / VideoFrames sequence
+  flows: FlowCache
+  name: str
+  object_ids: Optional[np.ndarray] = None  # [K] uint8 ids in the first mask
+  first_prob: Optional[np.ndarray] = None  # [Kb, H, W] float32 one-hot of the first mask
+  first_area: Optional[np.ndarray] = None  # [Kb] pixels per object in the first mask
+  timer: StageTimer = dataclasses.field(default_factory=StageTimer)
+
+
+def build_flow(config: ml_collections.ConfigDict):
+  if config.flow.backend == "dis":
+    return DISFlow(config.flow.preset)
+  raise ValueError(f"unknown flow backend {config.flow.backend!r}")
+
+
+def build_net(name: str, flip: bool):
+  """Resolves a net name ("identity", "default") or checkpoint path to a jitted N_mp."""
+  if name in ("identity", "default"):
+    # Until trained weights ship, the default N_mp is the warp-only baseline.
+    return identity_net  # flipping the identity changes nothing
+  raise InputError(f"{name}: unknown propagation net; use 'identity' or 'default'")
+
+
+def propagation_config(config: ml_collections.ConfigDict) -> PropagationConfig:
+  p = config.propagation
+  return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in p.scales), use_box=p.use_box,
+                           threshold=p.threshold, lost_ratio=p.lost_ratio)
+
+
+class Segmenter:
+  """Semi-supervised multi-object segmentation by mask propagation (Algorithm 1)."""
+
+  def __init__(self, config: Optional[ml_collections.ConfigDict] = None, flow_cache_dir: Optional[str] = None):
+    self.config = config or segment_config.get_config()
+    self.flow_backend = build_flow(self.config)
+    self.propagator = Propagator(build_net(self.config.net, self.config.flip), propagation_config(self.config))
+    self.flow_cache_dir = flow_cache_dir
+
+  def init_state(self, frames, name: Optional[str] = None) -> VideoState:
+    """`frames`: a frame folder or video path, or an already opened frame sequence."""
+    if isinstance(frames, (str, os.PathLike)):
+      name = name or os.path.splitext(os.path.basename(os.path.normpath(frames)))[0]
+      frames = open_frames(frames)
+    name = name or "video"
+    return VideoState(frames=frames, name=name,
+                      flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=name))
+
+  def add_mask(self, state: VideoState, mask: np.ndarray, source: str = "first-frame mask") -> None:
+    """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..255)."""
+    mask = np.asarray(mask)
+    h, w = state.frames.size
+    if mask.shape != (h, w):
+      raise InputError(f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w}x{h}; "
+                       "resize the mask with nearest-neighbour interpolation to the frame size")
+    ids = np.unique(mask)
+    ids = ids[ids != 0].astype(np.uint8)
+    if ids.size == 0:
+      raise InputError(f"{source}: mask is empty (all background); draw at least one object with id >= 1")
+    kb = object_bucket(len(ids), self.propagator.config.object_buckets)
+    onehot = (mask[None] == ids[:, None, None]).astype(np.float32)
+    state.object_ids = ids
+    state.first_prob = pad_objects(onehot, kb)
+    state.first_area = state.first_prob.sum(axis=(1, 2))
+
+  def propagate(self, state: VideoState) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yields (frame index, id mask uint8 [H, W]) for every frame, the first included."""
+    if state.object_ids is None:
+      raise ValueError("call add_mask(state, mask) before propagate(state)")
+    prop = self.propagator
+    prob = jnp.asarray(state.first_prob)
+    alive = jnp.asarray(state.first_area > 0)
+    first_area = jnp.asarray(state.first_area)
+    with state.timer.stage("merge", merge_probs):
+      ids = merge_to_ids(prob, state.object_ids)
+    yield 0, ids
+    for i in range(1, len(state.frames)):
+      with state.timer.stage("read"):
+        image = state.frames[i]
+      before = state.flows.seconds
+      flow = state.flows.get(i, i - 1)
+      state.timer.add("flow", state.flows.seconds - before)
+      prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
+      with state.timer.stage("merge", merge_probs):
+        ids = merge_to_ids(prob, state.object_ids)
+      yield i, ids

@@ -1,0 +1,195 @@
+"""`vsreid`: segment videos, evaluate results with the DAVIS 2017 protocol, convert masks.
+
+Bad input ends with one line `vsreid: error: <file>: <what is wrong and how to fix it>` and exit
+status 2, never a traceback.
+"""
+import argparse
+import os
+import sys
+import time
+
+from vsreid_jax import __version__
+from vsreid_jax.errors import InputError
+
+DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
+
+
+def _add_segment(sub):
+  p = sub.add_parser("segment", help="segment videos given their first-frame masks",
+                     description="Propagate first-frame object masks through videos; writes palette PNGs "
+                     "OUT/<sequence>/<frame>.png (the DAVIS results layout).")
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--davis", metavar="ROOT", help="a DAVIS-layout root (segments every sequence of --set)")
+  src.add_argument("--video", metavar="PATH", help="a video file or a folder of frames (needs --mask)")
+  src.add_argument("--demo", action="store_true", help="the short DAVIS clip shipped in the package")
+  p.add_argument("--set", default="val", help="DAVIS ImageSets/2017/<set>.txt (default: val)")
+  p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set")
+  p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
+  p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K)")
+  p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+  p.add_argument("--net", default=None, help="propagation net: identity (warp only) or default")
+  p.add_argument("--flow", default=None, choices=["dis-ultrafast", "dis-fast", "dis-medium"],
+                 help="optical flow backend (default: dis-medium)")
+  p.add_argument("--scales", default=None, metavar="M:S,...",
+                 help="test scales as margin:crop pairs, e.g. 0.15:449,0.3:449 (averaged)")
+  p.add_argument("--no-box", action="store_true", help="run N_mp on the whole frame (no bbox crop)")
+  p.add_argument("--flip", action="store_true", help="average with horizontally flipped crops")
+  p.add_argument("--flow-cache", metavar="DIR", help="keep computed flow fields here (.npy) for reuse")
+  p.add_argument("--overlay", action="store_true", help="also write OUT/<sequence>_overlay.mp4")
+  p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
+  p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_eval(sub):
+  p = sub.add_parser("eval", help="J&F of results with the official DAVIS 2017 semi-supervised protocol",
+                     description="Evaluates RESULTS/<sequence>/<frame>.png against a DAVIS root's annotations; "
+                     "writes global_results-<set>.csv and per-sequence_results-<set>.csv into RESULTS.")
+  p.add_argument("--davis", required=True, metavar="ROOT", help="DAVIS-layout root with Annotations")
+  p.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt (default: val)")
+  p.add_argument("--results", required=True, metavar="DIR", help="folder of result sequences")
+  p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
+  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_convert(sub):
+  p = sub.add_parser("convert-mask", help="convert an RGB colour mask (DAVIS palette colours) to an indexed PNG")
+  p.add_argument("input", help="RGB PNG drawn with DAVIS palette colours")
+  p.add_argument("output", help="indexed palette PNG to write")
+
+
+def build_parser():
+  parser = argparse.ArgumentParser(prog="vsreid", description="VS-ReID video object segmentation in JAX.")
+  parser.add_argument("--version", action="version", version=f"vsreid-jax {__version__}")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  _add_segment(sub)
+  _add_eval(sub)
+  _add_convert(sub)
+  return parser
+
+
+def _segment_config(args):
+  from vsreid_jax.configs import segment as segment_config
+  config = segment_config.get_config()
+  if args.net:
+    config.net = args.net
+  if args.flow:
+    config.flow.preset = args.flow.split("-", 1)[1]
+  if args.scales:
+    try:
+      config.propagation.scales = tuple((float(m), int(s)) for m, s in (x.split(":") for x in args.scales.split(",")))
+    except ValueError:
+      raise InputError(f"--scales {args.scales}: expected margin:crop pairs like 0.15:449,0.3:449") from None
+  config.propagation.use_box = not args.no_box
+  config.flip = args.flip
+  return config
+
+
+def _jobs(args):
+  """(sequence name, frames, first-mask path) for every video to segment."""
+  from vsreid_jax.data import DavisDataset, open_frames
+  if args.davis:
+    ds = DavisDataset(args.davis, args.resolution)
+    names = ds.sequences(args.set)
+    if args.sequences:
+      unknown = sorted(set(args.sequences) - set(names))
+      if unknown:
+        raise InputError(f"--sequences: {', '.join(unknown)} not in set {args.set!r} of {args.davis}")
+      names = [n for n in names if n in args.sequences]
+    for seq in names:
+      frames = ds.frames(seq)
+      yield seq, frames, ds.annotation_path(seq, frames.names[0])
+  elif args.demo:
+    seq = "demo"
+    frames = open_frames(os.path.join(DEMO_DIR, "JPEGImages"))
+    yield seq, frames, os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
+  else:
+    if not args.mask:
+      raise InputError(f"{args.video}: --video needs --mask FIRST_FRAME.png (an indexed PNG of object ids)")
+    frames = open_frames(args.video)
+    name = os.path.splitext(os.path.basename(os.path.normpath(args.video)))[0]
+    yield name, frames, args.mask
+
+
+def cmd_segment(args):
+  from tqdm import tqdm
+  from vsreid_jax.api import Segmenter
+  from vsreid_jax.data import read_mask
+  from vsreid_jax.data.results import SequenceWriter
+  from vsreid_jax.utils import StageTimer, peak_rss_mb
+
+  config = _segment_config(args)
+  seg = Segmenter(config, flow_cache_dir=args.flow_cache)
+  jobs = list(_jobs(args))
+  if args.demo:
+    print(f"demo clip: {open(os.path.join(DEMO_DIR, 'ATTRIBUTION.txt')).read().strip()}")
+  total = StageTimer()
+  n_frames = 0
+  start = time.perf_counter()
+  for seq, frames, mask_path in jobs:
+    state = seg.init_state(frames, name=seq)
+    seg.add_mask(state, read_mask(mask_path), source=mask_path)
+    with SequenceWriter(args.out, seq, overlay_fps=24.0 if args.overlay else 0.0) as writer:
+      bar = tqdm(seg.propagate(state), total=len(frames), desc=seq, unit="frame", disable=args.no_progress,
+                 leave=False)
+      for i, ids in bar:
+        writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
+    total.merge(state.timer)
+    n_frames += len(frames)
+    print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
+  wall = time.perf_counter() - start
+  print(f"\nnet={config.net} flow=dis-{config.flow.preset} scales={config.propagation.scales} "
+        f"box={config.propagation.use_box} flip={config.flip}")
+  print(total.table(n_frames))
+  print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
+        f"{len(jobs)} sequences), peak RSS {peak_rss_mb():.0f} MiB")
+  if args.eval and args.davis:
+    _run_eval(args.davis, args.set, args.out, args.resolution, args.no_progress)
+
+
+def _run_eval(root, subset, results, resolution, no_progress):
+  from vsreid_jax.eval.davis import evaluate, format_tables, write_csv
+  result = evaluate(root, subset, results, resolution=resolution, progress=not no_progress)
+  paths = write_csv(result, results, subset)
+  print(format_tables(result, subset))
+  print(f"\nwrote {paths[0]} and {paths[1]} ({result.seconds:.1f} s)")
+
+
+def cmd_eval(args):
+  if not os.path.isdir(args.results):
+    raise InputError(f"{args.results}: results folder not found")
+  _run_eval(args.davis, args.set, args.results, args.resolution, args.no_progress)
+
+
+def cmd_convert(args):
+  import numpy as np
+  from PIL import Image
+  from vsreid_jax.data.palette import rgb_to_ids, write_mask
+  if not os.path.isfile(args.input):
+    raise InputError(f"{args.input}: file not found")
+  im = Image.open(args.input)
+  if im.mode in ("P", "L"):
+    raise InputError(f"{args.input}: is already an indexed ({im.mode}) image; no conversion needed")
+  ids = rgb_to_ids(np.array(im.convert("RGB")), args.input)
+  write_mask(args.output, ids)
+  print(f"{args.output}: ids {sorted(int(i) for i in np.unique(ids) if i)}")
+
+
+def main(argv=None):
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.command is None:
+    parser.print_help()
+    return 2
+  try:
+    {"segment": cmd_segment, "eval": cmd_eval, "convert-mask": cmd_convert}[args.command](args)
+  except InputError as e:
+    print(f"vsreid: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("vsreid: interrupted; sequences not finished were not written", file=sys.stderr)
+    return 130
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

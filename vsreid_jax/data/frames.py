@@ -1,0 +1,154 @@
+"""Frame sources: a folder of images or a video file, read lazily (streamed, never all loaded).
+
+Every source is a sequence of RGB uint8 frames [H, W, 3] with a name per frame (the file stem,
+or a zero-padded index for videos) so that results can be written as `<name>.png`.
+"""
+import collections
+import os
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+
+from vsreid_jax.errors import InputError
+
+# Decoded frames kept per source: flow, the net and the overlay all read frame i and i-1.
+RECENT_FRAMES = 4
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def read_image(path) -> np.ndarray:
+  """Reads one frame as RGB uint8; a missing or unreadable file is an InputError naming it."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise InputError(f"{path}: frame file not found")
+  bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+  if bgr is None:
+    raise InputError(f"{path}: cannot decode frame image (corrupt or not an image); re-export the frame")
+  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def remember(recent: collections.OrderedDict, i: int, image: np.ndarray) -> None:
+  """Keeps the last RECENT_FRAMES decoded frames (read-only, so callers cannot alter the cache)."""
+  image.setflags(write=False)
+  recent[i] = image
+  while len(recent) > RECENT_FRAMES:
+    recent.popitem(last=False)
+
+
+class FolderFrames(Sequence):
+  """Frames stored as image files in one folder, sorted by name."""
+
+  def __init__(self, folder, names: List[str] = None):
+    self.folder = os.fspath(folder)
+    if not os.path.isdir(self.folder):
+      raise InputError(f"{self.folder}: frame folder not found")
+    if names is None:
+      files = sorted(f for f in os.listdir(self.folder) if f.lower().endswith(IMAGE_EXTS))
+      if not files:
+        raise InputError(f"{self.folder}: no frame images ({', '.join(IMAGE_EXTS)}) in this folder")
+      self._files = files
+    else:
+      self._files = list(names)
+    self.names = [os.path.splitext(f)[0] for f in self._files]
+    self._size = None
+    self._recent = collections.OrderedDict()
+
+  def __len__(self):
+    return len(self._files)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return [self[j] for j in range(*i.indices(len(self)))]
+    i = range(len(self))[i]
+    if i in self._recent:
+      return self._recent[i]
+    path = os.path.join(self.folder, self._files[i])
+    image = read_image(path)
+    if self._size is None:
+      self._size = image.shape[:2]
+    elif image.shape[:2] != tuple(self._size):
+      raise InputError(f"{path}: frame is {image.shape[1]}x{image.shape[0]} but earlier frames are "
+                       f"{self._size[1]}x{self._size[0]}; all frames of a video must share one size")
+    remember(self._recent, i, image)
+    return image
+
+  def path(self, i) -> str:
+    return os.path.join(self.folder, self._files[i])
+
+  @property
+  def size(self):
+    """(height, width) of the first frame; every frame must share it."""
+    if self._size is None:
+      self._size = self[0].shape[:2]
+    return self._size
+
+
+class VideoFrames(Sequence):
+  """Frames of a video file decoded with OpenCV; sequential reads stream, random reads seek."""
+
+  def __init__(self, path):
+    self.path_ = os.fspath(path)
+    if not os.path.isfile(self.path_):
+      raise InputError(f"{self.path_}: video file not found")
+    cap = cv2.VideoCapture(self.path_)
+    if not cap.isOpened():
+      raise InputError(f"{self.path_}: cannot open video (unsupported codec?); extract frames with ffmpeg "
+                       "into a folder and pass the folder instead")
+    # CAP_PROP_FRAME_COUNT is only an estimate for some containers: count by decoding once.
+    n = 0
+    while cap.grab():
+      n += 1
+    cap.release()
+    if n == 0:
+      raise InputError(f"{self.path_}: video has no decodable frames")
+    self._n = n
+    self.names = [f"{i:05d}" for i in range(n)]
+    self._cap = None
+    self._next = 0
+    self._size = None
+    self._recent = collections.OrderedDict()
+
+  def __len__(self):
+    return self._n
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return [self[j] for j in range(*i.indices(len(self)))]
+    if i < 0:
+      i += self._n
+    if not 0 <= i < self._n:
+      raise IndexError(i)
+    if i in self._recent:
+      return self._recent[i]
+    if self._cap is None or i != self._next:
+      if self._cap is None:
+        self._cap = cv2.VideoCapture(self.path_)
+      self._cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+    ok, bgr = self._cap.read()
+    if not ok:
+      raise InputError(f"{self.path_}: cannot decode frame {i}; the video may be truncated")
+    self._next = i + 1
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    remember(self._recent, i, image)
+    return image
+
+  @property
+  def size(self):
+    if self._size is None:
+      self._size = self[0].shape[:2]
+    return self._size
+
+
+def open_frames(path):
+  """A folder of images or a video file, chosen by what `path` is."""
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    return FolderFrames(path)
+  if os.path.isfile(path):
+    if path.lower().endswith(VIDEO_EXTS):
+      return VideoFrames(path)
+    raise InputError(f"{path}: not a frame folder or a video ({', '.join(VIDEO_EXTS)})")
+  raise InputError(f"{path}: no such frame folder or video file")

@@ -1,0 +1,121 @@
+"""Algorithm 1 of VS-ReID: mask propagation from one frame to its neighbour.
+
+For every object: warp its probability map from the previous frame with the flow, take the box
+of P > 0.5, enlarge it, crop image/flow/warped probability to a fixed S x S, run N_mp, paste the
+result back; average over scales (margin, S). The four stages are separate jitted functions so
+that each can be timed; all shapes are static (objects padded to a bucket, S fixed per scale),
+so a whole video compiles each stage once per (frame size, bucket, S).
+"""
+import dataclasses
+import functools
+from typing import Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vsreid_jax.flow.warp import warp
+from vsreid_jax.propagation import crops
+from vsreid_jax.propagation.nets import NetFn
+from vsreid_jax.utils import StageTimer
+
+
+@dataclasses.dataclass(frozen=True)
+class PropagationConfig:
+  scales: Tuple[Tuple[float, int], ...] = ((0.15, 449),)  # (box margin, crop size S) pairs, averaged
+  use_box: bool = True  # False: the whole frame is the "box" (the paper's baseline without bbox crop)
+  threshold: float = 0.5  # P > threshold is the object
+  lost_ratio: float = 0.1  # area below lost_ratio * first-frame area: the object is lost
+  object_buckets: Tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)
+
+
+def object_bucket(k: int, buckets: Sequence[int]) -> int:
+  """Smallest bucket that holds k objects; objects are padded up to it."""
+  for b in buckets:
+    if b >= k:
+      return b
+  raise ValueError(f"{k} objects exceed the largest bucket {buckets[-1]}")
+
+
+@functools.partial(jax.jit, static_argnames=("margin", "size", "use_box", "threshold"))
+def crop_stage(image, flow, warped, *, margin, size, use_box, threshold):
+  """Boxes of warped[K,H,W] > threshold, enlarged; crops [K,S,S,*] of image, flow and warped."""
+  h, w = warped.shape[1:]
+  if use_box:
+    boxes, valid = jax.vmap(lambda p: crops.mask_box(p, threshold))(warped)
+    boxes = jax.vmap(lambda b: crops.enlarge_box(b, margin, h, w))(boxes)
+  else:
+    valid = jnp.any(warped > threshold, axis=(1, 2))
+    boxes = jnp.broadcast_to(jnp.array([0.0, 0.0, w, h], jnp.float32), (warped.shape[0], 4))
+  img_c = jax.vmap(lambda b: crops.crop_resize(image, b, size))(boxes)
+  flow_c = jax.vmap(lambda b: crops.crop_flow(flow, b, size))(boxes)
+  prob_c = jax.vmap(lambda p, b: crops.crop_resize(p[..., None], b, size))(warped, boxes)
+  return img_c, flow_c, prob_c, boxes, valid
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width"))
+def paste_stage(logits, boxes, valid, *, height, width):
+  """sigmoid(logits[K,S,S,1]) pasted into [K,H,W]; objects with no box get 0."""
+  prob = jax.nn.sigmoid(logits[..., 0])
+  full = jax.vmap(lambda p, b: crops.paste(p, b, height, width))(prob, boxes)
+  return jnp.where(valid[:, None, None], full, 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("threshold",))
+def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, *, threshold):
+  """Averages scales, zeroes dead objects, and marks objects whose area fell below the lost rule."""
+  prob = prob_sum / n_scales
+  area = jnp.sum(prob > threshold, axis=(1, 2))
+  still = alive & (area >= lost_ratio * first_area) & (area > 0)
+  prob = jnp.where(still[:, None, None], prob, 0.0)
+  return prob, still, area
+
+
+class Propagator:
+  """Runs Algorithm 1 for all objects of one frame with a given N_mp."""
+
+  def __init__(self, net: NetFn, config: PropagationConfig = PropagationConfig()):
+    self.net = net
+    self.config = config
+    self.timer = StageTimer()  # used when step() is given no timer
+    self.net_calls = 0
+
+  @property
+  def jitted(self):
+    """The compiled functions whose compilations the solver must keep bounded."""
+    return (warp, crop_stage, self.net, paste_stage, finish_stage)
+
+  def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None):
+    """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the
+    neighbour)[H,W,2], alive[Kb] bool, first_area[Kb] -> (prob[Kb,H,W], alive[Kb], area[Kb])."""
+    cfg = self.config
+    h, w = prev_prob.shape[1:]
+    t = timer or self.timer
+    with t.stage("warp", warp):
+      warped = warp(prev_prob, flow).block_until_ready()
+    image = jnp.asarray(image, jnp.float32)
+    total = None
+    for margin, size in cfg.scales:
+      kw = dict(margin=float(margin), size=int(size), use_box=cfg.use_box, threshold=cfg.threshold)
+      with t.stage("crop", crop_stage):
+        img_c, flow_c, prob_c, boxes, valid = crop_stage(image, flow, warped, **kw)
+        jax.block_until_ready(prob_c)
+      with t.stage("net", self.net):
+        logits = self.net(img_c, flow_c, prob_c).block_until_ready()
+      self.net_calls += 1
+      with t.stage("paste", paste_stage):
+        full = paste_stage(logits, boxes, valid, height=h, width=w)
+        total = full if total is None else total + full
+        total.block_until_ready()
+    prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,
+                                     threshold=cfg.threshold)
+    return prob, still, area
+
+
+def pad_objects(masks: np.ndarray, bucket: int) -> np.ndarray:
+  """Pads [K,H,W] with empty objects up to [bucket,H,W]."""
+  k = masks.shape[0]
+  if k == bucket:
+    return masks
+  pad = np.zeros((bucket - k,) + masks.shape[1:], masks.dtype)
+  return np.concatenate([masks, pad], axis=0)
