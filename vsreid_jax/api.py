@@ -68,9 +68,10 @@ class Segmenter:
     self.flow_cache_dir = flow_cache_dir
 
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:
-    """`frames`: a frame folder or video path, or an already opened frame sequence."""
+    """`frames`: a frame folder or video path, a [T,H,W,3] uint8 array, or opened frames."""
     if isinstance(frames, (str, os.PathLike)):
       name = name or os.path.splitext(os.path.basename(os.path.normpath(frames)))[0]
+    if isinstance(frames, (str, os.PathLike, np.ndarray)):
       frames = open_frames(frames)
     name = name or "video"
     return VideoState(frames=frames, name=name,

@@ -142,8 +142,28 @@ class VideoFrames(Sequence):
     return self._size
 
 
+class ArrayFrames(Sequence):
+  """Frames already in memory, [T, H, W, 3] uint8 RGB (notebooks, tests, generated clips)."""
+
+  def __init__(self, frames: np.ndarray, names: List[str] = None):
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+      raise ValueError(f"frames must be [T, H, W, 3], got shape {frames.shape}")
+    self._frames = frames
+    self.names = list(names) if names is not None else [f"{i:05d}" for i in range(len(frames))]
+    self.size = frames.shape[1:3]
+
+  def __len__(self):
+    return len(self._frames)
+
+  def __getitem__(self, i):
+    return self._frames[i]
+
+
 def open_frames(path):
-  """A folder of images or a video file, chosen by what `path` is."""
+  """A folder of images or a video file, chosen by what `path` is; arrays are wrapped as they are."""
+  if isinstance(path, np.ndarray):
+    return ArrayFrames(path)
   path = os.fspath(path)
   if os.path.isdir(path):
     return FolderFrames(path)

@@ -29,6 +29,9 @@ class SequenceWriter:
   def __enter__(self):
     os.makedirs(self.out_dir, exist_ok=True)
     self.tmp = tempfile.mkdtemp(prefix=f".{self.sequence}.partial-", dir=self.out_dir)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary folders
     return self
 
   def write(self, frame_name: str, ids: np.ndarray, image: np.ndarray = None):
