@@ -47,6 +47,7 @@ def _add_eval(sub):
   p.add_argument("--davis", required=True, metavar="ROOT", help="DAVIS-layout root with Annotations")
   p.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt (default: val)")
   p.add_argument("--results", required=True, metavar="DIR", help="folder of result sequences")
+  p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set")
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -84,18 +85,23 @@ def _segment_config(args):
   return config
 
 
+def _selected_sequences(ds, args):
+  """The sequences of --set, restricted to --sequences when given."""
+  names = ds.sequences(args.set)
+  if args.sequences:
+    unknown = sorted(set(args.sequences) - set(names))
+    if unknown:
+      raise InputError(f"--sequences: {', '.join(unknown)} not in set {args.set!r} of {ds.root}")
+    names = [n for n in names if n in args.sequences]
+  return names
+
+
 def _jobs(args):
   """(sequence name, frames, first-mask path) for every video to segment."""
   from vsreid_jax.data import DavisDataset, open_frames
   if args.davis:
     ds = DavisDataset(args.davis, args.resolution)
-    names = ds.sequences(args.set)
-    if args.sequences:
-      unknown = sorted(set(args.sequences) - set(names))
-      if unknown:
-        raise InputError(f"--sequences: {', '.join(unknown)} not in set {args.set!r} of {args.davis}")
-      names = [n for n in names if n in args.sequences]
-    for seq in names:
+    for seq in _selected_sequences(ds, args):
       frames = ds.frames(seq)
       yield seq, frames, ds.annotation_path(seq, frames.names[0])
   elif args.demo:
@@ -143,21 +149,23 @@ def cmd_segment(args):
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
         f"{len(jobs)} sequences), peak RSS {peak_rss_mb():.0f} MiB")
   if args.eval and args.davis:
-    _run_eval(args.davis, args.set, args.out, args.resolution, args.no_progress)
+    _run_eval(args, args.out)
 
 
-def _run_eval(root, subset, results, resolution, no_progress):
-  from vsreid_jax.eval.davis import evaluate, format_tables, write_csv
-  result = evaluate(root, subset, results, resolution=resolution, progress=not no_progress)
-  paths = write_csv(result, results, subset)
-  print(format_tables(result, subset))
+def _run_eval(args, results):
+  from vsreid_jax.data import DavisDataset
+  from vsreid_jax.eval.davis import evaluate_sequences, format_tables, write_csv
+  ds = DavisDataset(args.davis, args.resolution)
+  result = evaluate_sequences(ds, _selected_sequences(ds, args), results, progress=not args.no_progress)
+  paths = write_csv(result, results, args.set)
+  print(format_tables(result, args.set))
   print(f"\nwrote {paths[0]} and {paths[1]} ({result.seconds:.1f} s)")
 
 
 def cmd_eval(args):
   if not os.path.isdir(args.results):
     raise InputError(f"{args.results}: results folder not found")
-  _run_eval(args.davis, args.set, args.results, args.resolution, args.no_progress)
+  _run_eval(args, args.results)
 
 
 def cmd_convert(args):

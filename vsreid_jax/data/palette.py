@@ -89,7 +89,7 @@ def read_mask(path) -> np.ndarray:
     raise InputError(f"{path}: has object id {int(arr.max())} > 255; DAVIS masks hold ids 0..255, "
                      "renumber the objects to 1..K")
   arr = arr.astype(np.uint8)
-  n_ids = len(np.unique(arr))
+  n_ids = int(np.count_nonzero(np.bincount(arr.ravel(), minlength=256)))  # much faster than np.unique
   if n_ids > MAX_DISTINCT_IDS:
     raise InputError(
         f"{path}: has {n_ids} distinct values, which looks like an anti-aliased or grey-level image, not "

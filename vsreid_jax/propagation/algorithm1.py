@@ -107,8 +107,10 @@ class Propagator:
         full = paste_stage(logits, boxes, valid, height=h, width=w)
         total = full if total is None else total + full
         total.block_until_ready()
-    prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,
-                                     threshold=cfg.threshold)
+    with t.stage("finish", finish_stage):
+      prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,
+                                       threshold=cfg.threshold)
+      prob.block_until_ready()
     return prob, still, area
 
 
