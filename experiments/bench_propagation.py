@@ -20,7 +20,8 @@ def run(args, preset):
   config = segment_config.get_config()
   config.net = args.net
   config.flow.preset = preset
-  config.propagation.scales = tuple((float(m), int(s)) for m, s in (x.split(":") for x in args.scales.split(",")))
+  if args.scales:
+    config.propagation.scales = segment_config.parse_scales(args.scales)
   seg = Segmenter(config)
   ds = DavisDataset(args.davis, args.resolution)
   frames = ds.frames(args.seq)
@@ -32,7 +33,7 @@ def run(args, preset):
   n = sum(1 for _ in seg.propagate(state))
   wall = time.perf_counter() - t
   compiles = [jit_cache_size(f) - b for f, b in zip(fns, before)]
-  return state.timer, n, wall, compiles, config
+  return state.timer, n, wall, compiles, config, seg
 
 
 def main():
@@ -41,13 +42,13 @@ def main():
   p.add_argument("--seq", default="bear")
   p.add_argument("--resolution", default="480p")
   p.add_argument("--net", default="identity")
-  p.add_argument("--scales", default="0.15:449")
+  p.add_argument("--scales", default=None, help="margin:crop pairs; default: the net's own")
   p.add_argument("--presets", default="ultrafast,medium")
   args = p.parse_args()
   names = ("warp", "crop", "net", "paste", "finish", "merge")
   for preset in args.presets.split(","):
-    timer, n, wall, compiles, config = run(args, preset)
-    print(f"\n== {args.seq}: {n} frames, net={config.net}, flow=dis-{preset}, scales={config.propagation.scales}")
+    timer, n, wall, compiles, config, seg = run(args, preset)
+    print(f"\n== {args.seq}: {n} frames, net={config.net}, flow=dis-{preset}, scales={seg.propagator.config.scales}")
     print(timer.table(n))
     print(f"end to end: {n / wall:.1f} frames/s ({wall:.2f} s wall, compile {timer.seconds['compile']:.2f} s)")
     print("compilations: " + ", ".join(f"{k}={c}" for k, c in zip(names, compiles)))

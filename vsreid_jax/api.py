@@ -21,10 +21,15 @@ from vsreid_jax.data.frames import open_frames
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
+from vsreid_jax.models import weights
+from vsreid_jax.models.propagation import build_model, make_propagation_fn
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
+
+# Crop scales for nets that bring none (identity): the paper's margin and crop size.
+DEFAULT_SCALES = ((0.15, 449),)
 
 
 @dataclasses.dataclass
@@ -44,17 +49,26 @@ def build_flow(config: ml_collections.ConfigDict):
   raise ValueError(f"unknown flow backend {config.flow.backend!r}")
 
 
-def build_net(name: str, flip: bool):
-  """Resolves a net name ("identity", "default") or checkpoint path to a jitted N_mp."""
-  if name in ("identity", "default"):
-    # Until trained weights ship, the default N_mp is the warp-only baseline.
-    return identity_net  # flipping the identity changes nothing
-  raise InputError(f"{name}: unknown propagation net; use 'identity' or 'default'")
+def build_net(name: str, flip: Optional[bool]):
+  """Resolves "identity", "default" (the shipped weights) or a weights file to a jitted N_mp.
+
+  Returns (net fn, the net's own test scales ((margin, crop size),) or None for identity).
+  """
+  if name == "identity":
+    return identity_net, None  # flipping the identity changes nothing
+  path = weights.DEFAULT_WEIGHTS if name == "default" else name
+  config_name, _, variables = weights.load_weights(path)
+  model_cfg = weights.model_config(config_name)
+  fn = make_propagation_fn(build_model(model_cfg.model), variables)
+  if model_cfg.test_flip if flip is None else flip:
+    fn = with_flip_average(fn)
+  return fn, ((float(model_cfg.crop_margin), int(model_cfg.crop_size)),)
 
 
-def propagation_config(config: ml_collections.ConfigDict) -> PropagationConfig:
+def propagation_config(config: ml_collections.ConfigDict, net_scales=None) -> PropagationConfig:
   p = config.propagation
-  return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in p.scales), use_box=p.use_box,
+  scales = p.scales if p.scales is not None else (net_scales or DEFAULT_SCALES)
+  return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in scales), use_box=p.use_box,
                            threshold=p.threshold, lost_ratio=p.lost_ratio)
 
 
@@ -64,7 +78,8 @@ class Segmenter:
   def __init__(self, config: Optional[ml_collections.ConfigDict] = None, flow_cache_dir: Optional[str] = None):
     self.config = config or segment_config.get_config()
     self.flow_backend = build_flow(self.config)
-    self.propagator = Propagator(build_net(self.config.net, self.config.flip), propagation_config(self.config))
+    net, net_scales = build_net(self.config.net, self.config.flip)
+    self.propagator = Propagator(net, propagation_config(self.config, net_scales))
     self.flow_cache_dir = flow_cache_dir
 
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:

@@ -27,7 +27,8 @@ def _add_segment(sub):
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
   p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K)")
   p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-  p.add_argument("--net", default=None, help="propagation net: identity (warp only) or default")
+  p.add_argument("--net", default=None, metavar="NAME|FILE",
+                 help="propagation net: default (shipped weights), identity (warp only) or a weights file")
   p.add_argument("--flow", default=None, choices=["dis-ultrafast", "dis-fast", "dis-medium"],
                  help="optical flow backend (default: dis-medium)")
   p.add_argument("--scales", default=None, metavar="M:S,...",
@@ -76,12 +77,10 @@ def _segment_config(args):
   if args.flow:
     config.flow.preset = args.flow.split("-", 1)[1]
   if args.scales:
-    try:
-      config.propagation.scales = tuple((float(m), int(s)) for m, s in (x.split(":") for x in args.scales.split(",")))
-    except ValueError:
-      raise InputError(f"--scales {args.scales}: expected margin:crop pairs like 0.15:449,0.3:449") from None
+    config.propagation.scales = segment_config.parse_scales(args.scales)
   config.propagation.use_box = not args.no_box
-  config.flip = args.flip
+  if args.flip:
+    config.flip = True
   return config
 
 
@@ -143,8 +142,8 @@ def cmd_segment(args):
     n_frames += len(frames)
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
   wall = time.perf_counter() - start
-  print(f"\nnet={config.net} flow=dis-{config.flow.preset} scales={config.propagation.scales} "
-        f"box={config.propagation.use_box} flip={config.flip}")
+  print(f"\nnet={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
+        f"box={config.propagation.use_box}")
   print(total.table(n_frames))
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
         f"{len(jobs)} sequences), peak RSS {peak_rss_mb():.0f} MiB")

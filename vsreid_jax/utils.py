@@ -7,8 +7,9 @@ import time
 
 
 def jit_cache_size(fn) -> int:
-  """Number of compiled signatures of a `jax.jit` function (0 for plain Python callables)."""
-  size = getattr(fn, "_cache_size", None)
+  """Number of compiled signatures of a `jax.jit` function, or of the jitted function a wrapper
+  exposes as `.jitted` (0 for plain Python callables)."""
+  size = getattr(fn, "_cache_size", None) or getattr(getattr(fn, "jitted", None), "_cache_size", None)
   return size() if size is not None else 0
 
 

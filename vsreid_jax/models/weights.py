@@ -1,0 +1,46 @@
+"""Portable N_mp weights: one msgpack file holding the model config name and the variables.
+
+Training keeps orbax checkpoints (resumable state with optimiser moments); what ships and what
+`vsreid segment --net FILE` reads is this small file of inference variables only.
+"""
+import importlib
+import os
+
+import flax.serialization
+import jax
+import numpy as np
+
+from vsreid_jax.errors import InputError
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "weights",
+                               "propagation_lite_cpu.msgpack")
+
+
+def model_config(name: str):
+  """The ConfigDict of `vsreid_jax/configs/propagation_<name>.py`."""
+  return importlib.import_module(f"vsreid_jax.configs.propagation_{name}").get_config()
+
+
+def save_weights(path, variables, config_name: str, meta: dict = None) -> None:
+  """Writes {config, meta, variables} (float32 numpy leaves) atomically."""
+  payload = {"config": config_name, "meta": dict(meta or {}),
+             "variables": jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), variables)}
+  tmp = os.fspath(path) + ".tmp"
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(tmp, "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(payload))
+  os.replace(tmp, path)
+
+
+def load_weights(path):
+  """Returns (config name, meta dict, variables) from a file written by save_weights."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise InputError(f"{path}: weights file not found")
+  try:
+    with open(path, "rb") as f:
+      payload = flax.serialization.msgpack_restore(f.read())
+    return payload["config"], payload.get("meta", {}), payload["variables"]
+  except (KeyError, ValueError, TypeError) as e:
+    raise InputError(f"{path}: not a vsreid weights file ({e.__class__.__name__}); export one with "
+                     "experiments/train_propagation.py") from None
