@@ -1,0 +1,102 @@
+"""Training N_mp on DAVIS 2016 train: `get_config("lite_cpu")` or `get_config("paper_r101")`.
+
+The model part comes from `propagation_<arg>.py` (model, crop_size, crop_margin, ...); this adds
+the data (roots, held-out split, prior mix), the optimiser, the loop and the initialisation.
+
+  lite_cpu:   sized to train in <= 2 h on 2 CPU cores (about 0.3-0.6 s a step).
+  paper_r101: the original two-stream ResNet-101 OS8 net, 449x449 crops, 2 crops per device,
+              SGD momentum 0.9, lr 1e-3 poly: meant for GPUs/TPUs.
+"""
+import dataclasses
+import importlib
+
+import ml_collections
+
+from vsreid_jax.data.augment import DeformConfig
+
+# Data roots in `data.data_dir` (../shared/data beside the repo) and their resolution folders.
+DATA_ROOTS = (("davis2016-train", "480p"), ("davis2016-train-240p", "240p"))
+# Held out for validation, never trained on (experiments/splits.py re-exports these).
+HELD_OUT = {
+    "davis2016-train": ("dance-jump", "motorbike", "scooter-gray"),
+    "davis2016-train-240p": ("car-turn", "horsejump-low", "soccerball"),
+}
+MODELS = {"lite_cpu": "propagation_lite_cpu", "paper_r101": "propagation_paper_r101"}
+
+
+def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict()
+  d.source = "tfds"  # "tfds": pre-sampled array_record examples; "python": generated on the fly
+  d.data_dir = ""  # folder holding the roots; experiments/train_propagation.py fills ../shared/data
+  d.roots = DATA_ROOTS
+  d.subset = "train"  # ImageSets/2017/<subset>.txt of each root
+  d.held_out = tuple(s for seqs in HELD_OUT.values() for s in seqs)
+  d.crop_size = crop_size
+  d.margin = margin  # box enlargement, as at test time
+  d.margin_jitter = 0.05  # margin drawn from margin +- jitter
+  # Prior mix (warp, deform, skip): the real DIS-warped previous GT, a simulated deformation of
+  # this frame's GT, the GT of 2..max_skip frames back warped over every step.
+  d.prior_probs = (0.5, 0.25, 0.25)
+  d.max_skip = 4
+  d.flow_preset = "medium"  # DIS preset; the same as inference (configs/segment.py)
+  d.deform = ml_collections.ConfigDict(dataclasses.asdict(DeformConfig()))
+  d.seed = 0
+  d.batch_size = 16  # global; 0: batch_per_device x device count
+  d.batch_per_device = 0
+  d.num_train_examples = 20000  # tfds: pre-sampled examples (reused with online colour/flip)
+  d.num_val_examples = 256  # held-out crops with real-warp priors for the cheap IoU validation
+  d.colour_prob = 0.8
+  d.flip_prob = 0.5
+  d.prefetch = 2  # batches made ahead in a thread
+  d.cache_dir = ""  # flows and tfds data; "" is ~/.cache/vsreid_jax
+  return d
+
+
+def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
+  if arg not in MODELS:
+    raise ValueError(f"unknown config {arg!r}; choose one of {', '.join(MODELS)}")
+  config = importlib.import_module(f"vsreid_jax.configs.{MODELS[arg]}").get_config()
+  config.name = arg
+  # References: the crops the net is trained on follow the model's test-time crop and margin.
+  config.data = data_config(config.get_ref("crop_size"), config.get_ref("crop_margin"))
+
+  config.loss = ml_collections.ConfigDict(dict(soft_iou_weight=0.0))
+  o = config.optimizer = ml_collections.ConfigDict()
+  t = config.train = ml_collections.ConfigDict()
+  t.workdir = ""
+  t.seed = 0  # parameter init and dropout
+  t.log_every = 10
+  t.checkpoint_every = 500
+  t.keep_checkpoints = 3
+  t.eval_every = 1000
+  t.plot_every = 100
+  t.max_seconds = 0.0  # > 0: stop (with a checkpoint) after this much wall time, data preparation included
+
+  if arg == "lite_cpu":
+    # Crop and margin follow the model config (the test-time crop). Crop 161 and batch 8, 4000 steps (32k crops) in about 50 min
+    # alone on 2 cores; 8000 pre-sampled examples (~11 min to generate once), each seen ~4x with
+    # new colour/flip.
+    config.data.batch_size = 8
+    config.data.num_train_examples = 8000
+    config.data.num_val_examples = 192
+    o.name, o.schedule = "adamw", "cosine"
+    o.lr, o.warmup_steps, o.end_lr_factor = 1e-3, 200, 0.01
+    o.weight_decay = 1e-4
+    o.grad_clip_norm = 1.0
+    t.steps = 4000
+    t.max_seconds = 2 * 3600.0
+  else:
+    # DeepLab recipe of the original: SGD momentum 0.9, lr 1e-3, poly 0.9, weight decay 5e-4.
+    config.data.batch_size = 0
+    config.data.batch_per_device = 2
+    o.name, o.schedule = "sgd", "poly"
+    o.lr, o.momentum, o.poly_power, o.warmup_steps, o.end_lr_factor = 1e-3, 0.9, 0.9, 0, 0.0
+    o.weight_decay = 5e-4
+    o.grad_clip_norm = 0.0
+    t.steps = 30000
+    t.checkpoint_every = 1000
+    t.eval_every = 2000
+
+  if "init" not in config:
+    config.init = ml_collections.ConfigDict(dict(torch_checkpoint=""))
+  return config

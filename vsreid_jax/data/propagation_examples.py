@@ -1,0 +1,265 @@
+"""Training examples for N_mp, cut with the same crop functions inference uses.
+
+One example is (sequence, frame i >= 1, object id): crops at S x S of frame i's image, the DIS
+flow i -> i-1 (rescaled to crop pixels), a prior probability of the object on frame i, and the
+GT of frame i. The box is that of prior > 0.5 (as in Algorithm 1), enlarged by the margin with
+a random jitter. The prior is, with configurable probabilities:
+  warp:  GT of frame i-1 warped onto frame i by the real DIS flow (what inference sees),
+  deform: a simulated deformation of GT i (MaskTrack-style, `augment.deform_mask`),
+  skip:  GT of frame i-k, k in 2..max_skip, warped over k steps (warp-only drift, harder).
+
+Example `index` is a pure function of (spec, index), so a data position is one integer; the
+tfds builder (`tfds_propagation.py`) materialises indices 0..N-1 of the same function.
+Records store crops compactly (image/prior/target uint8, flow float16); `to_batch` decodes.
+"""
+import concurrent.futures
+import collections
+import functools
+import hashlib
+import json
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vsreid_jax.data import augment
+from vsreid_jax.data.davis import DavisDataset
+from vsreid_jax.errors import InputError
+from vsreid_jax.flow.cache import FlowCache
+from vsreid_jax.flow.dis import DISFlow
+from vsreid_jax.flow.warp import warp
+from vsreid_jax.propagation import crops
+
+PRIOR_KINDS = ("warp", "deform", "skip")
+KEYS = ("image", "flow", "prior", "target")
+# Independent random streams per example index: example sampling and online augmentation.
+_EXAMPLE_STREAM, _AUGMENT_STREAM = 0, 1
+
+
+def default_cache_dir() -> str:
+  return os.path.join(os.path.expanduser("~"), ".cache", "vsreid_jax")
+
+
+def make_spec(roots: Sequence[Tuple[str, str]], sequences: Sequence[Tuple[int, str]], *, crop_size: int,
+              margin: float, margin_jitter: float = 0.0, prior_probs=(1.0, 0.0, 0.0), max_skip: int = 4,
+              flow_preset: str = "medium", seed: int = 0, deform: Optional[dict] = None) -> dict:
+  """Everything that determines the examples, JSON-able (its hash names the tfds config)."""
+  probs = np.asarray(prior_probs, np.float64)
+  if probs.shape != (3,) or (probs < 0).any() or probs.sum() <= 0:
+    raise ValueError(f"prior_probs must be 3 non-negative weights {PRIOR_KINDS}, got {prior_probs}")
+  return dict(roots=[[os.path.abspath(os.fspath(r)), res] for r, res in roots],
+              sequences=[[int(i), s] for i, s in sequences], crop_size=int(crop_size), margin=float(margin),
+              margin_jitter=float(margin_jitter), prior_probs=[float(p) for p in probs / probs.sum()],
+              max_skip=int(max_skip), flow_preset=flow_preset, seed=int(seed),
+              deform=dict(deform or {}))
+
+
+def spec_hash(*specs) -> str:
+  return hashlib.sha1(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def specs_from_config(data, crop_size: int, margin: float) -> Tuple[dict, dict]:
+  """(train spec, held-out validation spec) from a `config.data` ConfigDict.
+
+  Train: every sequence of each root's `train.txt` not in `data.held_out`, the prior mix of
+  `data.prior_probs`. Validation: the held-out sequences, real-warp priors only, no margin jitter.
+  """
+  if not data.data_dir:
+    raise InputError("config.data.data_dir is empty: set it to the folder holding the DAVIS roots "
+                     "(experiments/train_propagation.py defaults it to ../shared/data)")
+  roots, train_seqs, val_seqs = [], [], []
+  for i, (name, resolution) in enumerate(data.roots):
+    path = os.path.join(data.data_dir, name)
+    roots.append((path, resolution))
+    for seq in DavisDataset(path, resolution).sequences(data.subset):
+      (val_seqs if seq in data.held_out else train_seqs).append((i, seq))
+  if not train_seqs:
+    raise InputError(f"no training sequences left in {data.data_dir} after holding out {data.held_out}")
+  common = dict(crop_size=crop_size, margin=margin, max_skip=data.max_skip, flow_preset=data.flow_preset,
+                deform=data.deform.to_dict())
+  train = make_spec(roots, train_seqs, margin_jitter=data.margin_jitter, prior_probs=data.prior_probs,
+                    seed=data.seed, **common)
+  val = make_spec(roots, val_seqs or train_seqs[:1], margin_jitter=0.0, prior_probs=(1.0, 0.0, 0.0),
+                  seed=data.seed + 1, **common)
+  return train, val
+
+
+@functools.partial(jax.jit, static_argnames=("size",))
+def crop_example(image, flow, prior, target, margin, *, size):
+  """Crops like `algorithm1.crop_stage`: the box of prior > 0.5 (of the target when the prior is
+  empty), enlarged by `margin` (a traced scalar, so jitter does not recompile)."""
+  h, w = prior.shape
+  box, valid = crops.mask_box(prior)
+  target_box, _ = crops.mask_box(target)
+  box = crops.enlarge_box(jnp.where(valid, box, target_box), margin, h, w)
+  return (crops.crop_resize(image, box, size), crops.crop_flow(flow, box, size),
+          crops.crop_resize(prior[..., None], box, size), crops.crop_resize(target[..., None], box, size), box)
+
+
+def to_record(image, flow, prior, target) -> Dict[str, np.ndarray]:
+  """Float crops -> the stored form (uint8 image and probabilities, float16 flow)."""
+  q = lambda p: np.round(np.clip(np.asarray(p), 0, 1) * 255).astype(np.uint8)
+  return dict(image=np.round(np.clip(np.asarray(image), 0, 255)).astype(np.uint8),
+              flow=np.asarray(flow).astype(np.float16), prior=q(prior), target=q(target))
+
+
+def to_batch(records: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+  """Stacks records into float32 arrays: image 0..255, flow in crop pixels, prior/target 0..1."""
+  stack = lambda k: np.stack([r[k] for r in records]).astype(np.float32)
+  return dict(image=stack("image"), flow=stack("flow"), prior=stack("prior") / 255.0,
+              target=stack("target") / 255.0)
+
+
+class PropagationExamples:
+  """Example generator over the sequences of a spec (see `make_spec`)."""
+
+  def __init__(self, spec: dict, cache_dir: Optional[str] = None):
+    self.spec = spec
+    self.cache_dir = os.path.join(cache_dir or default_cache_dir(), "flow")
+    self.datasets = [DavisDataset(root, res) for root, res in spec["roots"]]
+    self.sequences = [tuple(s) for s in spec["sequences"]]
+    self.deform = augment.DeformConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in spec["deform"].items()})
+    self.backend = DISFlow(spec["flow_preset"])
+    self._frames = {}
+    # Object ids present per frame, and the (sequence, frame, object) items to sample from.
+    self.ids: List[List[frozenset]] = []
+    self.items = []
+    for s, (r, seq) in enumerate(self.sequences):
+      names = self.frames(s).names
+      ids = [frozenset(int(v) for v in np.unique(self.datasets[r].annotation(seq, n)) if v) for n in names]
+      self.ids.append(ids)
+      self.items += [(s, i, k) for i in range(1, len(names)) for k in sorted(ids[i - 1])]
+    if not self.items:
+      raise InputError(f"no (frame, object) pairs to train on in {[seq for _, seq in self.sequences]}")
+
+  def frames(self, s):
+    if s not in self._frames:
+      r, seq = self.sequences[s]
+      self._frames[s] = self.datasets[r].frames(seq)
+    return self._frames[s]
+
+  def _flow_cache(self, s) -> FlowCache:
+    # A fresh cache object per use: flows come from disk, memory does not grow with the dataset.
+    r, seq = self.sequences[s]
+    ds = self.datasets[r]
+    key = os.path.join(os.path.basename(os.path.normpath(ds.root)), ds.resolution, seq)
+    return FlowCache(self.frames(s), self.backend, self.cache_dir, key=key)
+
+  def precompute_flows(self, progress: bool = True) -> None:
+    """Computes (or finds on disk) every backward flow i -> i-1 once."""
+    import tqdm  # pylint: disable=g-import-not-at-top
+    total = sum(len(self.frames(s)) - 1 for s in range(len(self.sequences)))
+    with tqdm.tqdm(total=total, desc="flow", disable=not progress) as bar:
+      for s in range(len(self.sequences)):
+        cache = self._flow_cache(s)
+        for i in range(1, len(self.frames(s))):
+          cache.get(i, i - 1)
+          bar.update()
+
+  def gt(self, s, i, k) -> np.ndarray:
+    r, seq = self.sequences[s]
+    return (self.datasets[r].annotation(seq, self.frames(s).names[i]) == k).astype(np.float32)
+
+  def warped_prior(self, s, j, i, k):
+    """GT of frame j carried to frame i > j by warping with the flow, one frame at a time."""
+    cache = self._flow_cache(s)
+    prob = jnp.asarray(self.gt(s, j, k))[None]
+    for t in range(j + 1, i + 1):
+      prob = warp(prob, jnp.asarray(cache.get(t, t - 1)))
+    return prob[0], cache.get(i, i - 1)
+
+  def example(self, index: int) -> Dict[str, np.ndarray]:
+    """The record of example `index` plus `kind` (index into PRIOR_KINDS) and `index`."""
+    spec = self.spec
+    rng = np.random.default_rng([spec["seed"], _EXAMPLE_STREAM, index])
+    for _ in range(100):
+      s, i, k = self.items[int(rng.integers(len(self.items)))]
+      kind = int(rng.choice(3, p=spec["prior_probs"]))
+      target = self.gt(s, i, k)
+      if PRIOR_KINDS[kind] == "deform":
+        prior, flow = augment.deform_mask(target, rng, self.deform), self._flow_cache(s).get(i, i - 1)
+      else:
+        j = i - 1
+        if PRIOR_KINDS[kind] == "skip" and i >= 2:
+          j = i - int(rng.integers(2, min(spec["max_skip"], i) + 1))
+          if k not in self.ids[s][j]:
+            j = i - 1
+        kind = PRIOR_KINDS.index("skip" if j < i - 1 else "warp")
+        prior, flow = self.warped_prior(s, j, i, k)
+      if np.asarray(prior).max() <= 0.5 and not target.any():
+        continue  # nothing to crop around; draw again from the same stream
+      margin = max(spec["margin"] + rng.uniform(-1, 1) * spec["margin_jitter"], 0.0)
+      image = jnp.asarray(self.frames(s)[i], jnp.float32)
+      img_c, flow_c, prior_c, target_c, _ = crop_example(image, jnp.asarray(flow), jnp.asarray(prior),
+                                                         jnp.asarray(target), margin, size=spec["crop_size"])
+      record = to_record(img_c, flow_c, prior_c, target_c)
+      record.update(kind=np.int64(kind), index=np.int64(index))
+      return record
+    raise InputError(f"example {index}: no usable (frame, object) pair after 100 draws; are the masks empty?")
+
+
+def augment_record(record: Dict[str, np.ndarray], seed: int, index: int, colour_prob: float,
+                   flip_prob: float) -> Dict[str, np.ndarray]:
+  """Online colour jitter + flip, a pure function of (seed, index)."""
+  rng = np.random.default_rng([seed, _AUGMENT_STREAM, index])
+  return augment.augment_crops({k: record[k] for k in KEYS}, rng, colour_prob, flip_prob)
+
+
+class BatchIterator:
+  """Batches of `get_record(i)` for consecutive example positions, prefetched in a thread.
+
+  `position` (examples consumed so far) is the whole iterator state: batch b holds positions
+  [b * B, (b + 1) * B), each augmented by a function of (seed, position) only, so a restored
+  position continues exactly. `num_records` wraps positions onto a finite record set.
+  """
+
+  def __init__(self, get_record: Callable[[int], dict], batch_size: int, *, seed: int = 0, position: int = 0,
+               num_records: Optional[int] = None, augment_prob=(0.8, 0.5), prefetch: int = 2):
+    self.get_record = get_record
+    self.batch_size = batch_size
+    self.seed = seed
+    self.position = position
+    self.num_records = num_records
+    self.colour_prob, self.flip_prob = augment_prob
+    self.prefetch = prefetch
+    self._pool = concurrent.futures.ThreadPoolExecutor(1) if prefetch > 0 else None
+    self._pending = collections.deque()
+
+  def _make(self, start):
+    records = []
+    for p in range(start, start + self.batch_size):
+      record = self.get_record(p % self.num_records if self.num_records else p)
+      if self.colour_prob > 0 or self.flip_prob > 0:
+        record = augment_record(record, self.seed, p, self.colour_prob, self.flip_prob)
+      records.append(record)
+    return to_batch(records)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> Dict[str, np.ndarray]:
+    if self._pool is None:
+      batch = self._make(self.position)
+    else:
+      # Keep `prefetch` batches in flight, scheduled strictly in position order.
+      next_start = self.position + len(self._pending) * self.batch_size
+      while len(self._pending) < self.prefetch + 1:
+        self._pending.append(self._pool.submit(self._make, next_start))
+        next_start += self.batch_size
+      batch = self._pending.popleft().result()
+    self.position += self.batch_size
+    return batch
+
+  def state(self) -> dict:
+    return {"position": int(self.position)}
+
+  def close(self):
+    if self._pool is not None:
+      for f in self._pending:
+        f.cancel()
+      self._pool.shutdown(wait=True)
+      self._pool = None
+      self._pending.clear()

@@ -1,0 +1,1 @@
+"""Training of N_mp: state and optimiser, data-parallel step, loop, orbax checkpoints, metrics."""

@@ -1,0 +1,217 @@
+"""The N_mp training loop: data, data-parallel steps, orbax checkpoints, CSV/PNG metrics, eval hook.
+
+`train(config, workdir)` runs until `config.train.steps` (or an earlier `stop_at`), saving a
+checkpoint every `checkpoint_every` steps and at the end. `resume=True` restores the latest
+checkpoint (state + data position) and continues exactly: the batches, the dropout randomness and
+hence the parameters and the logged losses are those of an uninterrupted run. Files in workdir:
+  checkpoints/   orbax, the last `keep_checkpoints` (also saved when `train.max_seconds` runs out)
+  metrics.csv    step, loss (mean over the log window), bce, iou, grad_norm, lr, seconds/step, examples/s
+                 (the first step of a process, which compiles, is timed apart from its window)
+  eval.csv       step and whatever the eval function returns
+  metrics.png    the curves (cv2)
+  config.json    the config used
+"""
+import dataclasses
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import jax
+import numpy as np
+import tqdm
+
+from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.errors import InputError
+from vsreid_jax.train import checkpoint as ckpt_lib
+from vsreid_jax.train import metrics as metrics_lib
+from vsreid_jax.train import state as state_lib
+from vsreid_jax.train import step as step_lib
+
+TRAIN_FIELDS = ("step", "loss", "bce", "iou", "grad_norm", "lr", "seconds", "examples_per_s")
+EvalFn = Callable[[state_lib.TrainState, int], Dict[str, float]]
+
+
+def global_batch_size(data, n_devices: int) -> int:
+  size = data.batch_size or data.batch_per_device * n_devices
+  if size <= 0 or size % n_devices:
+    raise ValueError(f"global batch {size} must be a positive multiple of the {n_devices} devices")
+  return size
+
+
+@dataclasses.dataclass
+class Data:
+  """Where batches come from: `get_record(i)` for example i (wrapped at `num_records` if finite),
+  and the fixed held-out validation records."""
+  get_record: Callable[[int], dict]
+  num_records: Optional[int]
+  val_records: List[dict]
+
+
+def make_data(config, progress: bool = True) -> Data:
+  """Train/validation examples from `config.data` via tfds (array_record) or python."""
+  d = config.data
+  cache_dir = d.cache_dir or pe.default_cache_dir()
+  train_spec, val_spec = pe.specs_from_config(d, d.crop_size, d.margin)
+  if d.source == "tfds":
+    from vsreid_jax.data import tfds_propagation  # pylint: disable=g-import-not-at-top
+    sources = tfds_propagation.data_sources(train_spec, val_spec, d.num_train_examples, d.num_val_examples,
+                                            os.path.join(cache_dir, "tfds"), cache_dir)
+    train, val = sources["train"], sources["validation"]
+    return Data(train.__getitem__, len(train), [val[i] for i in range(len(val))])
+  if d.source == "python":
+    train = pe.PropagationExamples(train_spec, cache_dir)
+    val = pe.PropagationExamples(val_spec, cache_dir)
+    train.precompute_flows(progress)
+    val.precompute_flows(progress)
+    return Data(train.example, None, [val.example(i) for i in range(d.num_val_examples)])
+  raise ValueError(f"config.data.source must be 'tfds' or 'python', got {d.source!r}")
+
+
+def iou_eval_fn(records: List[dict], mesh, batch_size: int) -> EvalFn:
+  """Cheap validation: mean per-crop IoU of the net and of its (real-warp) prior on held-out crops.
+
+  Not a substitute for end-to-end J&F over whole videos (errors accumulate), but it tells at once
+  whether the net improves on the prior it was given.
+  """
+  eval_step = step_lib.make_eval_step(mesh)
+  n = len(records)
+  padded = records + records[-1:] * ((-n) % batch_size)  # whole batches; the copies are dropped
+  batches = [pe.to_batch(padded[i:i + batch_size]) for i in range(0, len(padded), batch_size)]
+
+  def fn(state, step):
+    del step
+    out = [jax.device_get(eval_step(state, step_lib.shard_batch(b, mesh))) for b in batches]
+    cat = {k: np.concatenate([o[k] for o in out])[:n] for k in out[0]}
+    return {k: float(v.mean()) for k, v in cat.items()}
+
+  return fn
+
+
+def init_state(config, model, tx, rng):
+  """Random init; then, with `config.init.torch_checkpoint`, each stream's ResNet backbone from a
+  torchvision-layout state_dict (the flow stream starts from the same RGB weights, as in the paper)."""
+  variables = state_lib.init_variables(model, rng, config.data.crop_size)
+  path = config.init.get("torch_checkpoint", "")
+  if path:
+    from vsreid_jax.models import import_torch  # pylint: disable=g-import-not-at-top
+    if not os.path.isfile(path):
+      raise InputError(f"{path}: config.init.torch_checkpoint not found")
+    state_dict = import_torch.load_state_dict(path)
+    for stream in config.model.streams:
+      variables = import_torch.import_resnet(
+          variables, state_dict, prefix=(f"{stream}_stream", "backbone"),
+          extra_channel_init=config.init.get("extra_channel_init", "zeros"), strict=config.init.get("strict", True))
+  return state_lib.create_train_state(model, variables, tx)
+
+
+def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_at: Optional[int] = None,
+          eval_fn: Optional[EvalFn] = None, model=None, data: Optional[Data] = None, devices=None,
+          progress: bool = True):
+  """Trains N_mp; returns {"state", "train_rows", "eval_rows"}.
+
+  stop_at: stop after this global step (the LR schedule still spans config.train.steps), as if
+    killed there; `resume=True` later continues. eval_fn(state, step) -> {name: value} runs every
+    `eval_every` steps and at the end; default `iou_eval_fn` on the held-out records.
+  """
+  t_start = time.perf_counter()  # for train.max_seconds: the whole call, data preparation included
+  t = config.train
+  workdir = os.path.abspath(workdir or t.workdir)
+  if not workdir:
+    raise InputError("no workdir: pass --workdir DIR (or set config.train.workdir)")
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), t.keep_checkpoints)
+  if ckpt.latest_step() is not None and not resume:
+    raise InputError(f"{workdir} already holds checkpoints (step {ckpt.latest_step()}); pass --resume to "
+                     "continue, or use a new workdir")
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+  mesh = step_lib.make_mesh(devices)
+  batch_size = global_batch_size(config.data, mesh.devices.size)
+  if model is None:
+    from vsreid_jax.models.propagation import build_model  # pylint: disable=g-import-not-at-top
+    model = build_model(config.model)
+  tx, schedule = state_lib.make_optimizer(config.optimizer, t.steps)
+  rng = jax.random.key(t.seed)
+  state = init_state(config, model, tx, jax.random.fold_in(rng, 0))
+  state = jax.device_put(state, step_lib.replicated(mesh))
+
+  train_log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS)
+  eval_log = metrics_lib.CsvLog(os.path.join(workdir, "eval.csv"))
+  position = 0
+  if resume and ckpt.latest_step() is not None:
+    state, data_state = ckpt.restore(state)
+    position = data_state["position"]
+  for log in (train_log, eval_log):  # drop what a killed run logged after its checkpoint (all, if none)
+    if os.path.isfile(log.path):
+      log.truncate(int(jax.device_get(state.step)))
+  start = int(jax.device_get(state.step))
+  stop = min(stop_at if stop_at is not None else t.steps, t.steps)
+
+  data = data or make_data(config, progress)
+  if eval_fn is None:
+    eval_fn = iou_eval_fn(data.val_records, mesh, batch_size)
+  batches = pe.BatchIterator(data.get_record, batch_size, seed=config.data.seed, position=position,
+                             num_records=data.num_records,
+                             augment_prob=(config.data.colour_prob, config.data.flip_prob),
+                             prefetch=config.data.prefetch)
+  train_step = step_lib.make_train_step(mesh, jax.random.fold_in(rng, 1),
+                                        soft_iou_weight=config.loss.soft_iou_weight)
+
+  def save(step):
+    if ckpt.latest_step() == step:
+      return
+    # Examples consumed up to `step` (not the iterator's count, which may be a batch ahead).
+    ckpt.save(step, state, dict(position=position + (step - start) * batch_size, step=step))
+
+  window, t_window = [], time.perf_counter()
+  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+  try:
+    for step in range(start + 1, stop + 1):
+      batch = step_lib.shard_batch(next(batches), mesh)
+      state, m = train_step(state, batch)
+      window.append(m)
+      bar.update()
+      if step == start + 1:  # the first step compiles: time it alone, later windows are steady state
+        jax.block_until_ready(m)
+        first_seconds, t_window, timed = time.perf_counter() - t_window, time.perf_counter(), 0
+      else:
+        timed += 1
+      if step % t.log_every == 0 or step == stop:
+        m = jax.device_get(window)
+        dt = (time.perf_counter() - t_window) / timed if timed else first_seconds
+        row = {k: float(np.mean([x[k] for x in m])) for k in m[0]}
+        row.update(step=step, lr=float(schedule(step - 1)), seconds=dt, examples_per_s=batch_size / dt)
+        train_log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", iou=f"{row['iou']:.3f}", s_step=f"{dt:.2f}")
+        window, t_window, timed = [], time.perf_counter(), 0
+      t_pause = time.perf_counter()
+      if step % t.eval_every == 0 or step == stop:
+        row = dict(step=step, **eval_fn(state, step))
+        eval_log.append(row)
+        tqdm.tqdm.write(f"step {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
+      if step % t.checkpoint_every == 0 or step == stop:
+        save(step)
+      if step % t.plot_every == 0 or step == stop:
+        metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
+      t_window += time.perf_counter() - t_pause  # eval, saving and plotting are not step time
+      if t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds and step < stop:
+        save(step)  # out of time: stop here; --resume continues the same schedule
+        metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
+        tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")
+        break
+  except KeyboardInterrupt:
+    try:
+      step = int(jax.device_get(state.step))
+      if step > start and ckpt.latest_step() != step:
+        save(step)
+        ckpt.wait()
+        tqdm.tqdm.write(f"interrupted: saved a checkpoint at step {step}; --resume continues from it")
+    except Exception:  # pylint: disable=broad-except
+      pass  # interrupted inside a step: its donated input is gone; the last checkpoint stands
+    raise
+  finally:
+    bar.close()
+    batches.close()
+    ckpt.close()
+  return dict(state=state, train_rows=train_log.rows(), eval_rows=eval_log.rows())
