@@ -1,0 +1,96 @@
+"""End-to-end validation of N_mp on the held-out sequences: whole videos, official J&F.
+
+Runs `vsreid segment` (Algorithm 1) with each net on every held-out sequence of the training
+roots, in one process (same machine state, flows computed once and cached), evaluates with the
+project's DAVIS evaluator and prints J&F per root and over all held-out objects.
+
+  python experiments/validate_propagation.py --nets identity runs/lite.msgpack --out /tmp/val
+  python experiments/validate_propagation.py --workdir runs/lite --out /tmp/val   # latest checkpoint
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments import splits  # pylint: disable=wrong-import-position
+from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
+from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
+from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT  # pylint: disable=wrong-import-position
+from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
+from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
+from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
+from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
+
+
+def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None):
+  """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds)."""
+  config = segment_config.get_config()
+  config.net = net
+  config.flip = flip
+  if scales:
+    config.propagation.scales = segment_config.parse_scales(scales)
+  seg = Segmenter(config, flow_cache_dir=flow_cache)
+  frames_done, seconds = 0, 0.0
+  for ds, seq in jobs:
+    frames = ds.frames(seq)
+    state = seg.init_state(frames, name=os.path.join(os.path.basename(ds.root), seq))
+    seg.add_mask(state, ds.first_mask(seq))
+    with SequenceWriter(os.path.join(out_dir, os.path.basename(ds.root)), seq) as w:
+      for i, ids in seg.propagate(state):
+        w.write(frames.names[i], ids)
+    frames_done += len(frames)
+    seconds += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow"))
+  return frames_done, seconds
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--nets", nargs="+", default=["identity"], help="identity, default or weights files")
+  ap.add_argument("--workdir", help="also validate the latest checkpoint of this training workdir")
+  ap.add_argument("--step", type=int, default=None, help="with --workdir: this checkpoint step")
+  ap.add_argument("--out", required=True, help="results folder (one sub-folder per net)")
+  ap.add_argument("--flow-cache", default=None, help="flow cache (default OUT/flow)")
+  ap.add_argument("--flip", choices=["on", "off", "net"], default="net")
+  ap.add_argument("--scales", default=None, help="margin:crop pairs (default: each net's own)")
+  ap.add_argument("--data-dir", default=None)
+  args = ap.parse_args(argv)
+  data_dir = args.data_dir or str(splits.shared_data_dir())
+  nets = list(args.nets)
+  if args.workdir:
+    path = os.path.join(args.out, "exported.msgpack")
+    step = export_checkpoint(args.workdir, path, args.step)
+    print(f"exported {args.workdir} step {step} -> {path}")
+    nets.append(path)
+  datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in DATA_ROOTS}
+  jobs = [(datasets[name], seq) for name, _ in DATA_ROOTS for seq in HELD_OUT[name]]
+  flow_cache = args.flow_cache or os.path.join(args.out, "flow")
+  flip = {"on": True, "off": False, "net": None}[args.flip]
+  rows = []
+  for k, net in enumerate(nets):
+    out_dir = os.path.join(args.out, f"net{k}")
+    t = time.perf_counter()
+    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales)
+    wall = time.perf_counter() - t
+    per_root, objects = {}, []
+    for name, _ in DATA_ROOTS:
+      res = evaluate_sequences(datasets[name], list(HELD_OUT[name]), os.path.join(out_dir, name), progress=False)
+      per_root[name] = res.global_["J&F-Mean"]
+      objects += [(j, f) for _, j, f in res.per_object]
+    j_all, f_all = np.mean([o[0] for o in objects]), np.mean([o[1] for o in objects])
+    rows.append((net, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
+    print(f"{net}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s)", flush=True)
+  names = [name for name, _ in DATA_ROOTS]
+  print("\n| net | " + " | ".join(f"J&F {n}" for n in names) + " | J&F all | J | F | frames/s (no flow) |")
+  print("|---" * (len(names) + 5) + "|")
+  for net, per_root, jf, j, f, fps, _ in rows:
+    print(f"| {os.path.basename(net)} | " + " | ".join(f"{per_root[n]:.3f}" for n in names) +
+          f" | {jf:.3f} | {j:.3f} | {f:.3f} | {fps:.1f} |")
+  print(f"\nheld-out: {', '.join(f'{n}: {list(HELD_OUT[n])}' for n in names)}")
+
+
+if __name__ == "__main__":
+  main()
