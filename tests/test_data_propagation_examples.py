@@ -89,15 +89,18 @@ def test_batch_iterator_resumes_at_position(square_root, tmp_path):
   assert resumed.state() == {"position": 6}
 
 
-def test_tfds_records_are_the_python_examples(square_root, tmp_path):
+def test_tfds_records_are_the_python_examples(square_root, tmp_path, monkeypatch):
   pytest.importorskip("tensorflow_datasets")
   from vsreid_jax.data import tfds_propagation  # pylint: disable=g-import-not-at-top
+  # Shards of 2 examples: 5 train examples span 3 splits, read back as one sequence in order.
+  monkeypatch.setattr(tfds_propagation, "SHARD_EXAMPLES", 2)
+  assert [c for _, _, c in tfds_propagation.shard_splits("train", 5)] == [2, 2, 1]
   root, _ = square_root
   train, val = _spec(root, prior_probs=(1, 1, 1)), _spec(root, seed=1)
   sources = tfds_propagation.data_sources(train, val, 5, 2, str(tmp_path / "tfds"), str(tmp_path))
   assert len(sources["train"]) == 5 and len(sources["validation"]) == 2
   ex = pe.PropagationExamples(train, str(tmp_path))
-  for i in (0, 4):
+  for i in (0, 2, 3, 4):
     rec, want = sources["train"][i], ex.example(i)
     for k in want:
       np.testing.assert_array_equal(rec[k], want[k])

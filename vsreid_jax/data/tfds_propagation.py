@@ -10,11 +10,38 @@ Needs `pip install tensorflow-datasets array-record` (see requirements.txt).
 """
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from vsreid_jax.data import propagation_examples as pe
+
+# Examples per split shard. TFDS buffers a split in memory up to 1 GiB and spills beyond that
+# through tf.io.gfile, which needs TensorFlow; shards of 2000 crops (<0.5 GiB at S=193) never spill.
+SHARD_EXAMPLES = 2000
+
+
+def shard_splits(split: str, num_examples: int) -> List[tuple]:
+  """[(split name, first example index, count)] covering examples 0..num_examples-1."""
+  starts = range(0, max(num_examples, 1), SHARD_EXAMPLES)
+  return [(f"{split}_{k:03d}", start, min(SHARD_EXAMPLES, num_examples - start)) for k, start in enumerate(starts)]
+
+
+class ConcatSource:
+  """Random access over several data sources as one sequence (the shards of a split)."""
+
+  def __init__(self, sources):
+    self.sources = list(sources)
+    self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+  def __len__(self):
+    return int(self.offsets[-1])
+
+  def __getitem__(self, i):
+    if not 0 <= i < len(self):
+      raise IndexError(i)
+    k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+    return self.sources[k][i - int(self.offsets[k])]
 
 
 def _tfds():
@@ -64,12 +91,13 @@ def _builder_class():
 
     def _split_generators(self, dl_manager):
       del dl_manager
-      return {split: self._generate_examples(split) for split in self.specs}
+      return {name: self._generate_examples(split, start, count)
+              for split in self.specs for name, start, count in shard_splits(split, self.num_examples[split])}
 
-    def _generate_examples(self, split):
+    def _generate_examples(self, split, start, count):
       examples = pe.PropagationExamples(self.specs[split], self.cache_dir)
       examples.precompute_flows()
-      for i in range(self.num_examples[split]):
+      for i in range(start, start + count):
         yield i, examples.example(i)
 
   return DavisPropagation
@@ -87,4 +115,6 @@ def prepare(train_spec: dict, val_spec: dict, num_train: int, num_val: int, data
 
 def data_sources(train_spec, val_spec, num_train, num_val, data_dir, cache_dir=None):
   """{"train": source, "validation": source}: random-access sequences of decoded numpy records."""
-  return prepare(train_spec, val_spec, num_train, num_val, data_dir, cache_dir).as_data_source()
+  sources = prepare(train_spec, val_spec, num_train, num_val, data_dir, cache_dir).as_data_source()
+  counts = {"train": num_train, "validation": num_val}
+  return {split: ConcatSource(sources[name] for name, _, _ in shard_splits(split, n)) for split, n in counts.items()}
