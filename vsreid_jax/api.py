@@ -3,15 +3,18 @@
     seg = Segmenter()                                  # default config and net
     state = seg.init_state("path/to/frames_or_video")
     seg.add_mask(state, first_frame_ids)               # uint8 [H, W], ids 1..K
+    seg.adapt(state)                                   # optional: config.online_steps > 0
     for frame_index, ids in seg.propagate(state):      # uint8 [H, W] per frame
         ...
 
 The CLI (`vsreid segment`) is a thin shell over this.
 """
 import dataclasses
+import functools
 import os
 from typing import Iterator, Optional, Tuple
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -41,12 +44,42 @@ class VideoState:
   first_prob: Optional[np.ndarray] = None  # [Kb, H, W] float32 one-hot of the first mask
   first_area: Optional[np.ndarray] = None  # [Kb] pixels per object in the first mask
   timer: StageTimer = dataclasses.field(default_factory=StageTimer)
+  variables: Optional[dict] = None  # N_mp variables adapted to this video (Segmenter.adapt), else None
 
 
 def build_flow(config: ml_collections.ConfigDict):
   if config.flow.backend == "dis":
     return DISFlow(config.flow.preset)
   raise ValueError(f"unknown flow backend {config.flow.backend!r}")
+
+
+class SwappableNet:
+  """A learned N_mp whose variables are an argument of its jitted function, so that each video can
+  run its own (online-adapted) variables without recompiling: `net.variables = ...` swaps them.
+
+  Calls like a net fn (image, flow, prob) -> logits; `jitted(variables, image, flow, prob)` is the
+  compiled function (flip-averaged when `flip`), what `utils.jit_cache_size` counts.
+  """
+
+  def __init__(self, model, variables, flip: bool, config_name: str, model_config: ml_collections.ConfigDict):
+    self.model, self.config_name, self.model_config = model, config_name, model_config
+    base = make_propagation_fn(model, variables).jitted
+    if flip:
+      self.jitted = jax.jit(lambda v, image, flow, prob: with_flip_average(functools.partial(base, v))(image, flow, prob))
+    else:
+      self.jitted = base
+    # On the device once (not with every call); uncommitted like the loaded numpy arrays.
+    self.base_variables = jax.device_put(variables)
+    self.variables, self._source = self.base_variables, None
+
+  def use(self, variables: Optional[dict]) -> None:
+    """Runs with `variables` from now on; None: the base (loaded) variables."""
+    if variables is not self._source:  # called every frame: transfer only on a change
+      self._source = variables
+      self.variables = self.base_variables if variables is None else jax.device_put(variables)
+
+  def __call__(self, image, flow, prob):
+    return self.jitted(self.variables, image, flow, prob)
 
 
 def build_net(name: str, flip: Optional[bool]):
@@ -59,9 +92,8 @@ def build_net(name: str, flip: Optional[bool]):
   path = weights.DEFAULT_WEIGHTS if name == "default" else name
   config_name, _, variables = weights.load_weights(path)
   model_cfg = weights.model_config(config_name)
-  fn = make_propagation_fn(build_model(model_cfg.model), variables)
-  if model_cfg.test_flip if flip is None else flip:
-    fn = with_flip_average(fn)
+  fn = SwappableNet(build_model(model_cfg.model), variables, model_cfg.test_flip if flip is None else flip,
+                    config_name, model_cfg)
   return fn, ((float(model_cfg.crop_margin), int(model_cfg.crop_size)),)
 
 
@@ -81,6 +113,50 @@ class Segmenter:
     net, net_scales = build_net(self.config.net, self.config.flip)
     self.propagator = Propagator(net, propagation_config(self.config, net_scales))
     self.flow_cache_dir = flow_cache_dir
+    self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
+
+  @property
+  def can_adapt(self) -> bool:
+    """Whether the net has weights to adapt online (not the identity)."""
+    return isinstance(self.propagator.net, SwappableNet)
+
+  def adapt(self, state: VideoState, progress: bool = False) -> Optional[dict]:
+    """Online adaptation: fine-tunes a copy of the net on synthetic pairs made from the first frame
+    and its masks (`train/online.py`) for `config.online_steps` steps; the video then propagates
+    with the adapted variables (the base weights are untouched). Returns the adaptation info
+    (loss per step, seconds), or None when off (0 steps) or the net has no weights (identity).
+    """
+    steps = int(self.config.get("online_steps", 0))
+    if steps <= 0 or not self.can_adapt:
+      return None
+    if state.object_ids is None:
+      raise ValueError("call add_mask(state, mask) before adapt(state)")
+    from vsreid_jax.configs import online as online_config  # pylint: disable=g-import-not-at-top
+    from vsreid_jax.train import online  # pylint: disable=g-import-not-at-top
+    net = self.propagator.net
+    name = self.config.get("online_config", "") or (
+        net.config_name if net.config_name in online_config.CONFIGS else "lite_cpu")
+    cfg = online_config.get_config(name)
+    cfg.steps = steps
+    cfg.seed = int(self.config.get("online_seed", cfg.seed))
+    # The net's own crop and margin (what it was trained on); the compiled step is shared.
+    self.adapter = online.cached_adapter(net.model, cfg, int(net.model_config.crop_size),
+                                         float(net.model_config.crop_margin), net.model_config.to_json())
+    k = len(state.object_ids)
+    state.variables, info = self.adapter.adapt(net.base_variables, state.frames[0], state.first_prob[:k],
+                                               progress=progress, desc=f"{state.name} adapt")
+    if info["compile_seconds"]:
+      state.timer.add("compile", info["compile_seconds"])
+    state.timer.add("adapt", info["seconds"])
+    return info
+
+  def save_adapted(self, state: VideoState, path) -> None:
+    """Writes the video's adapted variables as a weights file (`models.weights.save_weights`)."""
+    if state.variables is None:
+      raise ValueError("no adapted variables: run adapt(state) with config.online_steps > 0")
+    weights.save_weights(path, state.variables, self.propagator.net.config_name,
+                         meta={"sequence": state.name, "online_steps": int(self.config.online_steps),
+                               "base": self.config.net})
 
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:
     """`frames`: a frame folder or video path, a [T,H,W,3] uint8 array, or opened frames."""
@@ -126,6 +202,8 @@ class Segmenter:
       before = state.flows.seconds
       flow = state.flows.get(i, i - 1)
       state.timer.add("flow", state.flows.seconds - before)
+      if isinstance(prop.net, SwappableNet):
+        prop.net.use(state.variables)  # this video's adapted variables, or the base ones
       prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
       with state.timer.stage("merge", merge_probs):
         ids = merge_to_ids(prob, state.object_ids)

@@ -35,6 +35,11 @@ def _add_segment(sub):
                  help="test scales as margin:crop pairs, e.g. 0.15:449,0.3:449 (averaged)")
   p.add_argument("--no-box", action="store_true", help="run N_mp on the whole frame (no bbox crop)")
   p.add_argument("--flip", action="store_true", help="average with horizontally flipped crops")
+  p.add_argument("--online-steps", type=int, default=None, metavar="N",
+                 help="fine-tune the net on each video's first frame for N steps before propagating "
+                 "(0: off; default from the config: 0)")
+  p.add_argument("--save-adapted", metavar="DIR", help="with --online-steps: write each video's adapted "
+                 "weights to DIR/<sequence>.msgpack")
   p.add_argument("--flow-cache", metavar="DIR", help="keep computed flow fields here (.npy) for reuse")
   p.add_argument("--overlay", action="store_true", help="also write OUT/<sequence>_overlay.mp4")
   p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
@@ -81,6 +86,12 @@ def _segment_config(args):
   config.propagation.use_box = not args.no_box
   if args.flip:
     config.flip = True
+  if args.online_steps is not None:
+    if args.online_steps < 0:
+      raise InputError(f"--online-steps {args.online_steps}: must be 0 (off) or a positive number of steps")
+    config.online_steps = args.online_steps
+  if args.save_adapted and config.online_steps <= 0:
+    raise InputError(f"--save-adapted {args.save_adapted}: nothing to save without --online-steps N (N > 0)")
   return config
 
 
@@ -130,9 +141,17 @@ def cmd_segment(args):
   total = StageTimer()
   n_frames = 0
   start = time.perf_counter()
+  if config.online_steps > 0 and not seg.can_adapt:
+    print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
   for seq, frames, mask_path in jobs:
     state = seg.init_state(frames, name=seq)
     seg.add_mask(state, read_mask(mask_path), source=mask_path)
+    info = seg.adapt(state, progress=not args.no_progress)
+    if info is not None:
+      print(f"{seq}: adapted {info['steps']} steps in {info['seconds']:.1f} s "
+            f"(+{info['compile_seconds']:.1f} s compile), loss {info['loss'][0]:.4f} -> {info['loss'][-1]:.4f}")
+      if args.save_adapted:
+        seg.save_adapted(state, os.path.join(args.save_adapted, f"{seq}.msgpack"))
     with SequenceWriter(args.out, seq, overlay_fps=24.0 if args.overlay else 0.0) as writer:
       bar = tqdm(seg.propagate(state), total=len(frames), desc=seq, unit="frame", disable=args.no_progress,
                  leave=False)
@@ -143,7 +162,7 @@ def cmd_segment(args):
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
   wall = time.perf_counter() - start
   print(f"\nnet={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
-        f"box={config.propagation.use_box}")
+        f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
   print(total.table(n_frames))
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
         f"{len(jobs)} sequences), peak RSS {peak_rss_mb():.0f} MiB")

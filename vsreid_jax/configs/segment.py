@@ -19,6 +19,12 @@ def get_config():
   c.propagation.use_box = True
   c.propagation.threshold = 0.5
   c.propagation.lost_ratio = 0.1
+  # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
+  # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
+  # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).
+  c.online_steps = 0
+  c.online_config = ""  # configs/online.py arg; "": the net's config name if it has one, else lite_cpu
+  c.online_seed = 0
   return c
 
 
