@@ -26,10 +26,11 @@ from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-im
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
 
 
-def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None):
+def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=False):
   """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds)."""
   config = segment_config.get_config()
   config.net = net
+  config.propagation.binarize_prior = binarize
   config.flip = flip
   if scales:
     config.propagation.scales = segment_config.parse_scales(scales)
@@ -56,6 +57,7 @@ def main(argv=None):
   ap.add_argument("--flow-cache", default=None, help="flow cache (default OUT/flow)")
   ap.add_argument("--flip", choices=["on", "off", "net"], default="net")
   ap.add_argument("--scales", default=None, help="margin:crop pairs (default: each net's own)")
+  ap.add_argument("--binarize-prior", action="store_true", help="warp the thresholded previous mask")
   ap.add_argument("--data-dir", default=None)
   args = ap.parse_args(argv)
   data_dir = args.data_dir or str(splits.shared_data_dir())
@@ -73,7 +75,7 @@ def main(argv=None):
   for k, net in enumerate(nets):
     out_dir = os.path.join(args.out, f"net{k}")
     t = time.perf_counter()
-    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales)
+    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, args.binarize_prior)
     wall = time.perf_counter() - t
     per_root, objects = {}, []
     for name, _ in DATA_ROOTS:

@@ -114,3 +114,20 @@ def test_compilations_bounded_by_shape_buckets():
   assert 0 < first <= 9, first
   run(seed=6, n_objects=2)  # other objects, other motion, same frame size and bucket
   assert sum(jit_cache_size(f) for f in fns) - before == first
+
+
+def test_binarize_prior_warps_the_thresholded_mask():
+  h, w = 24, 32
+  prev = np.zeros((1, h, w), np.float32)
+  prev[0, 5:15, 8:20] = 0.6  # confident enough to be the object, but soft
+  prev[0, 0:3, 0:3] = 0.4  # below the threshold: not the object
+  flow = np.zeros((h, w, 2), np.float32)
+  outs = {}
+  for binarize in (False, True):
+    prop = Propagator(identity_net, PropagationConfig(scales=((0.15, 65),), binarize_prior=binarize))
+    prob, _, _ = prop.step(jnp.asarray(prev), np.zeros((h, w, 3), np.uint8), flow, jnp.array([True]),
+                           jnp.array([120.0]))
+    outs[binarize] = np.asarray(prob)[0]
+  np.testing.assert_allclose(outs[False][10, 14], 0.6, atol=1e-3)
+  np.testing.assert_allclose(outs[True][10, 14], 1.0, atol=1e-3)
+  assert outs[True][1, 1] == 0.0

@@ -101,7 +101,8 @@ def propagation_config(config: ml_collections.ConfigDict, net_scales=None) -> Pr
   p = config.propagation
   scales = p.scales if p.scales is not None else (net_scales or DEFAULT_SCALES)
   return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in scales), use_box=p.use_box,
-                           threshold=p.threshold, lost_ratio=p.lost_ratio)
+                           threshold=p.threshold, lost_ratio=p.lost_ratio,
+                           binarize_prior=bool(p.get("binarize_prior", False)))
 
 
 class Segmenter:

@@ -26,6 +26,9 @@ class PropagationConfig:
   use_box: bool = True  # False: the whole frame is the "box" (the paper's baseline without bbox crop)
   threshold: float = 0.5  # P > threshold is the object
   lost_ratio: float = 0.1  # area below lost_ratio * first-frame area: the object is lost
+  # Warp the thresholded previous mask instead of its probabilities: learned nets are trained on
+  # warped binary ground truth, and feeding them their own soft output compounds small biases.
+  binarize_prior: bool = False
   object_buckets: Tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)
 
 
@@ -35,6 +38,11 @@ def object_bucket(k: int, buckets: Sequence[int]) -> int:
     if b >= k:
       return b
   raise ValueError(f"{k} objects exceed the largest bucket {buckets[-1]}")
+
+
+@functools.partial(jax.jit, static_argnames=("threshold",))
+def binarize(prob, threshold):
+  return (prob > threshold).astype(prob.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("margin", "size", "use_box", "threshold"))
@@ -91,6 +99,8 @@ class Propagator:
     cfg = self.config
     h, w = prev_prob.shape[1:]
     t = timer or self.timer
+    if cfg.binarize_prior:
+      prev_prob = binarize(prev_prob, cfg.threshold)
     with t.stage("warp", warp):
       warped = warp(prev_prob, flow).block_until_ready()
     image = jnp.asarray(image, jnp.float32)
