@@ -26,7 +26,7 @@ from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-im
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
 
 
-def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=False):
+def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=None):
   """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds)."""
   config = segment_config.get_config()
   config.net = net
@@ -57,7 +57,8 @@ def main(argv=None):
   ap.add_argument("--flow-cache", default=None, help="flow cache (default OUT/flow)")
   ap.add_argument("--flip", choices=["on", "off", "net"], default="net")
   ap.add_argument("--scales", default=None, help="margin:crop pairs (default: each net's own)")
-  ap.add_argument("--binarize-prior", action="store_true", help="warp the thresholded previous mask")
+  ap.add_argument("--binarize-prior", choices=["on", "off", "net"], default="net",
+                  help="warp the thresholded previous mask (default: as the net's config says)")
   ap.add_argument("--data-dir", default=None)
   args = ap.parse_args(argv)
   data_dir = args.data_dir or str(splits.shared_data_dir())
@@ -75,7 +76,8 @@ def main(argv=None):
   for k, net in enumerate(nets):
     out_dir = os.path.join(args.out, f"net{k}")
     t = time.perf_counter()
-    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, args.binarize_prior)
+    binarize = {"on": True, "off": False, "net": None}[args.binarize_prior]
+    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize)
     wall = time.perf_counter() - t
     per_root, objects = {}, []
     for name, _ in DATA_ROOTS:

@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from vsreid_jax.api import build_net
+from vsreid_jax.api import build_net, propagation_config
+from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.errors import InputError
 from vsreid_jax.models import weights
 from vsreid_jax.models.propagation import build_model, dummy_inputs, numpy_init
@@ -32,8 +33,9 @@ def test_round_trip(lite_weights):
 
 def test_build_net_from_file_uses_the_nets_crop_and_matches_the_model(lite_weights):
   path, model, variables, cfg = lite_weights
-  net, scales = build_net(str(path), flip=False)
-  assert scales == ((cfg.crop_margin, cfg.crop_size),)
+  net, model_cfg = build_net(str(path), flip=False)
+  prop = propagation_config(segment_config.get_config(), model_cfg)
+  assert prop.scales == ((cfg.crop_margin, cfg.crop_size),) and prop.binarize_prior == cfg.test_binarize_prior
   rng = np.random.default_rng(0)
   s = cfg.crop_size
   image = rng.uniform(0, 255, (1, s, s, 3)).astype(np.float32)

@@ -85,7 +85,8 @@ class SwappableNet:
 def build_net(name: str, flip: Optional[bool]):
   """Resolves "identity", "default" (the shipped weights) or a weights file to a jitted N_mp.
 
-  Returns (net fn, the net's own test scales ((margin, crop size),) or None for identity).
+  Returns (net fn, the net's model ConfigDict, None for identity): its crop size, margin and
+  test-time settings are the defaults of propagation.
   """
   if name == "identity":
     return identity_net, None  # flipping the identity changes nothing
@@ -94,15 +95,23 @@ def build_net(name: str, flip: Optional[bool]):
   model_cfg = weights.model_config(config_name)
   fn = SwappableNet(build_model(model_cfg.model), variables, model_cfg.test_flip if flip is None else flip,
                     config_name, model_cfg)
-  return fn, ((float(model_cfg.crop_margin), int(model_cfg.crop_size)),)
+  return fn, model_cfg
 
 
-def propagation_config(config: ml_collections.ConfigDict, net_scales=None) -> PropagationConfig:
+def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> PropagationConfig:
+  """Algorithm 1 settings: the segment config's, where it leaves them None the net's own."""
   p = config.propagation
-  scales = p.scales if p.scales is not None else (net_scales or DEFAULT_SCALES)
+  if p.scales is not None:
+    scales = p.scales
+  elif model_cfg is not None:
+    scales = ((model_cfg.crop_margin, model_cfg.crop_size),)
+  else:
+    scales = DEFAULT_SCALES
+  binarize = p.binarize_prior
+  if binarize is None:
+    binarize = bool(model_cfg.get("test_binarize_prior", False)) if model_cfg is not None else False
   return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in scales), use_box=p.use_box,
-                           threshold=p.threshold, lost_ratio=p.lost_ratio,
-                           binarize_prior=bool(p.get("binarize_prior", False)))
+                           threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize))
 
 
 class Segmenter:
@@ -111,8 +120,8 @@ class Segmenter:
   def __init__(self, config: Optional[ml_collections.ConfigDict] = None, flow_cache_dir: Optional[str] = None):
     self.config = config or segment_config.get_config()
     self.flow_backend = build_flow(self.config)
-    net, net_scales = build_net(self.config.net, self.config.flip)
-    self.propagator = Propagator(net, propagation_config(self.config, net_scales))
+    net, model_cfg = build_net(self.config.net, self.config.flip)
+    self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
     self.flow_cache_dir = flow_cache_dir
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
 

@@ -24,6 +24,9 @@ def get_config():
   config.crop_margin = 0.15  # box enlarged by 15% of its size on each side
   config.test_scales = (1.0,)
   config.test_flip = True  # average with the flipped crop (flow x negated)
+  # Trained on warped binary ground truth: at test, warp the thresholded previous mask. Fed its own
+  # soft output instead, the net's small per-frame shrink compounded (held-out J&F 0.16 vs 0.31).
+  config.test_binarize_prior = True
 
   m = config.model = ml_collections.ConfigDict()
   m.streams = ("rgb", "flow")

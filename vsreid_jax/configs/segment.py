@@ -19,7 +19,8 @@ def get_config():
   c.propagation.use_box = True
   c.propagation.threshold = 0.5
   c.propagation.lost_ratio = 0.1
-  c.propagation.binarize_prior = False  # warp the thresholded previous mask (see algorithm1.py)
+  # Warp the thresholded previous mask (see algorithm1.py); None: as the net's config says.
+  c.propagation.binarize_prior = None
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).

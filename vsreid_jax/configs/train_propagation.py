@@ -8,9 +8,10 @@ the data (roots, held-out split, prior mix), the optimiser, the loop and the ini
               SGD momentum 0.9, lr 1e-3 poly: meant for GPUs/TPUs.
 """
 import dataclasses
-import importlib
 
 import ml_collections
+
+from vsreid_jax import configs
 
 from vsreid_jax.data.augment import DeformConfig
 
@@ -21,7 +22,7 @@ HELD_OUT = {
     "davis2016-train": ("dance-jump", "motorbike", "scooter-gray"),
     "davis2016-train-240p": ("car-turn", "horsejump-low", "soccerball"),
 }
-MODELS = {"lite_cpu": "propagation_lite_cpu", "paper_r101": "propagation_paper_r101"}
+MODELS = configs.PROPAGATION_CONFIGS  # model configs by short name
 
 
 def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
@@ -55,7 +56,7 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
 def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
   if arg not in MODELS:
     raise ValueError(f"unknown config {arg!r}; choose one of {', '.join(MODELS)}")
-  config = importlib.import_module(f"vsreid_jax.configs.{MODELS[arg]}").get_config()
+  config = configs.get_propagation_config(arg)
   config.name = arg
   # References: the crops the net is trained on follow the model's test-time crop and margin.
   config.data = data_config(config.get_ref("crop_size"), config.get_ref("crop_margin"))

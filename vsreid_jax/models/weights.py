@@ -3,13 +3,13 @@
 Training keeps orbax checkpoints (resumable state with optimiser moments); what ships and what
 `vsreid segment --net FILE` reads is this small file of inference variables only.
 """
-import importlib
 import os
 
 import flax.serialization
 import jax
 import numpy as np
 
+from vsreid_jax import configs
 from vsreid_jax.errors import InputError
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "weights",
@@ -17,8 +17,11 @@ DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 def model_config(name: str):
-  """The ConfigDict of `vsreid_jax/configs/propagation_<name>.py`."""
-  return importlib.import_module(f"vsreid_jax.configs.propagation_{name}").get_config()
+  """The propagation ConfigDict a weights file names (`configs.get_propagation_config`)."""
+  try:
+    return configs.get_propagation_config(name)
+  except KeyError as e:
+    raise InputError(f"weights name the unknown model config {name!r}: {e}") from None
 
 
 def save_weights(path, variables, config_name: str, meta: dict = None) -> None:
