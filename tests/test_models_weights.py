@@ -51,3 +51,13 @@ def test_bad_weights_files(tmp_path):
   (tmp_path / "bad.msgpack").write_bytes(b"\x81\xa1x\x01")  # a msgpack map without our keys
   with pytest.raises(InputError, match=r"bad\.msgpack: not a vsreid weights file"):
     weights.load_weights(tmp_path / "bad.msgpack")
+
+
+def test_float16_file_loads_as_float32_within_half_precision(lite_weights, tmp_path):
+  path, _, variables, _ = lite_weights
+  weights.save_weights(tmp_path / "h.msgpack", variables, "lite_cpu", dtype=np.float16)
+  _, _, loaded = weights.load_weights(tmp_path / "h.msgpack")
+  for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(loaded)):
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(b, np.asarray(a), rtol=1e-3, atol=1e-4)
+  assert (tmp_path / "h.msgpack").stat().st_size < 0.6 * path.stat().st_size

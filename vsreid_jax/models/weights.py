@@ -24,10 +24,10 @@ def model_config(name: str):
     raise InputError(f"weights name the unknown model config {name!r}: {e}") from None
 
 
-def save_weights(path, variables, config_name: str, meta: dict = None) -> None:
-  """Writes {config, meta, variables} (float32 numpy leaves) atomically."""
+def save_weights(path, variables, config_name: str, meta: dict = None, dtype=np.float32) -> None:
+  """Writes {config, meta, variables} atomically; `dtype=np.float16` halves a shipped file."""
   payload = {"config": config_name, "meta": dict(meta or {}),
-             "variables": jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), variables)}
+             "variables": jax.tree_util.tree_map(lambda x: np.asarray(x, dtype), variables)}
   tmp = os.fspath(path) + ".tmp"
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(tmp, "wb") as f:
@@ -43,7 +43,8 @@ def load_weights(path):
   try:
     with open(path, "rb") as f:
       payload = flax.serialization.msgpack_restore(f.read())
-    return payload["config"], payload.get("meta", {}), payload["variables"]
+    variables = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), payload["variables"])
+    return payload["config"], payload.get("meta", {}), variables
   except (KeyError, ValueError, TypeError) as e:
     raise InputError(f"{path}: not a vsreid weights file ({e.__class__.__name__}); export one with "
                      "experiments/train_propagation.py") from None

@@ -3,15 +3,16 @@ import json
 import os
 from typing import Optional
 
+import numpy as np
 import orbax.checkpoint as ocp
 
 from vsreid_jax.errors import InputError
 from vsreid_jax.models.weights import save_weights
 
 
-def export_checkpoint(workdir, out_path, step: Optional[int] = None) -> int:
+def export_checkpoint(workdir, out_path, step: Optional[int] = None, dtype=np.float32) -> int:
   """Writes params + batch_stats of checkpoint `step` (default: latest) of `workdir` as a
-  `models.weights` file; returns the step exported."""
+  `models.weights` file (float16 for the shipped default); returns the step exported."""
   workdir = os.path.abspath(os.fspath(workdir))
   config_path = os.path.join(workdir, "config.json")
   if not os.path.isfile(config_path):
@@ -27,5 +28,5 @@ def export_checkpoint(workdir, out_path, step: Optional[int] = None) -> int:
     raise InputError(f"{ckpt_dir}: no checkpoint at step {step}; have {steps}")
   state = ocp.StandardCheckpointer().restore(os.path.join(ckpt_dir, str(step), "state"))
   variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-  save_weights(out_path, variables, name, meta={"step": step})
+  save_weights(out_path, variables, name, meta={"step": step}, dtype=dtype)
   return step
