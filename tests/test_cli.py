@@ -41,7 +41,8 @@ def test_segment_davis_root_writes_palette_pngs(shapes_root, tmp_path, capsys):
 def test_segment_frame_folder_with_mask(shapes_root, tmp_path):
   frames = os.path.join(shapes_root, "JPEGImages", "480p", "one-object")
   mask = os.path.join(shapes_root, "Annotations", "480p", "one-object", "00000.png")
-  assert cli.main(["segment", "--video", frames, "--mask", mask, "--out", str(tmp_path), "--no-progress"]) == 0
+  assert cli.main(["segment", "--video", frames, "--mask", mask, "--out", str(tmp_path), "--no-progress",
+                   "--net", "identity"]) == 0
   assert len(os.listdir(tmp_path / "one-object")) == 8
 
 
@@ -56,7 +57,7 @@ def test_bad_first_mask_gives_one_line_error(shapes_root, tmp_path, capsys, prob
   elif problem == "rgb":
     from PIL import Image
     Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(mask)
-  args = ["segment", "--video", frames, "--out", str(tmp_path / "o"), "--no-progress"]
+  args = ["segment", "--video", frames, "--out", str(tmp_path / "o"), "--no-progress", "--net", "identity"]
   if problem != "no-mask":
     args += ["--mask", str(mask)]
   assert cli.main(args) == 2

@@ -12,8 +12,14 @@ from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.utils import jit_cache_size
 
 
-def _run(frames, first, **overrides):
+def _identity_config():
   config = segment_config.get_config()
+  config.net = "identity"  # these tests are about Algorithm 1's geometry, not a learned net
+  return config
+
+
+def _run(frames, first, **overrides):
+  config = _identity_config()
   for k, v in overrides.items():
     setattr(config.propagation, k, v)
   seg = Segmenter(config)
@@ -34,7 +40,7 @@ def test_object_bucket():
 
 def test_warp_only_propagation_tracks_moving_objects():
   frames, masks = synthetic.moving_shapes(n_frames=10, height=96, width=128, n_objects=2, seed=0, grow=1.0)
-  seg = Segmenter()
+  seg = Segmenter(_identity_config())
   state = seg.init_state(frames, name="clip")
   seg.add_mask(state, masks[0])
   out = np.stack([ids for _, ids in seg.propagate(state)])
@@ -93,7 +99,7 @@ def test_flip_average_of_symmetric_net_is_identity_and_flow_x_is_negated():
 def test_compilations_bounded_by_shape_buckets():
   """A 10-frame clip with moving, growing objects compiles each stage once per shape bucket, and a
   second clip of the same frame size and bucket compiles nothing new."""
-  config = segment_config.get_config()
+  config = _identity_config()
   config.propagation.scales = ((0.15, 81), (0.3, 49))  # two crop sizes: two buckets per crop stage
   seg = Segmenter(config)
   fns = seg.propagator.jitted

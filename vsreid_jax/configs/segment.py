@@ -7,7 +7,7 @@ from vsreid_jax.errors import InputError
 def get_config():
   c = ml_collections.ConfigDict()
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
-  c.net = "identity"
+  c.net = "default"
   c.flip = None  # flip test-time averaging (flow x negated); None: as the net's config says
   c.flow = ml_collections.ConfigDict()
   c.flow.backend = "dis"
