@@ -7,38 +7,23 @@
 The function `main(argv)` is what the CLI calls.
 """
 import argparse
-import ast
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import splits  # pylint: disable=g-import-not-at-top,wrong-import-position
+from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import train_propagation  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
 from vsreid_jax.train import loop  # pylint: disable=wrong-import-position
-
-
-def _override(config, assignment: str):
-  key, _, value = assignment.partition("=")
-  if not _:
-    raise InputError(f"--set {assignment}: expected KEY=VALUE, e.g. optimizer.lr=3e-4")
-  try:
-    value = ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    pass  # a plain string
-  *path, last = key.split(".")
-  node = config
-  for p in path:
-    node = node[p]
-  node[last] = value
 
 
 def build_config(name: str, sets=(), data_dir=None):
   config = train_propagation.get_config(name)
   config.data.data_dir = str(data_dir or splits.shared_data_dir())
   for s in sets:
-    _override(config, s)
+    configs.override(config, s)
   return config
 
 

@@ -15,7 +15,6 @@ Loss: RAFT's sequence loss, sum_i gamma^(N-1-i) * mean endpoint error of iterati
 valid pixels (gamma 0.8); train.loss="l1" gives torchvision's reference (mean |flow - gt|).
 """
 import argparse
-import ast
 import concurrent.futures
 import functools
 import json
@@ -31,6 +30,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import raft_small  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
 from vsreid_jax.flow import raft, synthetic_flow  # pylint: disable=wrong-import-position
@@ -213,21 +213,6 @@ def load_variables(config, workdir):
   return variables, int(data_state["step"])
 
 
-def _override(config, assignment: str):
-  key, sep, value = assignment.partition("=")
-  if not sep:
-    raise InputError(f"--set {assignment}: expected KEY=VALUE, e.g. train.batch_size=2")
-  try:
-    value = ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    pass  # a plain string
-  *path, last = key.split(".")
-  node = config
-  for p in path:
-    node = node[p]
-  node[last] = value
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--workdir", required=True)
@@ -240,7 +225,7 @@ def main(argv=None):
   try:
     config = raft_small.get_config()
     for s in args.set:
-      _override(config, s)
+      configs.override(config, s)
     out = train(config, args.workdir, resume=args.resume, stop_at=args.steps, davis_root=args.davis,
                 progress=not args.quiet)
   except InputError as e:
