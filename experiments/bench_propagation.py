@@ -45,7 +45,7 @@ def main():
   p.add_argument("--scales", default=None, help="margin:crop pairs; default: the net's own")
   p.add_argument("--presets", default="ultrafast,medium")
   args = p.parse_args()
-  names = ("warp", "crop", "net", "paste", "finish", "merge")
+  names = ("binarize", "warp", "crop", "net", "paste", "finish", "merge")
   for preset in args.presets.split(","):
     timer, n, wall, compiles, config, seg = run(args, preset)
     print(f"\n== {args.seq}: {n} frames, net={config.net}, flow=dis-{preset}, scales={seg.propagator.config.scales}")

@@ -91,7 +91,7 @@ class Propagator:
   @property
   def jitted(self):
     """The compiled functions whose compilations the solver must keep bounded."""
-    return (warp, crop_stage, self.net, paste_stage, finish_stage)
+    return (binarize, warp, crop_stage, self.net, paste_stage, finish_stage)
 
   def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None):
     """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the
@@ -99,9 +99,9 @@ class Propagator:
     cfg = self.config
     h, w = prev_prob.shape[1:]
     t = timer or self.timer
-    if cfg.binarize_prior:
-      prev_prob = binarize(prev_prob, cfg.threshold)
-    with t.stage("warp", warp):
+    with t.stage("warp", warp, binarize):
+      if cfg.binarize_prior:
+        prev_prob = binarize(prev_prob, cfg.threshold)
       warped = warp(prev_prob, flow).block_until_ready()
     image = jnp.asarray(image, jnp.float32)
     total = None
