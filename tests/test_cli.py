@@ -16,7 +16,7 @@ def test_help_and_version(capsys):
   with pytest.raises(SystemExit) as e:
     cli.main(["--version"])
   assert e.value.code == 0 and "vsreid-jax" in capsys.readouterr().out
-  for cmd in ("segment", "eval", "convert-mask"):
+  for cmd in ("segment", "eval", "train", "convert-mask"):
     with pytest.raises(SystemExit):
       cli.main([cmd, "--help"])
     assert "usage: vsreid " + cmd in capsys.readouterr().out
@@ -85,3 +85,9 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                          "--out", str(tmp_path / "o")], capture_output=True, text=True)
   assert proc.returncode == 2
   assert proc.stderr.strip() == f"vsreid: error: {tmp_path / 'nowhere'}: DAVIS root not found"
+
+
+def test_train_without_data_is_a_one_line_error(tmp_path, capsys):
+  assert cli.main(["train", "--workdir", str(tmp_path / "w"), "--data-dir", str(tmp_path / "none")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == f"vsreid: error: {tmp_path / 'none'}: data folder not found; pass --data-dir DIR holding the DAVIS roots"

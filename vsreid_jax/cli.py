@@ -58,6 +58,22 @@ def _add_eval(sub):
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_train(sub):
+  from vsreid_jax.configs import PROPAGATION_CONFIGS
+  p = sub.add_parser("train", help="train the propagation net N_mp (resumable)",
+                     description="Trains N_mp on the DAVIS roots in --data-dir (held-out sequences excluded); "
+                     "orbax checkpoints, metrics.csv and metrics.png go to --workdir. After any stop, the same "
+                     "command with --resume continues exactly.")
+  p.add_argument("--config", default="lite_cpu", choices=sorted(PROPAGATION_CONFIGS))
+  p.add_argument("--workdir", required=True, metavar="DIR")
+  p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --workdir")
+  p.add_argument("--steps", type=int, default=None, help="stop after this global step (schedule unchanged)")
+  p.add_argument("--data-dir", default=os.path.join("..", "shared", "data"), metavar="DIR",
+                 help="folder holding davis2016-train and davis2016-train-240p (default ../shared/data)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+  p.add_argument("--no-progress", action="store_true")
+
+
 def _add_convert(sub):
   p = sub.add_parser("convert-mask", help="convert an RGB colour mask (DAVIS palette colours) to an indexed PNG")
   p.add_argument("input", help="RGB PNG drawn with DAVIS palette colours")
@@ -70,6 +86,7 @@ def build_parser():
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   _add_segment(sub)
   _add_eval(sub)
+  _add_train(sub)
   _add_convert(sub)
   return parser
 
@@ -186,6 +203,22 @@ def cmd_eval(args):
   _run_eval(args, args.results)
 
 
+def cmd_train(args):
+  from vsreid_jax import configs
+  from vsreid_jax.configs import train_propagation
+  from vsreid_jax.train import loop
+  if not os.path.isdir(args.data_dir):
+    raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
+  config = train_propagation.get_config(args.config)
+  config.data.data_dir = os.path.abspath(args.data_dir)
+  for assignment in args.set:
+    configs.override(config, assignment)
+  out = loop.train(config, args.workdir, resume=args.resume, stop_at=args.steps, progress=not args.no_progress)
+  rows = out["train_rows"]
+  if rows:
+    print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
+
+
 def cmd_convert(args):
   import numpy as np
   from PIL import Image
@@ -207,7 +240,7 @@ def main(argv=None):
     parser.print_help()
     return 2
   try:
-    {"segment": cmd_segment, "eval": cmd_eval, "convert-mask": cmd_convert}[args.command](args)
+    {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "convert-mask": cmd_convert}[args.command](args)
   except InputError as e:
     print(f"vsreid: error: {e}", file=sys.stderr)
     return 2
