@@ -137,13 +137,7 @@ def train(config, workdir, *, resume: bool = False, stop_at=None, davis_root=Non
   """Trains per config.train; returns {"state", "train_rows", "eval_rows"}."""
   t = config.train
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), t.keep_checkpoints)
-  if ckpt.latest_step() is not None and not resume:
-    raise InputError(f"{workdir} already holds checkpoints (step {ckpt.latest_step()}); pass --resume to "
-                     "continue, or use a new workdir")
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
   model, state, schedule, step_fn = build(config)
   train_log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS)
   eval_log = metrics_lib.CsvLog(os.path.join(workdir, "eval.csv"), ("step", "epe"))

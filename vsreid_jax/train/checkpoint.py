@@ -5,6 +5,8 @@ from typing import Optional, Tuple
 import jax
 import orbax.checkpoint as ocp
 
+from vsreid_jax.errors import InputError
+
 
 class Checkpointer:
   """Keeps the last `max_to_keep` checkpoints under `directory`, one per saved step.
@@ -40,3 +42,16 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def open_workdir(workdir, config, max_to_keep: int, resume: bool) -> Checkpointer:
+  """Creates `workdir`, refuses one that holds checkpoints unless resuming, records the config
+  (config.json) and returns its Checkpointer: how every training entry point starts."""
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep)
+  if ckpt.latest_step() is not None and not resume:
+    raise InputError(f"{workdir} already holds checkpoints (step {ckpt.latest_step()}); pass --resume to "
+                     "continue, or use a new workdir")
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  return ckpt

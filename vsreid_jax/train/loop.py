@@ -118,13 +118,7 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
   workdir = os.path.abspath(workdir or t.workdir)
   if not workdir:
     raise InputError("no workdir: pass --workdir DIR (or set config.train.workdir)")
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), t.keep_checkpoints)
-  if ckpt.latest_step() is not None and not resume:
-    raise InputError(f"{workdir} already holds checkpoints (step {ckpt.latest_step()}); pass --resume to "
-                     "continue, or use a new workdir")
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
 
   mesh = step_lib.make_mesh(devices)
   batch_size = global_batch_size(config.data, mesh.devices.size)
