@@ -53,13 +53,10 @@ class PropagationStream(nn.Module):
   dtype: Any = jnp.float32
 
   def _conv_bn_relu(self, x, features, kernel_size, name, train):
-    x = nn.Conv(features, (kernel_size, kernel_size),
-                padding=resnet.torch_padding(kernel_size, 1),
-                use_bias=False, dtype=self.dtype, name=f"{name}_conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_eps, dtype=self.dtype,
-                     name=f"{name}_bn")(x)
-    return nn.relu(x)
+    return resnet.conv_bn(x, features, kernel_size, 1, 1, name_conv=f"{name}_conv",
+                          name_bn=f"{name}_bn", train=train, bn_momentum=self.bn_momentum,
+                          bn_eps=self.bn_eps, dtype=self.dtype,
+                          kernel_init=nn.linear.default_kernel_init)
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -30,15 +30,19 @@ def torch_padding(kernel_size: int, dilation: int) -> Tuple[Tuple[int, int], ...
   return ((p, p), (p, p))
 
 
-def _conv_bn(x, features, kernel_size, strides, dilation, *, name_conv, name_bn,
-             train, bn_momentum, bn_eps, dtype, relu=True, zero_init_scale=False):
-  """Conv + BN (+ ReLU) declared in the calling compact module's scope."""
+# torchvision's kaiming_normal_ (fan out) for ResNet convs.
+KAIMING_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def conv_bn(x, features, kernel_size, strides, dilation, *, name_conv, name_bn,
+            train, bn_momentum, bn_eps, dtype, relu=True, zero_init_scale=False,
+            kernel_init=KAIMING_INIT):
+  """Conv + BN (+ ReLU) declared in the calling compact module's scope (the
+  backbone, the ASPP head and the skip decoder all build their layers with it)."""
   x = nn.Conv(features, (kernel_size, kernel_size), strides=(strides, strides),
               padding=torch_padding(kernel_size, dilation),
               kernel_dilation=(dilation, dilation), use_bias=False, dtype=dtype,
-              kernel_init=nn.initializers.variance_scaling(
-                  2.0, "fan_out", "normal"),  # torchvision's kaiming_normal_
-              name=name_conv)(x)
+              kernel_init=kernel_init, name=name_conv)(x)
   x = nn.BatchNorm(use_running_average=not train, momentum=bn_momentum,
                    epsilon=bn_eps, dtype=dtype,
                    scale_init=(nn.initializers.zeros if zero_init_scale
@@ -61,7 +65,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    cb = functools.partial(_conv_bn, train=train, bn_momentum=self.bn_momentum,
+    cb = functools.partial(conv_bn, train=train, bn_momentum=self.bn_momentum,
                            bn_eps=self.bn_eps, dtype=self.dtype)
     d1 = self.dilation if self.first_dilation is None else self.first_dilation
     y = cb(x, self.planes, 3, self.strides, d1, name_conv="conv1",
@@ -88,7 +92,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    cb = functools.partial(_conv_bn, train=train, bn_momentum=self.bn_momentum,
+    cb = functools.partial(conv_bn, train=train, bn_momentum=self.bn_momentum,
                            bn_eps=self.bn_eps, dtype=self.dtype)
     d = self.dilation if self.first_dilation is None else self.first_dilation
     y = cb(x, self.planes, 1, 1, 1, name_conv="conv1", name_bn="bn1")
@@ -148,7 +152,7 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, return_features: bool = False):
-    cb = functools.partial(_conv_bn, train=train, bn_momentum=self.bn_momentum,
+    cb = functools.partial(conv_bn, train=train, bn_momentum=self.bn_momentum,
                            bn_eps=self.bn_eps, dtype=self.dtype)
     x = x.astype(self.dtype)
     if self.deep_stem:
