@@ -59,3 +59,32 @@ def write_davis_root(root, sequences, resolution="480p", subset="val"):
   with open(os.path.join(root, "ImageSets", "2017", f"{subset}.txt"), "w") as f:
     f.write("\n".join(sequences) + "\n")
   return root
+
+
+def leave_and_return(n_frames=12, height=64, width=96, seed=0, out=(4, 8), textured_background=True):
+  """Two textured squares; object 2 slides out of the right border at frame out[0] and is back
+  (entering from the right) from frame out[1]: what propagation alone cannot recover. Without a
+  textured background the background is black (a test net can then tell object from background)."""
+  rng = np.random.default_rng(seed)
+  background = _texture(rng, height, width, 8) if textured_background else np.zeros((height, width, 3), np.float32)
+  tex = [_texture(rng, 20, 20, 3), _texture(rng, 20, 20, 3)]
+  frames, masks = [], []
+  for t in range(n_frames):
+    frame = background.copy()
+    mask = np.zeros((height, width), np.uint8)
+    positions = [(10 + t, 20)]  # object 1 drifts slowly
+    if t < out[0]:
+      x = width - 40 + 10 * t  # object 2 leaves to the right...
+    elif t < out[1]:
+      x = width + 5  # ...stays outside...
+    else:
+      x = width - 24 - 2 * (t - out[1])  # ...and comes back, moving left
+    positions.append((x, 30))
+    for k, (x0, y0) in enumerate(positions):
+      xa, xb = max(x0, 0), min(x0 + 20, width)
+      if xb > xa:
+        frame[y0:y0 + 20, xa:xb] = tex[k][:, xa - x0:xb - x0]
+        mask[y0:y0 + 20, xa:xb] = k + 1
+    frames.append(frame.astype(np.uint8))
+    masks.append(mask)
+  return np.stack(frames), np.stack(masks)

@@ -97,12 +97,20 @@ class Propagator:
     """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the
     neighbour)[H,W,2], alive[Kb] bool, first_area[Kb] -> (prob[Kb,H,W], alive[Kb], area[Kb])."""
     cfg = self.config
-    h, w = prev_prob.shape[1:]
     t = timer or self.timer
     with t.stage("warp", warp, binarize):
       if cfg.binarize_prior:
         prev_prob = binarize(prev_prob, cfg.threshold)
       warped = warp(prev_prob, flow).block_until_ready()
+    return self.segment(warped, image, flow, alive, first_area, t)
+
+  def segment(self, prior, image, flow, alive, first_area, timer: StageTimer = None):
+    """N_mp around a prior already aligned with `image` (the warped previous mask; in the solver's
+    recovery, the frame-0 patch pasted into a retrieved box): crop, net, paste, per scale."""
+    cfg = self.config
+    h, w = prior.shape[1:]
+    t = timer or self.timer
+    warped = prior
     image = jnp.asarray(image, jnp.float32)
     total = None
     for margin, size in cfg.scales:

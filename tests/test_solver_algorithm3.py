@@ -1,0 +1,133 @@
+"""Algorithm 3 (solver/algorithm3.py) with an oracle detector and ReID on a generated clip where
+one object leaves the frame and comes back: propagation alone loses it for good, the solver
+re-identifies it and re-propagates under the checkpoint rule."""
+import jax
+import numpy as np
+import pytest
+
+from vsreid_jax.data import synthetic
+from vsreid_jax.data.frames import ArrayFrames
+from vsreid_jax.data.objects import frame_boxes
+from vsreid_jax.flow.cache import FlowCache
+from vsreid_jax.flow.dis import DISFlow
+from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator
+from vsreid_jax.propagation.nets import identity_net
+from vsreid_jax.solver import caches
+from vsreid_jax.solver.algorithm3 import Solver, SolverConfig
+from vsreid_jax.utils import jit_cache_size
+
+M = 4  # candidates per frame
+
+
+@jax.jit
+def seeing_net(image, flow, prob):
+  """The warped prior kept only where the crop shows an object (the clip's background is black):
+  a stand-in for a learned N_mp that drops a mask left behind on empty background."""
+  del flow
+  return identity_net(image, None, prob * (image.sum(-1, keepdims=True) > 0))
+
+
+class OracleNets:
+  """Detector = the GT boxes of each frame; ReID = one-hot of the GT id under the box centre."""
+
+  def __init__(self, frames, masks):
+    self.frames, self.masks = frames, masks
+
+  def _index(self, image):
+    return next(i for i, f in enumerate(self.frames) if np.array_equal(f, image))
+
+  def detect(self, images):
+    boxes = np.zeros((len(images), M, 4), np.float32)
+    valid = np.zeros((len(images), M), bool)
+    for b, image in enumerate(images):
+      for j, (k, box) in enumerate(sorted(frame_boxes(self.masks[self._index(image)]).items())):
+        boxes[b, j], valid[b, j] = box, True
+    return boxes, np.where(valid, 0.9, 0.0).astype(np.float32), valid
+
+  def embed(self, images, boxes):
+    emb = np.zeros(boxes.shape[:2] + (3,), np.float32)
+    for b, image in enumerate(images):
+      ids = self.masks[self._index(image)]
+      for j, (x0, y0, x1, y1) in enumerate(boxes[b]):
+        k = ids[int((y0 + y1) / 2), int((x0 + x1) / 2)] if x1 > x0 else 0
+        emb[b, j, min(int(k), 2)] = 1.0
+    return emb
+
+
+@pytest.fixture(scope="module")
+def clip():
+  frames, masks = synthetic.leave_and_return(n_frames=12, out=(4, 8), textured_background=False)
+  nets = OracleNets(frames, masks)
+  seq = ArrayFrames(frames)
+  cands = caches.compute_candidates(seq, nets, nets, batch=4)
+  first = np.stack([(masks[0] == k).astype(np.float32) for k in (1, 2)])
+  return frames, masks, seq, cands, first, caches.templates(nets, frames[0], first)
+
+
+def _solve(clip, with_reid, max_retrievals=10):
+  frames, masks, seq, cands, first, tmpl = clip
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+  solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=max_retrievals, recover_passes=2,
+                                     guide_size=33))
+  flows = FlowCache(seq, DISFlow("ultrafast"))
+  result = solver.solve(seq, flows, first, first.sum(axis=(1, 2)), 2, cands if with_reid else None,
+                        tmpl if with_reid else None)
+  return solver, result
+
+
+def _iou(result, masks, t, k):
+  pred = result.ids(t, np.array([1, 2], np.uint8)) == k
+  gt = masks[t] == k
+  return (pred & gt).sum() / max((pred | gt).sum(), 1)
+
+
+def test_candidates_cache_shapes(clip):
+  _, _, _, cands, _, tmpl = clip
+  assert cands.boxes.shape == (12, M, 4) and cands.embeddings.shape == (12, M, 3)
+  np.testing.assert_array_equal(cands.valid.sum(axis=1), [2, 2, 2, 2, 1, 1, 1, 1, 2, 2, 2, 2])
+  np.testing.assert_array_equal(tmpl, [[0, 1, 0], [0, 0, 1]])
+
+
+def test_propagation_alone_loses_the_object_for_good(clip):
+  _, result = _solve(clip, with_reid=False)
+  assert result.retrievals == []
+  assert not result.alive[5:, 1].any()  # lost when it left, never back
+  assert all(_iou(result, clip[1], t, 2) == 0 for t in range(8, 12))
+  assert result.alive[:, 0].all()
+
+
+def test_reid_recovers_the_object_and_respects_checkpoints(clip):
+  solver, result = _solve(clip, with_reid=True)
+  first = result.retrievals[0]
+  # The first frame it is back (all similarities tie at 1: the earliest frame wins).
+  assert first["frame"] == 8 and first["object"] == 1 and first["score"] > 0.99
+  assert first["frames_rewritten"] == [8, 9, 10, 11]  # backward from 8: frames 5..7 hold no object
+  np.testing.assert_array_equal(result.checkpoints[8:, 1], 8)
+  np.testing.assert_array_equal(result.checkpoints[:8, 1], 0)
+  for t in range(8, 12):
+    assert _iou(result, clip[1], t, 2) > 0.7, t
+  # Nothing is left to retrieve: the loop ends well before the cap.
+  assert len(result.retrievals) < 10
+  # Compiled functions: one entry per object bucket (2 for the initial pass, 1 for recovery).
+  assert max(jit_cache_size(f) for f in solver.jitted) <= 2
+
+
+def test_checkpoint_rule_stops_at_a_closer_checkpoint(clip):
+  # Pretend frame 10 was re-identified before frame 8: a rewrite from 8 stops where frame 10's
+  # checkpoint is at least as close (frames 9 and later keep checkpoint 10).
+  frames, masks, seq, cands, first, tmpl = clip
+  solver, _ = _solve(clip, with_reid=False)
+  n = len(frames)
+  probs = np.zeros((n, 2) + masks.shape[1:], np.float16)
+  alive = np.zeros((n, 2), bool)
+  ckpt = np.zeros((n, 2), np.int64)
+  ckpt[9:, 1] = 10
+  boxes = np.zeros((n, 2, 4), np.float32)
+  from vsreid_jax.reid.algorithm2 import Retrieval  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data.objects import mask_box  # pylint: disable=g-import-not-at-top
+  ret = Retrieval(8, 1, 1, 1.0, tuple(mask_box(masks[8] == 2)))
+  rewritten = solver._recover_and_propagate(ret, seq, FlowCache(seq, DISFlow("ultrafast")), first,
+                                            [mask_box(first[k] > 0.5) for k in range(2)], first.sum(axis=(1, 2)),
+                                            probs, alive, ckpt, boxes, solver.propagator.timer)
+  assert rewritten == [8]
+  assert ckpt[8, 1] == 8 and (ckpt[9:, 1] == 10).all()

@@ -1,0 +1,179 @@
+"""Algorithm 3 of VS-ReID: alternate mask propagation and re-identification over a whole video.
+
+    P, c  <- propagate all K objects forward from frame 0          (c[i, k] = 0: the checkpoint)
+    loop:
+      (î, k̂, box) <- the single best retrieval over all frames     (Algorithm 2, cached candidates)
+      if none: break
+      P[î, k̂] <- N_mp at frame î guided by k̂'s frame-0 patch pasted into the box (+ feedback passes)
+      propagate k̂ forward and backward from î, rewriting frame i while |c[i, k̂] - i| > |î - i|
+      (the new checkpoint is closer than the one that produced the mask), c[i, k̂] <- î
+    merge: per pixel argmax of [prod_k (1 - P_k), P_1 .. P_K]
+
+A host loop over compiled per-frame functions (Algorithm 1's stages): the initial pass runs all
+objects in one bucket, recovery and re-propagation run the one retrieved object (bucket 1), so the
+whole solve compiles each stage for at most two object counts.
+"""
+import dataclasses
+import functools
+import time
+from typing import List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from vsreid_jax.data.objects import mask_box
+from vsreid_jax.propagation import crops
+from vsreid_jax.propagation.algorithm1 import Propagator, binarize
+from vsreid_jax.reid.algorithm2 import Retrieval, best_retrieval
+from vsreid_jax.solver.caches import Candidates
+from vsreid_jax.solver.merge import merge_probs, merge_to_ids
+from vsreid_jax.utils import StageTimer
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverConfig:
+  rho_reid: float = 0.5  # cosine similarity above which a candidate is the object
+  rho_occ: float = 0.3  # IoU with a present object's box above which a candidate is that object
+  max_retrievals: int = 20  # cap on recover-and-propagate rounds per video
+  recover_passes: int = 5  # N_mp passes at the retrieved frame: the guided one + 4 fed back
+  guide_size: int = 129  # resolution at which the frame-0 patch is moved into the box
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width", "size"))
+def guide_prior(first_prob, src_box, dst_box, *, height, width, size):
+  """first_prob[H0, W0] cut to src_box, resized into dst_box of a [1, height, width] map."""
+  patch = crops.crop_resize(first_prob[..., None], src_box, size)[..., 0]
+  return crops.paste(patch, dst_box, height, width)[None]
+
+
+@dataclasses.dataclass
+class SolveResult:
+  probs: np.ndarray  # [T, Kb, H, W] float16
+  alive: np.ndarray  # [T, Kb] the object is present (not lost) in the frame
+  checkpoints: np.ndarray  # [T, K] frame whose mask each (frame, object) was propagated from
+  retrievals: List[dict]  # one entry per round: frame, object, score, box, frames rewritten
+  net_calls: int  # N_mp calls (per object bucket and scale)
+  seconds: float
+
+  def ids(self, t: int, object_ids) -> np.ndarray:
+    return merge_to_ids(jnp.asarray(self.probs[t], jnp.float32), object_ids)
+
+
+class Solver:
+  """Runs Algorithm 3 with a Propagator (Algorithm 1) on cached candidates."""
+
+  def __init__(self, propagator: Propagator, config: SolverConfig = SolverConfig()):
+    self.propagator = propagator
+    self.config = config
+
+  @property
+  def jitted(self):
+    return self.propagator.jitted + (guide_prior, merge_probs)
+
+  def solve(self, frames, flows, first_prob: np.ndarray, first_area: np.ndarray, num_objects: int,
+            candidates: Optional[Candidates], templates: Optional[np.ndarray],
+            timer: Optional[StageTimer] = None, progress: bool = False, desc: str = "") -> SolveResult:
+    """frames (a frame sequence), flows (a FlowCache), first_prob[Kb, H, W] with num_objects real
+    objects, first_area[Kb]; candidates None: propagation only (no re-identification)."""
+    start = time.perf_counter()
+    timer = timer or StageTimer()
+    prop = self.propagator
+    calls0 = prop.net_calls
+    n = len(frames)
+    kb, h, w = first_prob.shape
+    k = num_objects
+    probs = np.zeros((n, kb, h, w), np.float16)
+    alive = np.zeros((n, kb), bool)
+    probs[0] = first_prob
+    alive[0] = first_area > 0
+    ckpt = np.zeros((n, k), np.int64)
+
+    prob, a = jnp.asarray(first_prob), jnp.asarray(alive[0])
+    area = jnp.asarray(first_area, jnp.float32)
+    for i in tqdm(range(1, n), desc=f"{desc} propagate".strip(), unit="frame", disable=not progress, leave=False):
+      prob, a, _ = prop.step(prob, self._read(frames, i, timer), self._flow(flows, i, i - 1, timer), a, area, timer)
+      probs[i], alive[i] = np.asarray(prob), np.asarray(a)
+
+    log: List[dict] = []
+    if candidates is not None and k > 0:
+      boxes = np.zeros((n, k, 4), np.float32)
+      for i in range(n):
+        for j in range(k):
+          if alive[i, j]:
+            boxes[i, j] = mask_box(probs[i, j] > 0.5)
+      first_boxes = [mask_box(first_prob[j] > 0.5) for j in range(k)]
+      tried = set()
+      cfg = self.config
+      for _ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
+                    leave=False):
+        lost = ~alive[:, :k]
+        lost[0] = False  # frame 0 is given
+        with timer.stage("reid"):
+          ret = best_retrieval(candidates, templates, lost, boxes, alive[:, :k], cfg.rho_reid, cfg.rho_occ,
+                               skip=tried)
+        if ret is None:
+          break
+        tried.add((ret.frame, ret.object_index))
+        rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
+                                                probs, alive, ckpt, boxes, timer)
+        log.append(dict(frame=ret.frame, object=ret.object_index, score=round(ret.score, 4),
+                        box=[round(v, 1) for v in ret.box], frames_rewritten=rewritten,
+                        first=min(rewritten) if rewritten else None, last=max(rewritten) if rewritten else None))
+    return SolveResult(probs, alive, ckpt, log, prop.net_calls - calls0, time.perf_counter() - start)
+
+  @staticmethod
+  def _read(frames, i, timer):
+    with timer.stage("read"):
+      return frames[i]
+
+  @staticmethod
+  def _flow(flows, i, j, timer):
+    before = flows.seconds
+    f = flows.get(i, j)
+    timer.add("flow", flows.seconds - before)
+    return f
+
+  def _recover_and_propagate(self, ret: Retrieval, frames, flows, first_prob, first_boxes, first_area,
+                             probs, alive, ckpt, boxes, timer) -> List[int]:
+    """Recovers object ret.object_index at ret.frame and re-propagates it both ways under the
+    checkpoint rule; returns the frames rewritten (empty when the recovered mask is lost at once)."""
+    prop, cfg = self.propagator, self.config
+    t, obj = ret.frame, ret.object_index
+    n, _, h, w = probs.shape
+    area = jnp.asarray(first_area[obj:obj + 1], jnp.float32)
+    on = jnp.ones((1,), bool)
+    image = self._read(frames, t, timer)
+    flow = self._flow(flows, t, t - 1 if t > 0 else t + 1, timer)
+    with timer.stage("recover", guide_prior):
+      prior = guide_prior(jnp.asarray(first_prob[obj], jnp.float32), jnp.asarray(first_boxes[obj]),
+                          jnp.asarray(ret.box, jnp.float32), height=h, width=w, size=cfg.guide_size)
+    for p in range(cfg.recover_passes):
+      if p and prop.config.binarize_prior:
+        prior = binarize(prior, prop.config.threshold)
+      prob, a, _ = prop.segment(prior, image, flow, on, area, timer)
+      prior = prob
+    if not bool(a[0]):
+      return []
+    rewritten = [t]
+    self._write(t, obj, t, prob, probs, alive, ckpt, boxes)
+    for step in (1, -1):  # forward, then backward
+      cur, a = prob, on
+      i = t + step
+      while 0 < i < n and abs(ckpt[i, obj] - i) > abs(t - i):
+        cur, a, _ = prop.step(cur, self._read(frames, i, timer), self._flow(flows, i, i - step, timer), a, area, timer)
+        if not bool(a[0]):
+          break  # lost again: frames beyond keep what they had
+        self._write(i, obj, t, cur, probs, alive, ckpt, boxes)
+        rewritten.append(i)
+        i += step
+    return sorted(rewritten)
+
+  @staticmethod
+  def _write(i, obj, source, prob, probs, alive, ckpt, boxes):
+    p = np.asarray(prob[0])
+    probs[i, obj] = p
+    alive[i, obj] = True
+    ckpt[i, obj] = source
+    boxes[i, obj] = mask_box(p > 0.5)

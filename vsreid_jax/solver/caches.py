@@ -1,0 +1,88 @@
+"""Detector candidates and their ReID embeddings for every frame of a sequence, computed once.
+
+The solver re-runs Algorithm 2 over all frames after every recovery; only propagation is
+recomputed, never the detector or the ReID net. Frames go through both nets in batches (the
+compiled functions see one shape), and the result can be kept on disk as one .npz per sequence,
+keyed by the sequence name and a fingerprint of the nets (weights files) and the frame size.
+"""
+import dataclasses
+import hashlib
+import os
+import time
+from typing import Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from vsreid_jax.data.objects import mask_box
+
+
+@dataclasses.dataclass
+class Candidates:
+  boxes: np.ndarray  # [T, M, 4] float32, (x0, y0, x1, y1) in frame pixels
+  scores: np.ndarray  # [T, M] detector scores, descending
+  valid: np.ndarray  # [T, M] bool
+  embeddings: np.ndarray  # [T, M, D] float32, L2-normalised
+  detect_seconds: float = 0.0  # time spent computing (0 when loaded from disk)
+  embed_seconds: float = 0.0
+
+  def __len__(self):
+    return len(self.boxes)
+
+
+def file_fingerprint(*paths) -> str:
+  """Short hash of files' bytes: cached candidates are invalid once a weights file changes."""
+  h = hashlib.sha1()
+  for p in paths:
+    with open(p, "rb") as f:
+      h.update(f.read())
+  return h.hexdigest()[:12]
+
+
+def compute_candidates(frames, detector, embedder, batch: int = 4, progress: bool = False,
+                       desc: str = "") -> Candidates:
+  """Runs detector.detect and embedder.embed over all frames in batches of `batch` (the last batch
+  is padded with repeats of its final frame, so both nets compile once)."""
+  n = len(frames)
+  out = {"boxes": [], "scores": [], "valid": [], "embeddings": []}
+  det_s = emb_s = 0.0
+  for start in tqdm(range(0, n, batch), desc=f"{desc} detect+reid".strip(), unit="batch", disable=not progress,
+                    leave=False):
+    idx = [min(i, n - 1) for i in range(start, start + batch)]
+    images = np.stack([frames[i] for i in idx])
+    t = time.perf_counter()
+    boxes, scores, valid = detector.detect(images)
+    det_s += time.perf_counter() - t
+    t = time.perf_counter()
+    emb = embedder.embed(images, boxes)
+    emb_s += time.perf_counter() - t
+    keep = min(batch, n - start)
+    for key, val in zip(("boxes", "scores", "valid", "embeddings"), (boxes, scores, valid, emb)):
+      out[key].append(np.asarray(val)[:keep])
+  arrays = {k: np.concatenate(v) for k, v in out.items()}
+  return Candidates(arrays["boxes"].astype(np.float32), arrays["scores"].astype(np.float32),
+                    arrays["valid"].astype(bool), arrays["embeddings"].astype(np.float32), det_s, emb_s)
+
+
+def cached_candidates(frames, detector, embedder, cache_dir: Optional[str], key: str, fingerprint: str,
+                      batch: int = 4, progress: bool = False) -> Candidates:
+  """compute_candidates, read from / written to <cache_dir>/<key>/candidates-<fingerprint>-<T>x<H>x<W>.npz."""
+  if not cache_dir:
+    return compute_candidates(frames, detector, embedder, batch, progress, key)
+  h, w = frames.size
+  path = os.path.join(cache_dir, key, f"candidates-{fingerprint}-{len(frames)}x{h}x{w}.npz")
+  if os.path.isfile(path):
+    with np.load(path) as z:
+      return Candidates(z["boxes"], z["scores"], z["valid"], z["embeddings"])
+  cands = compute_candidates(frames, detector, embedder, batch, progress, key)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, boxes=cands.boxes, scores=cands.scores, valid=cands.valid, embeddings=cands.embeddings)
+  os.replace(tmp, path)
+  return cands
+
+
+def templates(embedder, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  """Frame-0 templates [K, D]: the embedding of each object's mask box (masks[K, H, W])."""
+  boxes = np.stack([mask_box(m > 0.5) for m in masks]).astype(np.float32)
+  return np.asarray(embedder.embed(image[None], boxes[None]))[0]
