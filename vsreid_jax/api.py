@@ -4,8 +4,12 @@
     state = seg.init_state("path/to/frames_or_video")
     seg.add_mask(state, first_frame_ids)               # uint8 [H, W], ids 1..K
     seg.adapt(state)                                   # optional: config.online_steps > 0
-    for frame_index, ids in seg.propagate(state):      # uint8 [H, W] per frame
+    for frame_index, ids in seg.segment(state):        # uint8 [H, W] per frame
         ...
+
+`segment` runs the configured method: "vsreid" (Algorithm 3: propagation, then re-identification
+of lost objects with the detector and ReID nets, recovery and re-propagation) or "propagate"
+(Algorithm 1 only, streamed frame by frame: `propagate`).
 
 The CLI (`vsreid segment`) is a thin shell over this.
 """
@@ -45,6 +49,29 @@ class VideoState:
   first_area: Optional[np.ndarray] = None  # [Kb] pixels per object in the first mask
   timer: StageTimer = dataclasses.field(default_factory=StageTimer)
   variables: Optional[dict] = None  # N_mp variables adapted to this video (Segmenter.adapt), else None
+  result: Optional[object] = None  # the solver.algorithm3.SolveResult of segment() with method vsreid
+
+
+METHODS = ("auto", "vsreid", "propagate")
+
+
+def _weights_path(name: str, default: str) -> str:
+  return default if name == "default" else name
+
+
+def reid_weight_paths(config: ml_collections.ConfigDict) -> Tuple[str, str]:
+  """(detector, ReID) weights files the config names."""
+  return (_weights_path(config.detector, weights.DEFAULT_DETECTOR_WEIGHTS),
+          _weights_path(config.reid, weights.DEFAULT_REID_WEIGHTS))
+
+
+def resolve_method(config: ml_collections.ConfigDict) -> str:
+  """"auto" -> "vsreid" when the detector and ReID weights exist, else "propagate"."""
+  if config.method not in METHODS:
+    raise InputError(f"method {config.method!r}: choose one of {', '.join(METHODS)}")
+  if config.method != "auto":
+    return config.method
+  return "vsreid" if all(os.path.isfile(p) for p in reid_weight_paths(config)) else "propagate"
 
 
 def build_flow(config: ml_collections.ConfigDict):
@@ -82,9 +109,11 @@ class SwappableNet:
     return self.jitted(self.variables, image, flow, prob)
 
 
-def build_net(name: str, flip: Optional[bool]):
+def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]] = None):
   """Resolves "identity", "default" (the shipped weights) or a weights file to a jitted N_mp.
 
+  `streams`: run only these of the net's streams, e.g. ("rgb",) for the single-stream ablation
+  (the two-stream weights with the flow stream left out; None: all).
   Returns (net fn, the net's model ConfigDict, None for identity): its crop size, margin and
   test-time settings are the defaults of propagation.
   """
@@ -93,6 +122,8 @@ def build_net(name: str, flip: Optional[bool]):
   path = weights.DEFAULT_WEIGHTS if name == "default" else name
   config_name, _, variables = weights.load_weights(path)
   model_cfg = weights.model_config(config_name)
+  if streams:
+    model_cfg.model.streams = tuple(streams)
   fn = SwappableNet(build_model(model_cfg.model), variables, model_cfg.test_flip if flip is None else flip,
                     config_name, model_cfg)
   return fn, model_cfg
@@ -120,10 +151,36 @@ class Segmenter:
   def __init__(self, config: Optional[ml_collections.ConfigDict] = None, flow_cache_dir: Optional[str] = None):
     self.config = config or segment_config.get_config()
     self.flow_backend = build_flow(self.config)
-    net, model_cfg = build_net(self.config.net, self.config.flip)
+    net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
     self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
-    self.flow_cache_dir = flow_cache_dir
+    self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
+    self.method = resolve_method(self.config)
+    self._reid = None  # (detector, embedder, fingerprint), loaded on first use
+
+  def reid_nets(self):
+    """(Detector, Embedder, weights fingerprint) of the config, loaded once."""
+    if self._reid is None:
+      from vsreid_jax.detection.detector import Detector  # pylint: disable=g-import-not-at-top
+      from vsreid_jax.reid.embedder import Embedder  # pylint: disable=g-import-not-at-top
+      from vsreid_jax.solver.caches import file_fingerprint  # pylint: disable=g-import-not-at-top
+      det_path, reid_path = reid_weight_paths(self.config)
+      for what, path in (("detector", det_path), ("ReID", reid_path)):
+        if not os.path.isfile(path):
+          raise InputError(f"{path}: {what} weights not found; pass a weights file or use --method propagate")
+      self._reid = (Detector.from_weights(det_path), Embedder.from_weights(reid_path),
+                    file_fingerprint(det_path, reid_path))
+    return self._reid
+
+  def solver_config(self):
+    """Algorithm 3 settings: the segment config's, thresholds defaulting to the ReID net's."""
+    from vsreid_jax.solver.algorithm3 import SolverConfig  # pylint: disable=g-import-not-at-top
+    s = self.config.solver
+    _, embedder, _ = self.reid_nets()
+    return SolverConfig(rho_reid=float(embedder.rho_reid if s.rho_reid is None else s.rho_reid),
+                        rho_occ=float(embedder.rho_occ if s.rho_occ is None else s.rho_occ),
+                        max_retrievals=int(s.max_retrievals), recover_passes=int(s.recover_passes),
+                        guide_size=int(s.guide_size))
 
   @property
   def can_adapt(self) -> bool:
@@ -194,6 +251,46 @@ class Segmenter:
     state.object_ids = ids
     state.first_prob = pad_objects(onehot, kb)
     state.first_area = state.first_prob.sum(axis=(1, 2))
+
+  def segment(self, state: VideoState, progress: bool = False) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yields (frame index, id mask uint8 [H, W]) for every frame with the configured method.
+
+    "vsreid" solves the whole video first (Algorithm 3 needs every frame's candidates and may
+    rewrite any frame), then yields; state.result keeps its probabilities and retrieval log.
+    """
+    if self.method == "propagate":
+      yield from self.propagate(state)
+      return
+    result = self.solve(state, progress=progress)
+    for i in range(len(state.frames)):
+      with state.timer.stage("merge", merge_probs):
+        ids = result.ids(i, state.object_ids)
+      yield i, ids
+
+  def solve(self, state: VideoState, progress: bool = False, reid: bool = True):
+    """Algorithm 3 on one video -> solver.algorithm3.SolveResult (also kept in state.result).
+    reid=False: the same solver with no re-identification (propagation only)."""
+    from vsreid_jax.solver import caches  # pylint: disable=g-import-not-at-top
+    from vsreid_jax.solver.algorithm3 import Solver, SolverConfig  # pylint: disable=g-import-not-at-top
+    if state.object_ids is None:
+      raise ValueError("call add_mask(state, mask) before segment(state)")
+    k = len(state.object_ids)
+    cands = tmpl = None
+    cfg = SolverConfig()
+    if reid:
+      detector, embedder, fingerprint = self.reid_nets()
+      cfg = self.solver_config()
+      cands = caches.cached_candidates(state.frames, detector, embedder, self.flow_cache_dir, state.name, fingerprint,
+                                       batch=int(self.config.solver.candidate_batch), progress=progress,
+                                       timer=state.timer)
+      with state.timer.stage("embed", embedder):
+        tmpl = caches.templates(embedder, state.frames[0], state.first_prob[:k])
+    if isinstance(self.propagator.net, SwappableNet):
+      self.propagator.net.use(state.variables)
+    state.result = Solver(self.propagator, cfg).solve(
+        state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
+        progress=progress, desc=state.name)
+    return state.result
 
   def propagate(self, state: VideoState) -> Iterator[Tuple[int, np.ndarray]]:
     """Yields (frame index, id mask uint8 [H, W]) for every frame, the first included."""

@@ -27,6 +27,15 @@ def _add_segment(sub):
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
   p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K)")
   p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+  p.add_argument("--method", default=None, choices=["auto", "vsreid", "propagate"],
+                 help="vsreid: propagation + re-identification of lost objects (Algorithm 3); propagate: "
+                 "propagation only (Algorithm 1); auto (default): vsreid when detector and ReID weights exist")
+  p.add_argument("--detector", default=None, metavar="FILE", help="detector weights (default: shipped)")
+  p.add_argument("--reid", default=None, metavar="FILE", help="ReID weights (default: shipped)")
+  p.add_argument("--rho-reid", type=float, default=None, metavar="S",
+                 help="similarity threshold of re-identification (default: the ReID net's)")
+  p.add_argument("--max-retrievals", type=int, default=None, metavar="N",
+                 help="at most N recover-and-propagate rounds per video (default: 20)")
   p.add_argument("--net", default=None, metavar="NAME|FILE",
                  help="propagation net: default (shipped weights), identity (warp only) or a weights file")
   p.add_argument("--flow", default=None, choices=["dis-ultrafast", "dis-fast", "dis-medium"],
@@ -40,7 +49,8 @@ def _add_segment(sub):
                  "(0: off; default from the config: 0)")
   p.add_argument("--save-adapted", metavar="DIR", help="with --online-steps: write each video's adapted "
                  "weights to DIR/<sequence>.msgpack")
-  p.add_argument("--flow-cache", metavar="DIR", help="keep computed flow fields here (.npy) for reuse")
+  p.add_argument("--flow-cache", metavar="DIR",
+                 help="keep computed flow fields and detector/ReID candidates here (.npy/.npz) for reuse")
   p.add_argument("--overlay", action="store_true", help="also write OUT/<sequence>_overlay.mp4")
   p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -96,6 +106,18 @@ def _segment_config(args):
   config = segment_config.get_config()
   if args.net:
     config.net = args.net
+  if args.method:
+    config.method = args.method
+  if args.detector:
+    config.detector = args.detector
+  if args.reid:
+    config.reid = args.reid
+  if args.rho_reid is not None:
+    config.solver.rho_reid = args.rho_reid
+  if args.max_retrievals is not None:
+    if args.max_retrievals < 0:
+      raise InputError(f"--max-retrievals {args.max_retrievals}: must be >= 0")
+    config.solver.max_retrievals = args.max_retrievals
   if args.flow:
     config.flow.preset = args.flow.split("-", 1)[1]
   if args.scales:
@@ -170,21 +192,34 @@ def cmd_segment(args):
       if args.save_adapted:
         seg.save_adapted(state, os.path.join(args.save_adapted, f"{seq}.msgpack"))
     with SequenceWriter(args.out, seq, overlay_fps=24.0 if args.overlay else 0.0) as writer:
-      bar = tqdm(seg.propagate(state), total=len(frames), desc=seq, unit="frame", disable=args.no_progress,
-                 leave=False)
+      bar = tqdm(seg.segment(state, progress=not args.no_progress), total=len(frames), desc=seq, unit="frame",
+                 disable=args.no_progress, leave=False)
       for i, ids in bar:
         writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
     total.merge(state.timer)
     n_frames += len(frames)
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
+    if state.result is not None:
+      _report_retrievals(args.out, seq, state)
   wall = time.perf_counter() - start
-  print(f"\nnet={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
+  print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
   print(total.table(n_frames))
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
         f"{len(jobs)} sequences), peak RSS {peak_rss_mb():.0f} MiB")
   if args.eval and args.davis:
     _run_eval(args, args.out)
+
+
+def _report_retrievals(out, seq, state):
+  """Prints the solver's retrievals and writes them to OUT/<seq>_retrievals.json."""
+  from vsreid_jax.solver.algorithm3 import describe, retrieval_log, write_retrievals
+  result = state.result
+  for r in retrieval_log(result, state.object_ids):
+    print(f"  {describe(r)}")
+  path = os.path.join(out, f"{seq}_retrievals.json")
+  write_retrievals(path, seq, result, state.object_ids)
+  print(f"  {len(result.retrievals)} retrievals, {result.net_calls} N_mp calls, solver {result.seconds:.1f} s -> {path}")
 
 
 def _run_eval(args, results):

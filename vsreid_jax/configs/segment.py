@@ -1,4 +1,4 @@
-"""Inference config for `vsreid segment` (propagation path)."""
+"""Inference config for `vsreid segment`: propagation (Algorithm 1) and the VS-ReID solver (Algorithm 3)."""
 import ml_collections
 
 from vsreid_jax.errors import InputError
@@ -6,8 +6,21 @@ from vsreid_jax.errors import InputError
 
 def get_config():
   c = ml_collections.ConfigDict()
+  # "vsreid": propagation + re-identification (Algorithm 3); "propagate": Algorithm 1 only;
+  # "auto": vsreid when the detector and ReID weights exist, else propagate.
+  c.method = "auto"
+  c.detector = "default"  # detector weights: "default" (shipped) or a weights file
+  c.reid = "default"  # ReID weights: "default" (shipped) or a weights file
+  c.solver = ml_collections.ConfigDict()
+  c.solver.rho_reid = ml_collections.FieldReference(None, field_type=float)  # None: the ReID net's config
+  c.solver.rho_occ = ml_collections.FieldReference(None, field_type=float)  # None: the ReID net's config
+  c.solver.max_retrievals = 20  # recover-and-propagate rounds per video at most
+  c.solver.recover_passes = 5  # N_mp passes at a retrieved frame (the guided one + 4 fed back)
+  c.solver.guide_size = 129  # resolution of the frame-0 patch moved into the retrieved box
+  c.solver.candidate_batch = 4  # frames per detector / ReID call
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
+  c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only
   c.flip = None  # flip test-time averaging (flow x negated); None: as the net's config says
   c.flow = ml_collections.ConfigDict()
   c.flow.backend = "dis"

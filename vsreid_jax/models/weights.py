@@ -12,8 +12,11 @@ import numpy as np
 from vsreid_jax import configs
 from vsreid_jax.errors import InputError
 
-DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "weights",
-                               "propagation_lite_cpu.msgpack")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "weights")
+# The shipped nets: N_mp, the detector and the ReID net (all trained here, lite_cpu configs).
+DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "propagation_lite_cpu.msgpack")
+DEFAULT_DETECTOR_WEIGHTS = os.path.join(WEIGHTS_DIR, "detector_lite_cpu.msgpack")
+DEFAULT_REID_WEIGHTS = os.path.join(WEIGHTS_DIR, "reid_lite_cpu.msgpack")
 
 
 def model_config(name: str):

@@ -15,6 +15,8 @@ whole solve compiles each stage for at most two object counts.
 """
 import dataclasses
 import functools
+import json
+import os
 import time
 from typing import List, Optional
 
@@ -177,3 +179,23 @@ class Solver:
     alive[i, obj] = True
     ckpt[i, obj] = source
     boxes[i, obj] = mask_box(p > 0.5)
+
+
+def retrieval_log(result: SolveResult, object_ids) -> List[dict]:
+  """The retrievals with each object's palette id added."""
+  return [dict(r, object_id=int(object_ids[r["object"]])) for r in result.retrievals]
+
+
+def describe(r: dict) -> str:
+  span = f"frames {r['first']}-{r['last']} rewritten" if r["frames_rewritten"] else "lost again at once"
+  return f"re-id: object {r['object_id']} at frame {r['frame']} (similarity {r['score']:.3f}): {span}"
+
+
+def write_retrievals(path, sequence: str, result: SolveResult, object_ids) -> None:
+  """The retrieval log of one video as JSON (written atomically)."""
+  payload = {"sequence": sequence, "net_calls": result.net_calls, "seconds": round(result.seconds, 2),
+             "retrievals": retrieval_log(result, object_ids)}
+  tmp = os.fspath(path) + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=1)
+  os.replace(tmp, path)

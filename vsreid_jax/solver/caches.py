@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vsreid_jax.data.objects import mask_box
+from vsreid_jax.utils import StageTimer
 
 
 @dataclasses.dataclass
@@ -40,9 +41,11 @@ def file_fingerprint(*paths) -> str:
 
 
 def compute_candidates(frames, detector, embedder, batch: int = 4, progress: bool = False,
-                       desc: str = "") -> Candidates:
+                       desc: str = "", timer: Optional[StageTimer] = None) -> Candidates:
   """Runs detector.detect and embedder.embed over all frames in batches of `batch` (the last batch
-  is padded with repeats of its final frame, so both nets compile once)."""
+  is padded with repeats of its final frame, so both nets compile once). With a timer, the time
+  goes to stages "detect" and "embed" (compilation to "compile")."""
+  timer = timer or StageTimer()
   n = len(frames)
   out = {"boxes": [], "scores": [], "valid": [], "embeddings": []}
   det_s = emb_s = 0.0
@@ -51,10 +54,12 @@ def compute_candidates(frames, detector, embedder, batch: int = 4, progress: boo
     idx = [min(i, n - 1) for i in range(start, start + batch)]
     images = np.stack([frames[i] for i in idx])
     t = time.perf_counter()
-    boxes, scores, valid = detector.detect(images)
+    with timer.stage("detect", detector):
+      boxes, scores, valid = detector.detect(images)
     det_s += time.perf_counter() - t
     t = time.perf_counter()
-    emb = embedder.embed(images, boxes)
+    with timer.stage("embed", embedder):
+      emb = embedder.embed(images, boxes)
     emb_s += time.perf_counter() - t
     keep = min(batch, n - start)
     for key, val in zip(("boxes", "scores", "valid", "embeddings"), (boxes, scores, valid, emb)):
@@ -65,16 +70,16 @@ def compute_candidates(frames, detector, embedder, batch: int = 4, progress: boo
 
 
 def cached_candidates(frames, detector, embedder, cache_dir: Optional[str], key: str, fingerprint: str,
-                      batch: int = 4, progress: bool = False) -> Candidates:
+                      batch: int = 4, progress: bool = False, timer: Optional[StageTimer] = None) -> Candidates:
   """compute_candidates, read from / written to <cache_dir>/<key>/candidates-<fingerprint>-<T>x<H>x<W>.npz."""
   if not cache_dir:
-    return compute_candidates(frames, detector, embedder, batch, progress, key)
+    return compute_candidates(frames, detector, embedder, batch, progress, key, timer)
   h, w = frames.size
   path = os.path.join(cache_dir, key, f"candidates-{fingerprint}-{len(frames)}x{h}x{w}.npz")
   if os.path.isfile(path):
     with np.load(path) as z:
       return Candidates(z["boxes"], z["scores"], z["valid"], z["embeddings"])
-  cands = compute_candidates(frames, detector, embedder, batch, progress, key)
+  cands = compute_candidates(frames, detector, embedder, batch, progress, key, timer)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + ".tmp.npz"
   np.savez(tmp, boxes=cands.boxes, scores=cands.scores, valid=cands.valid, embeddings=cands.embeddings)
