@@ -131,3 +131,31 @@ def test_checkpoint_rule_stops_at_a_closer_checkpoint(clip):
                                             probs, alive, ckpt, boxes, solver.propagator.timer)
   assert rewritten == [8]
   assert ckpt[8, 1] == 8 and (ckpt[9:, 1] == 10).all()
+
+
+def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, tmp_path):
+  from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
+  frames, masks = clip[0], clip[1]
+  config = segment_config.get_config()
+  config.net, config.method = "identity", "vsreid"
+  config.flow.preset = "ultrafast"
+  config.propagation.scales = ((0.15, 65),)
+  config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
+  seg = Segmenter(config, flow_cache_dir=str(tmp_path))
+  seg.propagator.net = seeing_net
+  nets = OracleNets(frames, masks)
+  seg._reid = (nets, nets, "oracle")  # pylint: disable=protected-access
+  state = seg.init_state(frames, name="clip")
+  seg.add_mask(state, masks[0])
+  out = dict(seg.segment(state))
+  assert sorted(out) == list(range(len(frames)))
+  assert state.result.retrievals and state.result.retrievals[0]["frame"] == 8
+  assert ((out[10] == 2) & (masks[10] == 2)).sum() > 0.7 * (masks[10] == 2).sum()
+  # Candidates were cached on disk under the sequence's key and are reused.
+  assert list((tmp_path / "clip").glob("candidates-oracle-*.npz"))
+  seg.config.method = "propagate"
+  seg.method = "propagate"
+  state2 = seg.init_state(frames, name="clip")
+  seg.add_mask(state2, masks[0])
+  assert not (dict(seg.segment(state2))[10] == 2).any() and state2.result is None
