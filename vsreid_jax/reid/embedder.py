@@ -8,7 +8,6 @@ The boxes are cropped inside the jitted function (grown by the config's margin, 
 as in training), and M is padded up to a bucket of `config.box_buckets`, so a frame with a new
 number of candidates does not recompile.
 """
-import os
 
 import jax
 import numpy as np
@@ -17,8 +16,7 @@ from vsreid_jax.models import weights as weights_lib
 from vsreid_jax.propagation.crops import MIN_BOX_SIDE
 from vsreid_jax.reid import model as model_lib
 
-DEFAULT_REID_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets",
-                                    "weights", "reid_lite_cpu.msgpack")
+DEFAULT_REID_WEIGHTS = weights_lib.DEFAULT_REID_WEIGHTS
 # Padding candidates: a small valid box (its embedding is computed and dropped).
 PAD_BOX = np.array([0.0, 0.0, MIN_BOX_SIDE, MIN_BOX_SIDE], np.float32)
 
