@@ -1,0 +1,238 @@
+"""Detector training: loss on a batch, the jitted step, and the loop (orbax, exact resume, CSV).
+
+`train(config, workdir, resume=...)` writes checkpoints/ (state + step), metrics.csv, metrics.png
+and config.json under workdir. Batches are a function of (data.seed, step) and the sampling
+randomness of (train.seed, step), so a resumed run repeats an uninterrupted one exactly.
+"""
+import fnmatch
+import os
+import queue
+import threading
+import time
+from typing import Dict, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from vsreid_jax.detection import losses
+from vsreid_jax.detection import model as det_model
+from vsreid_jax.models.weights import load_weights, save_weights
+from vsreid_jax.train import checkpoint as ckpt_lib
+from vsreid_jax.train import metrics as metrics_lib
+from vsreid_jax.train import state as state_lib
+
+TRAIN_FIELDS = ("step", "loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box", "lr", "seconds")
+
+
+def padded_hw(config):
+  """The input bucket padded to a multiple of size_divisible (GeneralizedRCNNTransform)."""
+  d = config.input.size_divisible
+  return (-(-config.input.height // d) * d, -(-config.input.width // d) * d)
+
+
+def prepare(images, config):
+  """uint8 [B, h, w, 3] (h, w = the bucket) -> normalised and zero-padded [B, Hp, Wp, 3]."""
+  hp, wp = padded_hw(config)
+  x = det_model.normalize(images, config)
+  return jnp.pad(x, ((0, 0), (0, hp - x.shape[1]), (0, wp - x.shape[2]), (0, 0)))
+
+
+def loss_fn(model, config, params, batch_stats, batch, key):
+  """Mean RPN + box-head losses over the batch; (loss, metrics)."""
+  v = {"params": params, "batch_stats": batch_stats}
+  image_hw = (config.input.height, config.input.width)
+  images = prepare(batch["images"], config)
+  feats = model.apply(v, images, method=det_model.FasterRCNN.features)
+  objectness, deltas = model.apply(v, feats, method=det_model.FasterRCNN.rpn)
+  anchors, levels, spans = det_model.anchor_geometry(config, images.shape[1:3], feats)
+  b = images.shape[0]
+  k_rpn, k_roi = jax.random.split(key)
+  gt, gt_valid = batch["boxes"], batch["box_valid"]
+  rpn = jax.vmap(lambda k, o, d, g, gv: losses.rpn_loss(k, o, d, jnp.asarray(anchors), g, gv, config.rpn))(
+      jax.random.split(k_rpn, b), objectness.astype(jnp.float32), deltas.astype(jnp.float32), gt, gt_valid)
+  props, _, pvalid = det_model.propose(config, objectness, deltas, anchors, levels, spans, image_hw,
+                                       training=True)
+  gt_labels = jnp.ones(gt_valid.shape, jnp.int32)  # class-agnostic "object"
+  rois, classes, target, s_ok = jax.vmap(
+      lambda k, p, pv, g, gv, gl: losses.sample_rois(k, p, pv, g, gv, gl, config.roi))(
+          jax.random.split(k_roi, b), props, pvalid, gt, gt_valid, gt_labels)
+  pooled = det_model.pool_rois(config, feats, rois, image_hw)
+  logits, box_deltas = model.apply(v, pooled.astype(model.dtype), method=det_model.FasterRCNN.roi_head)
+  roi = jax.vmap(losses.box_head_loss)(logits, box_deltas, classes, target, s_ok)
+  n_rpn = jnp.maximum(rpn[2].sum(), 1)
+  n_roi = jnp.maximum(roi[2].sum(), 1)
+  m = dict(rpn_cls=rpn[0].sum() / n_rpn, rpn_box=rpn[1].sum() / n_rpn,
+           roi_cls=roi[0].sum() / n_roi, roi_box=roi[1].sum() / n_roi)
+  loss = m["rpn_cls"] + m["rpn_box"] + m["roi_cls"] + m["roi_box"]
+  return loss, dict(m, loss=loss)
+
+
+def frozen_labels(params, patterns):
+  """"frozen"/"train" per parameter from path globs ("backbone/layer1_*"); a pattern matches a
+  path prefix, so "backbone/conv1" covers its kernel."""
+  flat = flax.traverse_util.flatten_dict(params, sep="/")
+  out = {}
+  for path in flat:
+    hit = any(fnmatch.fnmatch(path, p + "*") for p in patterns)
+    out[path] = "frozen" if hit else "train"
+  return flax.traverse_util.unflatten_dict(out, sep="/")
+
+
+def make_optimizer(config, params):
+  tx, schedule = state_lib.make_optimizer(config.optimizer, config.train.steps)
+  tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                             frozen_labels(params, tuple(config.train.frozen)))
+  return tx, schedule
+
+
+def make_train_step(model, config):
+  base = jax.random.key(config.train.seed)
+
+  def step(state, batch):
+    key = jax.random.fold_in(base, state.step)
+    grad_fn = jax.value_and_grad(
+        lambda p: loss_fn(model, config, p, state.batch_stats, batch, key), has_aux=True)
+    (_, m), grads = grad_fn(state.params)
+    m["grad_norm"] = optax.tree.norm(grads)
+    return state.apply_gradients(grads=grads), m
+
+  return jax.jit(step, donate_argnums=0)
+
+
+_SETUPS = {}  # config JSON -> (model, tx, schedule, step)
+
+
+def setup(config):
+  """(model, optimiser, schedule, jitted step) of a config, built once per process: the model
+  and optimiser are static parts of the TrainState, so a resumed or repeated `train` in the same
+  process (tests) reuses the compiled step only if they are the same objects."""
+  key = config.to_json_best_effort()
+  if key not in _SETUPS:
+    model = det_model.build_model(config)
+    shapes = jax.eval_shape(lambda: det_model.init_variables(model, config, jax.random.key(0), padded_hw(config)))
+    tx, schedule = make_optimizer(config, shapes["params"])
+    _SETUPS[key] = (model, tx, schedule, make_train_step(model, config))
+  return _SETUPS[key]
+
+
+def initial_variables(model, config, rng):
+  """Random init; with config.init a propagation weights file, its RGB stream's ResNet (RGB
+  filters of the first conv, BatchNorm statistics) becomes the backbone."""
+  hp, wp = padded_hw(config)
+  variables = flax.core.unfreeze(det_model.init_variables(model, config, rng, (hp, wp)))
+  variables = jax.tree.map(np.asarray, variables)
+  if config.get("init"):
+    path = config.init
+    if not os.path.isabs(path) and not os.path.exists(path):  # relative to the repository
+      path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), path)
+    _, _, src = load_weights(path)
+    for col in ("params", "batch_stats"):
+      bb = src[col]["rgb_stream"]["backbone"]
+      flat_src = flax.traverse_util.flatten_dict(bb)
+      flat_dst = flax.traverse_util.flatten_dict(variables[col]["backbone"])
+      for path, value in flat_src.items():
+        if path == ("conv1", "kernel"):
+          value = value[:, :, :3]  # drop the prior channel
+        if flat_dst[path].shape != value.shape:
+          raise ValueError(f"init {config.init}: {path} shape {value.shape} != {flat_dst[path].shape}")
+        flat_dst[path] = np.asarray(value, np.float32)
+      variables[col]["backbone"] = flax.traverse_util.unflatten_dict(flat_dst)
+  return variables
+
+
+def inference_variables(state) -> Dict:
+  return {"params": jax.device_get(state.params), "batch_stats": jax.device_get(state.batch_stats)}
+
+
+def export(state, path, config_name: str, meta: Optional[dict] = None, dtype=np.float16):
+  save_weights(path, inference_variables(state), config_name=config_name, meta=meta, dtype=dtype)
+
+
+class Prefetcher:
+  """Makes batch(step) for step = start, start+1, ... in a thread, `depth` ahead."""
+
+  def __init__(self, make_batch, start: int, depth: int):
+    self.q = queue.Queue(maxsize=max(depth, 1))
+    self.stop = threading.Event()
+
+    def work():
+      s = start
+      while not self.stop.is_set():
+        b = make_batch(s)
+        while not self.stop.is_set():
+          try:
+            self.q.put(b, timeout=0.1)
+            break
+          except queue.Full:
+            pass
+        s += 1
+
+    self.thread = threading.Thread(target=work, daemon=True)
+    self.thread.start()
+
+  def __next__(self):
+    return self.q.get()
+
+  def close(self):
+    self.stop.set()
+    self.thread.join(timeout=5)
+
+
+def train(config, workdir, data, *, resume: bool = False, stop_at: Optional[int] = None,
+          progress: bool = True):
+  """Trains from `data.batch(step, batch_size)`; returns {"state", "train_rows"}."""
+  t_start = time.perf_counter()
+  t = config.train
+  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
+  model, tx, schedule, train_step = setup(config)
+  variables = initial_variables(model, config, jax.random.key(t.seed))
+  state = state_lib.create_train_state(model, variables, tx)
+  if resume and ckpt.latest_step() is not None:
+    state, _ = ckpt.restore(state)
+  log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS + ("grad_norm",))
+  if os.path.isfile(log.path):
+    log.truncate(int(state.step))
+  start = int(state.step)
+  stop = min(stop_at if stop_at is not None else t.steps, t.steps)
+  batch_size = config.data.batch_size
+  batches = Prefetcher(lambda s: data.batch(s, batch_size), start, config.data.prefetch)
+  window, t_window, timed = [], time.perf_counter(), 0
+  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+  try:
+    for step in range(start + 1, stop + 1):
+      state, m = train_step(state, next(batches))
+      window.append(m)
+      bar.update()
+      if step == start + 1:  # compiles: timed alone
+        jax.block_until_ready(m)
+        first, t_window, timed = time.perf_counter() - t_window, time.perf_counter(), 0
+      else:
+        timed += 1
+      if step % t.log_every == 0 or step == stop:
+        ms = jax.device_get(window)
+        dt = (time.perf_counter() - t_window) / timed if timed else first
+        row = {k: float(np.mean([x[k] for x in ms])) for k in ms[0]}
+        row.update(step=step, lr=float(schedule(step - 1)), seconds=dt)
+        log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", s_step=f"{dt:.2f}")
+        window, t_window, timed = [], time.perf_counter(), 0
+      pause = time.perf_counter()
+      out_of_time = t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds
+      if step % t.checkpoint_every == 0 or step == stop or out_of_time:
+        ckpt.save(step, state, dict(step=step))
+      if step % t.plot_every == 0 or step == stop or out_of_time:
+        metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(),
+                         train_keys=("loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box"))
+      t_window += time.perf_counter() - pause
+      if out_of_time and step < stop:
+        tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")
+        break
+  finally:
+    bar.close()
+    batches.close()
+    ckpt.close()
+  return dict(state=state, train_rows=log.rows())
