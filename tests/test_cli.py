@@ -1,5 +1,6 @@
 """The `vsreid` command: help, segment on a generated DAVIS root and on a frame folder,
 one-line errors, atomic per-sequence output."""
+import json
 import os
 import subprocess
 import sys
@@ -34,16 +35,21 @@ def test_segment_davis_root_writes_palette_pngs(shapes_root, tmp_path, capsys):
     gt = read_mask(os.path.join(shapes_root, "Annotations", "480p", seq, "00000.png"))
     np.testing.assert_array_equal(first, gt)
     assert (out / f"{seq}_overlay.mp4").stat().st_size > 0
+    # The default method is the full solver: its retrieval log is written beside the masks.
+    log = json.loads((out / f"{seq}_retrievals.json").read_text())
+    assert log["sequence"] == seq and log["net_calls"] > 0 and isinstance(log["retrievals"], list)
   assert not [f for f in os.listdir(out) if f.startswith(".")]  # no partial folders left
-  assert "frames/s" in text and "flow" in text and "net" in text
+  assert "method=vsreid" in text
+  assert "frames/s" in text and "flow" in text and "net" in text and "detect" in text and "embed" in text
 
 
 def test_segment_frame_folder_with_mask(shapes_root, tmp_path):
   frames = os.path.join(shapes_root, "JPEGImages", "480p", "one-object")
   mask = os.path.join(shapes_root, "Annotations", "480p", "one-object", "00000.png")
   assert cli.main(["segment", "--video", frames, "--mask", mask, "--out", str(tmp_path), "--no-progress",
-                   "--net", "identity"]) == 0
+                   "--net", "identity", "--method", "propagate"]) == 0
   assert len(os.listdir(tmp_path / "one-object")) == 8
+  assert not (tmp_path / "one-object_retrievals.json").exists()  # propagation only: no solver log
 
 
 @pytest.mark.parametrize("problem", ["size", "empty", "rgb", "no-mask"])
