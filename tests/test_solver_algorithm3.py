@@ -96,8 +96,20 @@ def test_propagation_alone_loses_the_object_for_good(clip):
   assert result.alive[:, 0].all()
 
 
+def _cache_sizes():
+  solver = Solver(Propagator(seeing_net))
+  return [jit_cache_size(f) for f in solver.jitted]
+
+
 def test_reid_recovers_the_object_and_respects_checkpoints(clip):
+  before = _cache_sizes()  # other tests compile the same module-level functions for other shapes
   solver, result = _solve(clip, with_reid=True)
+  first_solve = _cache_sizes()
+  _solve(clip, with_reid=True)
+  # Compiled functions: at most one entry per object bucket (2 for the initial pass, 1 for
+  # recovery and re-propagation); a second video of the same size compiles nothing.
+  assert all(b - a <= 2 for a, b in zip(before, first_solve)), (before, first_solve)
+  assert _cache_sizes() == first_solve
   first = result.retrievals[0]
   # The first frame it is back (all similarities tie at 1: the earliest frame wins).
   assert first["frame"] == 8 and first["object"] == 1 and first["score"] > 0.99
@@ -108,8 +120,6 @@ def test_reid_recovers_the_object_and_respects_checkpoints(clip):
     assert _iou(result, clip[1], t, 2) > 0.7, t
   # Nothing is left to retrieve: the loop ends well before the cap.
   assert len(result.retrievals) < 10
-  # Compiled functions: one entry per object bucket (2 for the initial pass, 1 for recovery).
-  assert max(jit_cache_size(f) for f in solver.jitted) <= 2
 
 
 def test_checkpoint_rule_stops_at_a_closer_checkpoint(clip):
