@@ -190,7 +190,8 @@ def train(config, workdir, data, *, resume: bool = False, stop_at: Optional[int]
   ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
   model, tx, schedule, train_step = setup(config)
   variables = initial_variables(model, config, jax.random.key(t.seed))
-  state = state_lib.create_train_state(model, variables, tx)
+  # Committed to the device like a restored state, so a resumed run reuses the compiled step.
+  state = jax.device_put(state_lib.create_train_state(model, variables, tx), jax.devices()[0])
   if resume and ckpt.latest_step() is not None:
     state, _ = ckpt.restore(state)
   log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS + ("grad_norm",))

@@ -58,5 +58,8 @@ def init_variables(model, rng, crop_size: int):
 
 def create_train_state(model, variables, tx) -> TrainState:
   variables = flax.core.unfreeze(variables)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                           batch_stats=variables.get("batch_stats", {}), tx=tx)
+  state = TrainState.create(apply_fn=model.apply, params=variables["params"],
+                            batch_stats=variables.get("batch_stats", {}), tx=tx)
+  # A strongly typed step, as a restored checkpoint has: a weak-typed 0 would make the resumed
+  # run's step function a different signature and compile again.
+  return state.replace(step=jnp.zeros((), jnp.int32))
