@@ -97,3 +97,15 @@ def test_train_without_data_is_a_one_line_error(tmp_path, capsys):
   assert cli.main(["train", "--workdir", str(tmp_path / "w"), "--data-dir", str(tmp_path / "none")]) == 2
   err = capsys.readouterr().err.strip()
   assert err == f"vsreid: error: {tmp_path / 'none'}: data folder not found; pass --data-dir DIR holding the DAVIS roots"
+
+
+@pytest.mark.parametrize("option", ["--detector", "--reid"])
+def test_missing_or_bad_reid_weights_are_one_line_errors(tmp_path, capsys, option):
+  junk = tmp_path / "junk.msgpack"
+  junk.write_bytes(b"junk")
+  for path, expected in ((tmp_path / "none.msgpack", "weights not found"), (junk, "not a vsreid weights file")):
+    out = tmp_path / f"out-{path.stem}"
+    assert cli.main(["segment", "--demo", "--out", str(out), "--no-progress", option, str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"vsreid: error: {path}") and expected in err[0]
+    assert not out.exists() or not os.listdir(out)  # nothing written

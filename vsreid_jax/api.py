@@ -71,6 +71,8 @@ def resolve_method(config: ml_collections.ConfigDict) -> str:
     raise InputError(f"method {config.method!r}: choose one of {', '.join(METHODS)}")
   if config.method != "auto":
     return config.method
+  if config.detector != "default" or config.reid != "default":
+    return "vsreid"  # weights named explicitly: a missing file is an error, not a silent fallback
   return "vsreid" if all(os.path.isfile(p) for p in reid_weight_paths(config)) else "propagate"
 
 

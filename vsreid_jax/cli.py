@@ -174,6 +174,8 @@ def cmd_segment(args):
 
   config = _segment_config(args)
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
+  if seg.method == "vsreid":
+    seg.reid_nets()  # bad detector/ReID weights fail here, before any output
   jobs = list(_jobs(args))
   if args.demo:
     print(f"demo clip: {open(os.path.join(DEMO_DIR, 'ATTRIBUTION.txt')).read().strip()}")

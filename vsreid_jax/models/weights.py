@@ -49,5 +49,6 @@ def load_weights(path):
     variables = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), payload["variables"])
     return payload["config"], payload.get("meta", {}), variables
   except (KeyError, ValueError, TypeError) as e:
-    raise InputError(f"{path}: not a vsreid weights file ({e.__class__.__name__}); export one with "
-                     "experiments/train_propagation.py") from None
+    raise InputError(f"{path}: not a vsreid weights file ({e.__class__.__name__}); pass a file written by "
+                     "save_weights (experiments/train_propagation.py, train_detector.py, train_reid.py "
+                     "export one), or leave the option out for the shipped weights") from None
