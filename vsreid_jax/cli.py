@@ -16,7 +16,8 @@ DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "d
 
 def _add_segment(sub):
   p = sub.add_parser("segment", help="segment videos given their first-frame masks",
-                     description="Propagate first-frame object masks through videos; writes palette PNGs "
+                     description="Segment the objects of first-frame masks through videos (VS-ReID: propagation, "
+                     "and re-identification of lost objects unless --method propagate); writes palette PNGs "
                      "OUT/<sequence>/<frame>.png (the DAVIS results layout).")
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--davis", metavar="ROOT", help="a DAVIS-layout root (segments every sequence of --set)")
