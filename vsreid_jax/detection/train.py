@@ -201,34 +201,24 @@ def train(config, workdir, data, *, resume: bool = False, stop_at: Optional[int]
   stop = min(stop_at if stop_at is not None else t.steps, t.steps)
   batch_size = config.data.batch_size
   batches = Prefetcher(lambda s: data.batch(s, batch_size), start, config.data.prefetch)
-  window, t_window, timed = [], time.perf_counter(), 0
+  window = metrics_lib.StepWindow(start)
   bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
   try:
     for step in range(start + 1, stop + 1):
       state, m = train_step(state, next(batches))
-      window.append(m)
+      window.add(step, m)
       bar.update()
-      if step == start + 1:  # compiles: timed alone
-        jax.block_until_ready(m)
-        first, t_window, timed = time.perf_counter() - t_window, time.perf_counter(), 0
-      else:
-        timed += 1
       if step % t.log_every == 0 or step == stop:
-        ms = jax.device_get(window)
-        dt = (time.perf_counter() - t_window) / timed if timed else first
-        row = {k: float(np.mean([x[k] for x in ms])) for k in ms[0]}
-        row.update(step=step, lr=float(schedule(step - 1)), seconds=dt)
+        row = window.row(step, float(schedule(step - 1)))
         log.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", s_step=f"{dt:.2f}")
-        window, t_window, timed = [], time.perf_counter(), 0
-      pause = time.perf_counter()
-      out_of_time = t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds
-      if step % t.checkpoint_every == 0 or step == stop or out_of_time:
-        ckpt.save(step, state, dict(step=step))
-      if step % t.plot_every == 0 or step == stop or out_of_time:
-        metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(),
-                         train_keys=("loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box"))
-      t_window += time.perf_counter() - pause
+        bar.set_postfix(loss=f"{row['loss']:.3f}", s_step=f"{row['seconds']:.2f}")
+      with window.paused():
+        out_of_time = t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds
+        if step % t.checkpoint_every == 0 or step == stop or out_of_time:
+          ckpt.save(step, state, dict(step=step))
+        if step % t.plot_every == 0 or step == stop or out_of_time:
+          metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(),
+                           train_keys=("loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box"))
       if out_of_time and step < stop:
         tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")
         break

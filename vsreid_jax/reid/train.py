@@ -14,7 +14,6 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 import tqdm
 
@@ -98,7 +97,7 @@ def train(config, workdir: str, batches, *, resume: bool = False, stop_at: Optio
   def plot():
     metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(), None, train_keys=("loss",))
 
-  window, t_window, timed, first_seconds = [], time.perf_counter(), 0, 0.0
+  window = metrics_lib.StepWindow(start)
   bar = tqdm.tqdm(total=stop, initial=start, desc="train reid", disable=not progress, dynamic_ncols=True)
   pool = concurrent.futures.ThreadPoolExecutor(1)  # makes the next batch while this step runs
   pending = pool.submit(batches.batch, start)
@@ -107,27 +106,17 @@ def train(config, workdir: str, batches, *, resume: bool = False, stop_at: Optio
       b = pending.result()  # batch i feeds step i + 1: a function of the step alone
       pending = pool.submit(batches.batch, step)
       state, m = step_fn(state, jnp.asarray(b["crops"]), jnp.asarray(b["labels"]))
-      window.append(m)
+      window.add(step, m)
       bar.update()
-      if step == start + 1:  # the first step compiles: timed alone
-        jax.block_until_ready(m)
-        first_seconds, t_window, timed = time.perf_counter() - t_window, time.perf_counter(), 0
-      else:
-        timed += 1
       if step % t.log_every == 0 or step == stop:
-        ms = jax.device_get(window)
-        dt = (time.perf_counter() - t_window) / timed if timed else first_seconds
-        row = {k: float(np.mean([x[k] for x in ms])) for k in ms[0]}
-        row.update(step=step, lr=float(schedule(step - 1)), seconds=dt)
+        row = window.row(step, float(schedule(step - 1)))
         log.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", rank1=f"{row['rank1']:.2f}", s_step=f"{dt:.2f}")
-        window, t_window, timed = [], time.perf_counter(), 0
-      t_pause = time.perf_counter()
-      if step % t.checkpoint_every == 0 or step == stop:
-        save(step)
-      if step % t.plot_every == 0 or step == stop:
-        plot()
-      t_window += time.perf_counter() - t_pause
+        bar.set_postfix(loss=f"{row['loss']:.3f}", rank1=f"{row['rank1']:.2f}", s_step=f"{row['seconds']:.2f}")
+      with window.paused():
+        if step % t.checkpoint_every == 0 or step == stop:
+          save(step)
+        if step % t.plot_every == 0 or step == stop:
+          plot()
       if t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds and step < stop:
         save(step)
         plot()

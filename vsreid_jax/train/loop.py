@@ -158,37 +158,28 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
     # Examples consumed up to `step` (not the iterator's count, which may be a batch ahead).
     ckpt.save(step, state, dict(position=position + (step - start) * batch_size, step=step))
 
-  window, t_window = [], time.perf_counter()
+  window = metrics_lib.StepWindow(start)
   bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
   try:
     for step in range(start + 1, stop + 1):
       batch = step_lib.shard_batch(next(batches), mesh)
       state, m = train_step(state, batch)
-      window.append(m)
+      window.add(step, m)
       bar.update()
-      if step == start + 1:  # the first step compiles: time it alone, later windows are steady state
-        jax.block_until_ready(m)
-        first_seconds, t_window, timed = time.perf_counter() - t_window, time.perf_counter(), 0
-      else:
-        timed += 1
       if step % t.log_every == 0 or step == stop:
-        m = jax.device_get(window)
-        dt = (time.perf_counter() - t_window) / timed if timed else first_seconds
-        row = {k: float(np.mean([x[k] for x in m])) for k in m[0]}
-        row.update(step=step, lr=float(schedule(step - 1)), seconds=dt, examples_per_s=batch_size / dt)
+        row = window.row(step, float(schedule(step - 1)))
+        row["examples_per_s"] = batch_size / row["seconds"]
         train_log.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.4f}", iou=f"{row['iou']:.3f}", s_step=f"{dt:.2f}")
-        window, t_window, timed = [], time.perf_counter(), 0
-      t_pause = time.perf_counter()
-      if step % t.eval_every == 0 or step == stop:
-        row = dict(step=step, **eval_fn(state, step))
-        eval_log.append(row)
-        tqdm.tqdm.write(f"step {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
-      if step % t.checkpoint_every == 0 or step == stop:
-        save(step)
-      if step % t.plot_every == 0 or step == stop:
-        metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
-      t_window += time.perf_counter() - t_pause  # eval, saving and plotting are not step time
+        bar.set_postfix(loss=f"{row['loss']:.4f}", iou=f"{row['iou']:.3f}", s_step=f"{row['seconds']:.2f}")
+      with window.paused():  # eval, saving and plotting are not step time
+        if step % t.eval_every == 0 or step == stop:
+          row = dict(step=step, **eval_fn(state, step))
+          eval_log.append(row)
+          tqdm.tqdm.write(f"step {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
+        if step % t.checkpoint_every == 0 or step == stop:
+          save(step)
+        if step % t.plot_every == 0 or step == stop:
+          metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
       if t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds and step < stop:
         save(step)  # out of time: stop here; --resume continues the same schedule
         metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())

@@ -1,9 +1,12 @@
 """Metrics as CSV rows (one file per kind: train, eval) and a PNG of the curves drawn with cv2."""
+import contextlib
 import csv
 import os
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
+import jax
 import numpy as np
 
 COLOURS = [(200, 80, 30), (30, 130, 230), (40, 160, 40), (40, 40, 200), (150, 60, 150), (0, 150, 150)]  # BGR
@@ -45,6 +48,44 @@ class CsvLog:
         w.writeheader()
       for r in rows:
         w.writerow({k: (int(v) if k == "step" else f"{v:.6g}") for k, v in r.items() if k in self.fields})
+
+
+class StepWindow:
+  """The per-step metrics of one logging window, averaged into a CSV row with seconds per step.
+
+  Every training loop (N_mp, detector, ReID) logs through it. The first step of a run compiles, so
+  it is timed alone and later windows are steady state; `paused()` keeps evaluation, checkpoints
+  and plots out of the step time.
+  """
+
+  def __init__(self, start: int):
+    self.start = start  # the step the run starts from; step start + 1 compiles
+    self._metrics, self._timed, self._first = [], 0, 0.0
+    self._t = time.perf_counter()
+
+  def add(self, step: int, metrics) -> None:
+    self._metrics.append(metrics)
+    if step == self.start + 1:
+      jax.block_until_ready(metrics)
+      now = time.perf_counter()
+      self._first, self._t, self._timed = now - self._t, now, 0
+    else:
+      self._timed += 1
+
+  def row(self, step: int, lr: float) -> Dict[str, float]:
+    """Mean of each metric over the window, with step, lr and seconds per step; starts a new window."""
+    ms = jax.device_get(self._metrics)
+    dt = (time.perf_counter() - self._t) / self._timed if self._timed else self._first
+    row = {k: float(np.mean([x[k] for x in ms])) for k in ms[0]}
+    row.update(step=step, lr=lr, seconds=dt)
+    self._metrics, self._t, self._timed = [], time.perf_counter(), 0
+    return row
+
+  @contextlib.contextmanager
+  def paused(self):
+    t = time.perf_counter()
+    yield
+    self._t += time.perf_counter() - t
 
 
 def _fmt(v):
