@@ -308,9 +308,7 @@ class Segmenter:
     for i in range(1, len(state.frames)):
       with state.timer.stage("read"):
         image = state.frames[i]
-      before = state.flows.seconds
-      flow = state.flows.get(i, i - 1)
-      state.timer.add("flow", state.flows.seconds - before)
+      flow = state.flows.get(i, i - 1, state.timer)
       if isinstance(prop.net, SwappableNet):
         prop.net.use(state.variables)  # this video's adapted variables, or the base ones
       prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)

@@ -26,7 +26,13 @@ class FlowCache:
   def _path(self, i, j):
     return os.path.join(self.cache_dir, f"{i:05d}_{j:05d}.npy")
 
-  def get(self, i: int, j: int) -> np.ndarray:
+  def get(self, i: int, j: int, timer=None) -> np.ndarray:
+    """Flow i -> j; with a utils.StageTimer, the time spent computing it goes to its "flow" stage."""
+    if timer is not None:
+      before = self.seconds
+      flow = self.get(i, j)
+      timer.add("flow", self.seconds - before)
+      return flow
     if abs(i - j) != 1:
       raise ValueError(f"flow is cached between neighbours only, got {i} -> {j}")
     if (i, j) in self._mem:

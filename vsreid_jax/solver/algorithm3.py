@@ -95,7 +95,7 @@ class Solver:
     prob, a = jnp.asarray(first_prob), jnp.asarray(alive[0])
     area = jnp.asarray(first_area, jnp.float32)
     for i in tqdm(range(1, n), desc=f"{desc} propagate".strip(), unit="frame", disable=not progress, leave=False):
-      prob, a, _ = prop.step(prob, self._read(frames, i, timer), self._flow(flows, i, i - 1, timer), a, area, timer)
+      prob, a, _ = prop.step(prob, self._read(frames, i, timer), flows.get(i, i - 1, timer), a, area, timer)
       probs[i], alive[i] = np.asarray(prob), np.asarray(a)
 
     log: List[dict] = []
@@ -130,13 +130,6 @@ class Solver:
     with timer.stage("read"):
       return frames[i]
 
-  @staticmethod
-  def _flow(flows, i, j, timer):
-    before = flows.seconds
-    f = flows.get(i, j)
-    timer.add("flow", flows.seconds - before)
-    return f
-
   def _recover_and_propagate(self, ret: Retrieval, frames, flows, first_prob, first_boxes, first_area,
                              probs, alive, ckpt, boxes, timer) -> List[int]:
     """Recovers object ret.object_index at ret.frame and re-propagates it both ways under the
@@ -147,7 +140,7 @@ class Solver:
     area = jnp.asarray(first_area[obj:obj + 1], jnp.float32)
     on = jnp.ones((1,), bool)
     image = self._read(frames, t, timer)
-    flow = self._flow(flows, t, t - 1 if t > 0 else t + 1, timer)
+    flow = flows.get(t, t - 1 if t > 0 else t + 1, timer)
     with timer.stage("recover", guide_prior):
       prior = guide_prior(jnp.asarray(first_prob[obj], jnp.float32), jnp.asarray(first_boxes[obj]),
                           jnp.asarray(ret.box, jnp.float32), height=h, width=w, size=cfg.guide_size)
@@ -164,7 +157,7 @@ class Solver:
       cur, a = prob, on
       i = t + step
       while 0 < i < n and abs(ckpt[i, obj] - i) > abs(t - i):
-        cur, a, _ = prop.step(cur, self._read(frames, i, timer), self._flow(flows, i, i - step, timer), a, area, timer)
+        cur, a, _ = prop.step(cur, self._read(frames, i, timer), flows.get(i, i - step, timer), a, area, timer)
         if not bool(a[0]):
           break  # lost again: frames beyond keep what they had
         self._write(i, obj, t, cur, probs, alive, ckpt, boxes)

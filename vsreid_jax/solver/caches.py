@@ -8,7 +8,6 @@ keyed by the sequence name and a fingerprint of the nets (weights files) and the
 import dataclasses
 import hashlib
 import os
-import time
 from typing import Optional
 
 import numpy as np
@@ -24,8 +23,6 @@ class Candidates:
   scores: np.ndarray  # [T, M] detector scores, descending
   valid: np.ndarray  # [T, M] bool
   embeddings: np.ndarray  # [T, M, D] float32, L2-normalised
-  detect_seconds: float = 0.0  # time spent computing (0 when loaded from disk)
-  embed_seconds: float = 0.0
 
   def __len__(self):
     return len(self.boxes)
@@ -48,25 +45,20 @@ def compute_candidates(frames, detector, embedder, batch: int = 4, progress: boo
   timer = timer or StageTimer()
   n = len(frames)
   out = {"boxes": [], "scores": [], "valid": [], "embeddings": []}
-  det_s = emb_s = 0.0
   for start in tqdm(range(0, n, batch), desc=f"{desc} detect+reid".strip(), unit="batch", disable=not progress,
                     leave=False):
     idx = [min(i, n - 1) for i in range(start, start + batch)]
     images = np.stack([frames[i] for i in idx])
-    t = time.perf_counter()
     with timer.stage("detect", detector):
       boxes, scores, valid = detector.detect(images)
-    det_s += time.perf_counter() - t
-    t = time.perf_counter()
     with timer.stage("embed", embedder):
       emb = embedder.embed(images, boxes)
-    emb_s += time.perf_counter() - t
     keep = min(batch, n - start)
     for key, val in zip(("boxes", "scores", "valid", "embeddings"), (boxes, scores, valid, emb)):
       out[key].append(np.asarray(val)[:keep])
   arrays = {k: np.concatenate(v) for k, v in out.items()}
   return Candidates(arrays["boxes"].astype(np.float32), arrays["scores"].astype(np.float32),
-                    arrays["valid"].astype(bool), arrays["embeddings"].astype(np.float32), det_s, emb_s)
+                    arrays["valid"].astype(bool), arrays["embeddings"].astype(np.float32))
 
 
 def cached_candidates(frames, detector, embedder, cache_dir: Optional[str], key: str, fingerprint: str,
