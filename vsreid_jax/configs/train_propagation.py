@@ -13,15 +13,13 @@ import ml_collections
 
 from vsreid_jax import configs
 
+from vsreid_jax.data import splits
 from vsreid_jax.data.augment import DeformConfig
 
 # Data roots in `data.data_dir` (../shared/data beside the repo) and their resolution folders.
-DATA_ROOTS = (("davis2016-train", "480p"), ("davis2016-train-240p", "240p"))
-# Held out for validation, never trained on (experiments/splits.py re-exports these).
-HELD_OUT = {
-    "davis2016-train": ("dance-jump", "motorbike", "scooter-gray"),
-    "davis2016-train-240p": ("car-turn", "horsejump-low", "soccerball"),
-}
+DATA_ROOTS = splits.DATA_ROOTS
+# Never trained on: the validation and test splits of data/splits.py.
+HELD_OUT = splits.held_out()
 MODELS = configs.PROPAGATION_CONFIGS  # model configs by short name
 
 
