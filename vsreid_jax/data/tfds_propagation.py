@@ -14,6 +14,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from vsreid_jax.errors import InputError
+
 from vsreid_jax.data import propagation_examples as pe
 
 # Examples per split shard. TFDS buffers a split in memory up to 1 GiB and spills beyond that
@@ -47,9 +49,10 @@ class ConcatSource:
 def _tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError("data.source='tfds' needs `pip install tensorflow-datasets array-record` "
-                      "(no TensorFlow needed); or set config.data.source='python'") from e
+  except ImportError:
+    raise InputError("tensorflow_datasets: not installed; training from pre-sampled examples "
+                     "(data.source='tfds') needs the train extra: pip install -e '.[train]' "
+                     "(no TensorFlow needed), or set data.source='python'") from None
   return tfds
 
 
