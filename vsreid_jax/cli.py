@@ -26,7 +26,10 @@ def _add_segment(sub):
   p.add_argument("--set", default="val", help="DAVIS ImageSets/2017/<set>.txt (default: val)")
   p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set")
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
-  p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K)")
+  p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K; "
+                 "a grey 0/255 PNG is one object)")
+  p.add_argument("--resize-mask", action="store_true",
+                 help="resize a mask of another size than the frames by nearest neighbour (default: refuse it)")
   p.add_argument("--out", required=True, metavar="DIR", help="output folder")
   p.add_argument("--method", default=None, choices=["auto", "vsreid", "propagate"],
                  help="vsreid: propagation + re-identification of lost objects (Algorithm 3); propagate: "
@@ -85,6 +88,15 @@ def _add_train(sub):
   p.add_argument("--no-progress", action="store_true")
 
 
+def _add_extract_frame(sub):
+  p = sub.add_parser("extract-frame", help="write one frame of a video (or frame folder) as a PNG to draw a mask on",
+                     description="Writes frame N of a video file or frame folder as a PNG, e.g. to draw the "
+                                 "first-frame mask on it with any paint tool.")
+  p.add_argument("video", help="a video file or a folder of frames")
+  p.add_argument("--frame", type=int, default=0, metavar="N", help="frame index, from 0 (default: 0)")
+  p.add_argument("--out", required=True, metavar="PNG", help="the PNG to write")
+
+
 def _add_convert(sub):
   p = sub.add_parser("convert-mask", help="convert an RGB colour mask (DAVIS palette colours) to an indexed PNG")
   p.add_argument("input", help="RGB PNG drawn with DAVIS palette colours")
@@ -99,6 +111,7 @@ def build_parser():
   _add_eval(sub)
   _add_train(sub)
   _add_convert(sub)
+  _add_extract_frame(sub)
   return parser
 
 
@@ -169,7 +182,7 @@ def _jobs(args):
 def cmd_segment(args):
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
-  from vsreid_jax.data import read_mask
+  from vsreid_jax.data.palette import read_prompt_mask
   from vsreid_jax.data.results import SequenceWriter
   from vsreid_jax.utils import StageTimer, peak_rss_mb
 
@@ -187,7 +200,10 @@ def cmd_segment(args):
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
   for seq, frames, mask_path in jobs:
     state = seg.init_state(frames, name=seq)
-    seg.add_mask(state, read_mask(mask_path), source=mask_path)
+    mask, notes = read_prompt_mask(mask_path, frames.size, resize=args.resize_mask)
+    for note in notes:
+      print(f"note: {note}")
+    seg.add_mask(state, mask, source=mask_path)
     info = seg.adapt(state, progress=not args.no_progress)
     if info is not None:
       print(f"{seq}: adapted {info['steps']} steps in {info['seconds']:.1f} s "
@@ -271,6 +287,27 @@ def cmd_convert(args):
   print(f"{args.output}: ids {sorted(int(i) for i in np.unique(ids) if i)}")
 
 
+def cmd_extract_frame(args):
+  import cv2
+  from vsreid_jax.data import open_frames
+  frames = open_frames(args.video)
+  if not 0 <= args.frame < len(frames):
+    raise InputError(f"{args.video}: --frame {args.frame} is outside the video's frames 0..{len(frames) - 1}")
+  if not args.out.lower().endswith(".png"):
+    raise InputError(f"{args.out}: --out must name a .png file (lossless, so a mask drawn on it keeps its ids)")
+  if os.path.realpath(args.out) == os.path.realpath(args.video):
+    raise InputError(f"{args.out}: --out is the input itself; choose another file name")
+  parent = os.path.dirname(os.path.abspath(args.out))
+  if not os.path.isdir(parent):
+    raise InputError(f"{args.out}: folder {parent} does not exist; create it first")
+  image = frames[args.frame]
+  if not cv2.imwrite(args.out, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+    raise InputError(f"{args.out}: cannot write the PNG (permissions?); choose a writable --out")
+  h, w = image.shape[:2]
+  print(f"{args.out}: frame {args.frame} of {len(frames)} ({w}x{h}); draw the mask at this size "
+        "(ids 1..K on 0 background) and pass it with --mask")
+
+
 def main(argv=None):
   parser = build_parser()
   args = parser.parse_args(argv)
@@ -278,7 +315,8 @@ def main(argv=None):
     parser.print_help()
     return 2
   try:
-    {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "convert-mask": cmd_convert}[args.command](args)
+    {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "convert-mask": cmd_convert,
+     "extract-frame": cmd_extract_frame}[args.command](args)
   except InputError as e:
     print(f"vsreid: error: {e}", file=sys.stderr)
     return 2

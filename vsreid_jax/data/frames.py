@@ -97,10 +97,14 @@ class VideoFrames(Sequence):
     if not cap.isOpened():
       raise InputError(f"{self.path_}: cannot open video (unsupported codec?); extract frames with ffmpeg "
                        "into a folder and pass the folder instead")
-    # CAP_PROP_FRAME_COUNT is only an estimate for some containers: count by decoding once.
-    n = 0
-    while cap.grab():
-      n += 1
+    # Frame count and rate from the container, without decoding the whole file. Some containers
+    # report no count (0 or negative): only those are counted by decoding once.
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if n <= 0:
+      n = 0
+      while cap.grab():
+        n += 1
     cap.release()
     if n == 0:
       raise InputError(f"{self.path_}: video has no decodable frames")

@@ -5,12 +5,14 @@ mode "P" PNG carrying the DAVIS palette (the PASCAL VOC colour map), which the o
 tools read with `np.array(Image.open(path))`.
 """
 import os
+from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
 from vsreid_jax.errors import InputError
 
+JPEG_EXTS = (".jpg", ".jpeg")
 # More distinct ids than this in one mask means an anti-aliased or grey-level image, not ids.
 MAX_DISTINCT_IDS = 64
 
@@ -69,11 +71,17 @@ def read_mask(path) -> np.ndarray:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise InputError(f"{path}: mask file not found")
+  if path.lower().endswith(JPEG_EXTS):
+    raise InputError(f"{path}: JPEG masks are refused: JPEG compression blurs object edges into values that "
+                     "are not ids; save the mask as a PNG (indexed, or grey with 0 background)")
   try:
     im = Image.open(path)
     im.load()
   except Exception as e:  # PIL raises many types for corrupt files.
     raise InputError(f"{path}: cannot read mask image ({e.__class__.__name__}); is it a valid PNG?") from None
+  if im.format == "JPEG":
+    raise InputError(f"{path}: is a JPEG image; JPEG compression blurs object edges into values that are not "
+                     "ids; save the mask as a PNG (indexed, or grey with 0 background)")
   if im.mode in ("RGB", "RGBA"):
     raise InputError(
         f"{path}: is an {im.mode} colour image, but masks must be indexed PNGs whose pixel values are object "
@@ -96,3 +104,38 @@ def read_mask(path) -> np.ndarray:
         "object ids; re-save it with nearest-neighbour resampling, or threshold it "
         "(e.g. `(np.array(img) > 127).astype(np.uint8)` for one object)")
   return arr
+
+
+def read_prompt_mask(path, size: Optional[Tuple[int, int]] = None, resize: bool = False
+                     ) -> Tuple[np.ndarray, List[str]]:
+  """Reads a user's prompt mask: `read_mask`, plus what users of other tools hand in.
+
+  - A grey ("L"/"1") mask holding only 0 and 255 is one object drawn in white (id 1): in a
+    palette PNG, 255 is DAVIS's void label instead.
+  - With `size` = (height, width) of the frames, a mask of another size is an error naming both
+    sizes, or, with `resize`, is resized by nearest neighbour (ids are never blended).
+
+  Args:
+    path: the PNG file.
+    size: (height, width) the mask must have; None: not checked.
+    resize: resize a mask of the wrong size instead of refusing it.
+  Returns:
+    (id mask uint8 [H, W], notes): notes are one-line messages for the user about what was done.
+  """
+  path = os.fspath(path)
+  mask = read_mask(path)
+  notes = []
+  with Image.open(path) as im:
+    mode = im.mode
+  values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+  if mode in ("L", "1") and set(values.tolist()) == {0, 255}:
+    mask = (mask == 255).astype(np.uint8)
+    notes.append(f"{path}: a 0/255 mask; read as one object with id 1")
+  if size is not None and mask.shape != tuple(size):
+    h, w = size
+    if not resize:
+      raise InputError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w}x{h}; pass "
+                       "--resize-mask to resize it by nearest neighbour, or resize it yourself")
+    notes.append(f"{path}: mask resized from {mask.shape[1]}x{mask.shape[0]} to {w}x{h} (nearest neighbour)")
+    mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+  return mask, notes
