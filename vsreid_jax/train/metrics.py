@@ -9,15 +9,22 @@ import cv2
 import jax
 import numpy as np
 
+from vsreid_jax.train import tensorboard
+
 COLOURS = [(200, 80, 30), (30, 130, 230), (40, 160, 40), (40, 40, 200), (150, 60, 150), (0, 150, 150)]  # BGR
 
 
 class CsvLog:
   """Appends dict rows to a CSV with a fixed header; `truncate(step)` drops rows after a step
-  (a resumed run rewrites what the killed run logged after its last checkpoint)."""
+  (a resumed run rewrites what the killed run logged after its last checkpoint).
+
+  Each appended row also goes to TensorBoard event files in `<csv folder>/tensorboard/`, tagged
+  `<csv name>/<field>` (e.g. `metrics/loss`, `eval/iou`), written without TensorFlow.
+  """
 
   def __init__(self, path, fields: Optional[Sequence[str]] = None):
     self.path = os.fspath(path)
+    self._events = None  # opened on the first append
     self.fields = list(fields) if fields else None  # None: the file's header, else the first row's keys
     if self.fields is None and os.path.isfile(self.path):
       with open(self.path, newline="") as f:
@@ -35,6 +42,12 @@ class CsvLog:
 
   def append(self, row: Dict[str, float]) -> None:
     self._write([row], "a")
+    if self._events is None:
+      self._events = tensorboard.EventWriter(os.path.join(os.path.dirname(os.path.abspath(self.path)),
+                                                          "tensorboard"))
+    stem = os.path.splitext(os.path.basename(self.path))[0]
+    self._events.scalars(int(row["step"]), {f"{stem}/{k}": float(v) for k, v in row.items()
+                                            if k != "step" and k in self.fields})
 
   def _write(self, rows, mode):
     if self.fields is None:
