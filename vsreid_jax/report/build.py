@@ -262,7 +262,7 @@ def build_report(results_dir, out_dir, dataset=None, subset: Optional[str] = Non
     ablations = [_ablation(path, tmp, config) for path in ablation_csvs]
     text = page.render(results_dir, subset if dataset is not None else None, seq_reports,
                      evaluation.global_ if evaluation is not None else None, ablations,
-                     media.browser_codec() is not None)
+                     media.browser_codec() is not None, config.video_width)
     with open(os.path.join(tmp, "index.html"), "w", encoding="utf-8") as f:
       f.write(text)
     page.write_json(os.path.join(tmp, "report.json"), results_dir, subset if dataset is not None else None,

@@ -17,6 +17,9 @@ from vsreid_jax.report import plots
 SCORE_COLUMNS = (("J&F", "J&F-Mean"), ("J", "J-Mean"), ("J recall", "J-Recall"), ("J decay", "J-Decay"),
                  ("F", "F-Mean"), ("F recall", "F-Recall"), ("F decay", "F-Decay"))
 
+# report.json writes each object's timeline as one character a frame.
+TIMELINE_CHARS = {plots.LOST: "-", plots.PRESENT: "p", plots.REIDENTIFIED: "R"}
+
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -124,16 +127,16 @@ def _retrieval_table(s) -> str:
   return "\n".join(rows)
 
 
-def _sequence_section(s) -> str:
+def _sequence_section(s, width: int) -> str:
   scores = (" &middot; J&amp;F {:.3f} (J {:.3f}, F {:.3f})".format(
       s.scores["J&F-Mean"], s.scores["J-Mean"], s.scores["F-Mean"]) if s.scores else "")
   fps = f" &middot; {s.fps:.1f} frames/s" if s.fps else ""
   if s.video:
-    video = (f'<video controls loop muted preload="metadata" poster="{_esc(s.poster)}">'
+    video = (f'<video controls loop muted preload="metadata" width="{width}" poster="{_esc(s.poster)}">'
              f'<source src="{_esc(s.video)}" type="{_esc(s.video_mime)}">'
-             f'<img src="{_esc(s.poster)}" alt="first frame"></video>')
+             f'<img src="{_esc(s.poster)}" width="{width}" alt="first frame"></video>')
   else:
-    video = f'<img src="{_esc(s.poster)}" alt="first frame (no browser video codec in this OpenCV)">'
+    video = f'<img src="{_esc(s.poster)}" width="{width}" alt="first frame (no browser video codec in this OpenCV)">'
   return "\n".join([
       f'<section id="seq-{_esc(s.name)}"><h2>{_esc(s.name)}</h2>',
       f'<p class="meta">{s.frames} frames &middot; objects {", ".join(_swatch(o) for o in s.object_ids)}'
@@ -161,8 +164,8 @@ def _ablation_section(a) -> str:
 
 
 def render(results_dir: str, subset: Optional[str], seqs: List, global_: Optional[dict], ablations: List,
-         has_video: bool) -> str:
-  """The whole index.html."""
+         has_video: bool, video_width: int) -> str:
+  """The whole index.html; videos are shown `video_width` pixels wide (small clips scaled up)."""
   title = f"vsreid report: {os.path.basename(os.path.normpath(os.path.abspath(results_dir)))}"
   scored = (f"Scores: the official DAVIS 2017 semi-supervised protocol (as <code>vsreid eval</code>), set "
             f"<code>{_esc(subset)}</code>; sequence rows average that sequence's objects, the global row all objects."
@@ -182,18 +185,21 @@ def render(results_dir: str, subset: Optional[str], seqs: List, global_: Optiona
               "beside the paper's J&amp;F (DAVIS 2017 test-dev).</p>"] + [_ablation_section(a) for a in ablations]
   if seqs and not has_video:
     parts.append('<p class="meta">This OpenCV can encode neither H.264 nor VP9: first frames only.</p>')
-  parts += [_sequence_section(s) for s in seqs]
+  parts += [_sequence_section(s, video_width) for s in seqs]
   parts += [f"<script>{SORT_JS}</script>", "</body></html>"]
   return "\n".join(parts) + "\n"
 
 
 def write_json(path: str, results_dir: str, subset: Optional[str], seqs: List, global_: Optional[dict],
                ablations: List) -> None:
-  """report.json: the table's figures unrounded, and where each sequence's files are."""
+  """report.json: the table's figures unrounded, each object's timeline (TIMELINE_CHARS, one a frame)
+  and where each sequence's files are."""
   payload = dict(
       results_dir=os.path.abspath(results_dir), set=subset, columns=list(GLOBAL_COLUMNS), global_=global_,
       sequences=[dict(name=s.name, frames=s.frames, objects=s.object_ids, scores=s.scores,
                       lost_frames={str(o): int(np.sum(s.states[k] == plots.LOST)) for k, o in enumerate(s.object_ids)},
+                      timeline={str(o): "".join(TIMELINE_CHARS[v] for v in s.states[k])
+                                for k, o in enumerate(s.object_ids)},
                       retrievals=None if s.retrievals is None else len(s.retrievals), frames_per_second=s.fps,
                       video=s.video, plot=s.plot, poster=s.poster, thumbs=s.thumbs) for s in seqs],
       ablations=[dict(name=a.name, columns=a.columns, rows=a.rows, plot=a.plot) for a in ablations])
