@@ -71,19 +71,21 @@ def sequence_figure(path: str, object_ids: Sequence[int], states: np.ndarray, re
     for r in retrievals:
       if r.get("object_id") != obj:
         continue
+      # Rows run downwards: the marker sits above the object's bar, the rewritten span under it.
       if r.get("frames_rewritten"):
-        ax.plot([r["first"] - 0.5, r["last"] + 0.5], [row - 0.4, row - 0.4], color="black", lw=1)
-      ax.plot([r["frame"]], [row + 0.38], marker="v", color="black", ms=5)
-      ax.annotate(f"{r['score']:.2f}", (r["frame"], row + 0.38), xytext=(3, 1), textcoords="offset points",
-                  fontsize="x-small")
+        ax.plot([r["first"] - 0.5, r["last"] + 0.5], [row + 0.38, row + 0.38], color="black", lw=1.2)
+      ax.plot([r["frame"]], [row - 0.4], marker="v", color="black", ms=6)
+      ax.annotate(f"{r['score']:.2f}", (r["frame"], row - 0.4), xytext=(5, -1), textcoords="offset points",
+                  fontsize="x-small", va="center")
   ax.set_yticks(range(k), [f"object {obj}" for obj in object_ids], fontsize="small")
   for label, obj in zip(ax.get_yticklabels(), object_ids):
     label.set_color(object_colour(obj))  # the curves above use the same colours
-  ax.set_ylim(k - 0.5, -0.6)
+  ax.set_ylim(k - 0.5, -0.7)
   ax.set_xlim(-0.5, t - 0.5)
   ax.set_xlabel("frame")
-  fig.legend(handles=[Patch(facecolor="#7a9ac8", alpha=0.45, label="present"),
-                      Patch(facecolor="#7a9ac8", hatch="///", edgecolor="black", label="re-identified"),
+  first = object_colour(object_ids[0]) if len(object_ids) else LOST_COLOUR
+  fig.legend(handles=[Patch(facecolor=first, alpha=0.45, label="present"),
+                      Patch(facecolor=first, hatch="///", edgecolor="black", label="re-identified"),
                       Patch(facecolor=LOST_COLOUR, label="lost"),
                       Patch(facecolor="none", edgecolor="none", label="\u25bc retrieval (similarity), "
                             "line: the frames it rewrote")],
