@@ -164,7 +164,7 @@ def test_ablation_rows_beside_the_papers(tmp_path):
   assert os.path.getsize(tmp_path / "r" / "assets" / "ablation.png") > 0
 
 
-@pytest.mark.parametrize("problem", ["no-results", "foreign-out", "broken-log", "empty"])
+@pytest.mark.parametrize("problem", ["no-results", "foreign-out", "broken-log", "foreign-log", "empty"])
 def test_bad_input_gives_one_line_error(run, tmp_path, capsys, problem):
   results, out = run, tmp_path / "out"
   if problem == "no-results":
@@ -172,11 +172,12 @@ def test_bad_input_gives_one_line_error(run, tmp_path, capsys, problem):
   elif problem == "foreign-out":
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-  elif problem == "broken-log":
+  elif problem in ("broken-log", "foreign-log"):
     results = str(tmp_path / "res")
     shutil.copytree(os.path.join(run, "one-object"), os.path.join(results, "one-object"))
+    log = dict(retrievals=[dict(frame=30, object=0, object_id=1, score=0.9, frames_rewritten=[30, 31])])
     with open(os.path.join(results, "one-object_retrievals.json"), "w") as f:
-      f.write("{not json")
+      f.write("{not json" if problem == "broken-log" else json.dumps(log))
   elif problem == "empty":
     results = str(tmp_path / "empty")
     os.makedirs(results)
@@ -184,7 +185,9 @@ def test_bad_input_gives_one_line_error(run, tmp_path, capsys, problem):
   err = capsys.readouterr().err.strip()
   assert err.startswith("vsreid: error: ") and "\n" not in err
   expected = {"no-results": "missing: results folder not found", "foreign-out": "is not an earlier report",
-              "broken-log": "one-object_retrievals.json: not valid JSON", "empty": "no result sequences"}[problem]
+              "broken-log": "one-object_retrievals.json: not valid JSON",
+              "foreign-log": "one-object_retrievals.json: retrieval at frame 30 is outside the 8 result frames",
+              "empty": "no result sequences"}[problem]
   assert expected in err
   if problem == "foreign-out":
     assert (out / "notes.txt").read_text() == "mine" and sorted(os.listdir(out)) == ["notes.txt"]

@@ -71,12 +71,13 @@ def _states(masks: np.ndarray, object_ids, retrievals) -> np.ndarray:
     rewritten = np.zeros(len(masks), bool)
     for r in retrievals or ():
       if r.get("object_id") == obj:
-        rewritten[[i for i in r.get("frames_rewritten", []) if 0 <= i < len(masks)]] = True
+        rewritten[r["frames_rewritten"]] = True
     states[row] = np.where(present, np.where(rewritten, plots.REIDENTIFIED, plots.PRESENT), plots.LOST)
   return states
 
 
-def _check_log(path: str, log: Optional[dict]) -> Optional[List[dict]]:
+def _check_log(path: str, log: Optional[dict], n_frames: int) -> Optional[List[dict]]:
+  """The retrievals of a log of algorithm3.write_retrievals, checked against the masks' frame count."""
   if log is None:
     return None
   retrievals = log.get("retrievals") if isinstance(log, dict) else None
@@ -84,6 +85,10 @@ def _check_log(path: str, log: Optional[dict]) -> Optional[List[dict]]:
       isinstance(r, dict) and {"frame", "object_id", "score", "frames_rewritten"} <= set(r) for r in retrievals):
     raise InputError(f"{path}: not a retrieval log of `vsreid segment` (needs retrievals with frame, object_id, "
                      "score, frames_rewritten); delete it or rerun the segmentation")
+  for r in retrievals:
+    if not all(0 <= i < n_frames for i in [r["frame"], *r["frames_rewritten"]]):
+      raise InputError(f"{path}: retrieval at frame {r['frame']} is outside the {n_frames} result frames; "
+                       "the log belongs to another run (rerun the segmentation)")
   return retrievals
 
 
@@ -116,7 +121,7 @@ def _sequence(results_dir, out_dir, seq, dataset, frames, evaluation, config) ->
     raise InputError(f"{os.path.join(results_dir, seq)}: no PNG masks in the result sequence folder")
   masks = np.stack([read_mask(os.path.join(results_dir, seq, n + ".png")) for n in names])
   log_path = layout.retrievals_path(results_dir, seq)
-  retrievals = _check_log(log_path, layout.read_json(log_path))
+  retrievals = _check_log(log_path, layout.read_json(log_path), len(names))
   timing = layout.read_json(layout.timing_path(results_dir, seq))
 
   scores, per_object = None, None

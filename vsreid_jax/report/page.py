@@ -119,7 +119,8 @@ def _retrieval_table(s) -> str:
   rows = ["<table><thead><tr><th>object</th><th>frame</th><th>similarity</th><th>frames rewritten</th>"
           "<th>at the retrieval frame (box: the retrieved candidate)</th></tr></thead><tbody>"]
   for r, thumb in zip(s.retrievals, s.thumbs):
-    span = (f"{r['first']}&ndash;{r['last']} ({len(r['frames_rewritten'])})" if r["frames_rewritten"]
+    frames = r["frames_rewritten"]
+    span = (f"{min(frames)}&ndash;{max(frames)} ({len(frames)})" if frames
             else "none: lost again at once")
     rows.append(f"<tr><td>{_swatch(r['object_id'])}</td><td>{r['frame']}</td><td>{r['score']:.3f}</td>"
                 f'<td>{span}</td><td><img src="{_esc(thumb)}" alt="frame {r["frame"]}" loading="lazy"></td></tr>')

@@ -41,7 +41,7 @@ def sequence_figure(path: str, object_ids: Sequence[int], states: np.ndarray, re
     path: PNG to write.
     object_ids: the K palette ids.
     states: int [K, T] per frame LOST / PRESENT / REIDENTIFIED.
-    retrievals: the solver's log entries (object_id, frame, score, first, last, frames_rewritten).
+    retrievals: the solver's log entries (object_id, frame, score, frames_rewritten).
     scores: None (no ground truth) or {object id: {"J": [T - 2], "F": [T - 2]}} of frames 1..T-2.
     width_in, dpi: figure width in inches and resolution.
   """
@@ -73,7 +73,8 @@ def sequence_figure(path: str, object_ids: Sequence[int], states: np.ndarray, re
         continue
       # Rows run downwards: the marker sits above the object's bar, the rewritten span under it.
       if r.get("frames_rewritten"):
-        ax.plot([r["first"] - 0.5, r["last"] + 0.5], [row + 0.38, row + 0.38], color="black", lw=1.2)
+        span = (min(r["frames_rewritten"]) - 0.5, max(r["frames_rewritten"]) + 0.5)
+        ax.plot(span, [row + 0.38, row + 0.38], color="black", lw=1.2)
       ax.plot([r["frame"]], [row - 0.4], marker="v", color="black", ms=6)
       ax.annotate(f"{r['score']:.2f}", (r["frame"], row - 0.4), xytext=(5, -1), textcoords="offset points",
                   fontsize="x-small", va="center")
