@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from vsreid_jax import cli
+from vsreid_jax.configs import report as report_config
 from vsreid_jax.data import read_mask, synthetic, write_mask
 from vsreid_jax.data.palette import PALETTE
 from vsreid_jax.eval.davis import evaluate
@@ -103,7 +104,7 @@ def test_every_sequence_has_its_video_and_curves(run):
       if not ok:
         break
       decoded.append(frame)
-    assert len(decoded) == frames and decoded[0].shape[1] <= 320
+    assert len(decoded) == frames and decoded[0].shape[1] <= report_config.get_config().video_width
     plot = re.search(r'<img src="(assets/[^"]+\.png)"', section).group(1)
     image = cv2.cvtColor(cv2.imread(os.path.join(report_dir, plot)), cv2.COLOR_BGR2RGB)
     for obj in range(1, objects + 1):  # each object's J and F curves, in its palette colour
@@ -143,7 +144,7 @@ def test_timeline_shows_lost_and_reidentified_frames_from_the_retrieval_log(tmp_
   assert clip["timeline"] == {"1": "p" * 12, "2": "pppp----RRRR"}
   assert clip["lost_frames"] == {"1": 0, "2": 4} and clip["retrievals"] == 1
   page = read(tmp_path / "report" / "index.html")
-  assert "<td>9</td><td>0.912</td><td>8&ndash;11 (4)</td>" in page
+  assert "&middot; frame 9 &middot; similarity 0.912<br>frames rewritten 8&ndash;11 (4)</figcaption>" in page
   (thumb,) = clip["thumbs"]
   assert cv2.imread(str(tmp_path / "report" / thumb)).shape[:2] == (64, 96)  # never upscaled past the frame
   rows, heads = table(page)

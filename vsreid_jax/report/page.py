@@ -33,7 +33,9 @@ tfoot td { font-weight: bold; border-top: 2px solid #999; }
 .seq { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .meta { color: #555; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: -0.1em; border: 1px solid #0004; }
-td img { display: block; }
+.cards { display: flex; flex-wrap: wrap; gap: 0.6em; }
+.cards figure { margin: 0; width: 170px; font-size: 12px; }
+.cards img { display: block; max-width: 100%; }
 """
 
 SORT_JS = """
@@ -111,21 +113,24 @@ def _sequence_table(seqs, global_: Optional[dict]) -> str:
   return "\n".join(lines)
 
 
-def _retrieval_table(s) -> str:
+def _retrievals(s) -> str:
+  """One card per retrieval: the thumbnail of its frame (box: the retrieved candidate), object,
+  frame, similarity and the frames it rewrote, in the order the solver made them."""
   if s.retrievals is None:
     return '<p class="meta">No retrieval log (propagation only).</p>'
   if not s.retrievals:
     return '<p class="meta">The solver made no retrieval.</p>'
-  rows = ["<table><thead><tr><th>object</th><th>frame</th><th>similarity</th><th>frames rewritten</th>"
-          "<th>at the retrieval frame (box: the retrieved candidate)</th></tr></thead><tbody>"]
+  cards = ['<p class="meta">Retrievals in the order the solver made them (box: the retrieved candidate):</p>',
+           '<div class="cards">']
   for r, thumb in zip(s.retrievals, s.thumbs):
     frames = r["frames_rewritten"]
-    span = (f"{min(frames)}&ndash;{max(frames)} ({len(frames)})" if frames
-            else "none: lost again at once")
-    rows.append(f"<tr><td>{_swatch(r['object_id'])}</td><td>{r['frame']}</td><td>{r['score']:.3f}</td>"
-                f'<td>{span}</td><td><img src="{_esc(thumb)}" alt="frame {r["frame"]}" loading="lazy"></td></tr>')
-  rows.append("</tbody></table>")
-  return "\n".join(rows)
+    span = (f"frames rewritten {min(frames)}&ndash;{max(frames)} ({len(frames)})" if frames
+            else "lost again at once: nothing rewritten")
+    cards.append(f'<figure><img src="{_esc(thumb)}" alt="frame {r["frame"]}" loading="lazy"><figcaption>'
+                 f'object {_swatch(r["object_id"])} &middot; frame {r["frame"]} &middot; similarity '
+                 f'{r["score"]:.3f}<br>{span}</figcaption></figure>')
+  cards.append("</div>")
+  return "\n".join(cards)
 
 
 def _sequence_section(s, width: int) -> str:
@@ -144,7 +149,7 @@ def _sequence_section(s, width: int) -> str:
       f"{scores}{fps} &middot; video: {_esc(s.frame_source)}</p>",
       f'<div class="seq"><div>{video}</div>',
       f'<img src="{_esc(s.plot)}" alt="per-frame J and F, and timeline of {_esc(s.name)}" loading="lazy"></div>',
-      _retrieval_table(s), "</section>"])
+      _retrievals(s), "</section>"])
 
 
 def _ablation_section(a) -> str:
