@@ -60,7 +60,8 @@ srcs.forEach(function (src) {
   var v = document.createElement('video'); v.muted = true; v.preload = 'auto';
   v.addEventListener('loadeddata', function () {
     fin(src, {ok: true, width: v.videoWidth, height: v.videoHeight, seconds: v.duration}); }, {once: true});
-  v.addEventListener('error', function () { fin(src, {ok: false, error: v.error ? v.error.code : null}); }, {once: true});
+  v.addEventListener('error', function () {
+    fin(src, {ok: false, error: v.error ? v.error.code : null}); }, {once: true});
   v.src = src; v.load();
 });
 if (!srcs.length) out.textContent = '{}';
@@ -83,9 +84,11 @@ def probe_videos(chromium, report_dir: str) -> dict:
 
 CLICK = """<script>
 (function () {
-  var table = document.getElementById('sequences'), heads = table.tHead.rows[0].cells, col = -1;
+  var table = document.querySelector('table.sortable'), heads = table.tHead.rows[0].cells, col = -1;
   for (var i = 0; i < heads.length; i++) if (heads[i].textContent === %s) col = i;
-  function order() { return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.dataset.seq; }); }
+  function order() {
+    return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[0].textContent; });
+  }
   var before = order();
   heads[col].click();
   var asc = order();
@@ -101,8 +104,9 @@ CLICK = """<script>
 
 
 def click_sort(chromium, report_dir: str, header: str) -> dict:
-  """Sequence order of the table before and after one and two clicks on `header`, run by Chromium
-  on a copy of index.html (in the report folder, removed afterwards) with the clicks appended."""
+  """Row order (first cells) of the page's first sortable table (the sequences, else an ablation)
+  before and after one and two clicks on `header`, run by Chromium on a copy of index.html (in the
+  report folder, removed afterwards) with the clicks appended."""
   with open(os.path.join(report_dir, "index.html"), encoding="utf-8") as f:
     text = f.read()
   page = os.path.join(report_dir, ".sort-check.html")

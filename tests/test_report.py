@@ -110,7 +110,8 @@ def test_every_sequence_has_its_video_and_curves(run):
     for obj in range(1, objects + 1):  # each object's J and F curves, in its palette colour
       assert np.all(image == PALETTE[obj], axis=-1).sum() > 100, (seq, obj)
     assert image.shape[1] == 600  # plot_width_in 7.5 x 80 dpi: screen size, not print size
-  total = sum(os.path.getsize(os.path.join(report_dir, "assets", f)) for f in os.listdir(os.path.join(report_dir, "assets")))
+  assets = os.path.join(report_dir, "assets")
+  total = sum(os.path.getsize(os.path.join(assets, f)) for f in os.listdir(assets))
   assert total < 300_000
 
 
@@ -209,5 +210,6 @@ def test_report_opens_in_headless_chromium(run, tmp_path):
   videos = screenshot_report.probe_videos(chromium, report_dir)
   assert len(videos) == len(SEQUENCES) and all(v["ok"] and v["width"] > 0 for v in videos.values()), videos
   sort = screenshot_report.click_sort(chromium, report_dir, "J&F")
-  scores = {s["name"]: s["scores"]["J&F-Mean"] for s in json.loads(read(os.path.join(report_dir, "report.json")))["sequences"]}
+  report = json.loads(read(os.path.join(report_dir, "report.json")))
+  scores = {s["name"]: s["scores"]["J&F-Mean"] for s in report["sequences"]}
   assert sort["asc"] == sorted(scores, key=scores.get) and sort["desc"] == sorted(scores, key=scores.get)[::-1]

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -106,11 +107,11 @@ def _frame_source(results_dir, seq, n, dataset, frames):
   return None, False, "masks only (no frames: pass --davis, or segment with --overlay)"
 
 
-def _draw_box(image: np.ndarray, box, colour) -> np.ndarray:
-  import cv2  # pylint: disable=import-outside-toplevel
+def _draw_box(image: np.ndarray, box, scale: float, colour) -> np.ndarray:
+  """The image with a box given in full-frame pixels (the image is the frame times `scale`)."""
   out = image.copy()
-  x0, y0, x1, y1 = (int(round(v)) for v in box)
-  thickness = max(1, image.shape[1] // 200)
+  x0, y0, x1, y1 = (int(round(v * scale)) for v in box)
+  thickness = max(1, image.shape[1] // 128)
   cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), tuple(int(c) for c in colour), thickness)
   return out
 
@@ -142,15 +143,20 @@ def _sequence(results_dir, out_dir, seq, dataset, frames, evaluation, config) ->
   assets = os.path.join(out_dir, ASSETS)
   video = media.SmallVideo(os.path.join(assets, seq), config.video_width, config.video_fps)
   wanted = {r["frame"]: [] for r in retrievals or ()}
+  # Everything is drawn at the video's width: cheaper than full frames, and outlines stay visible.
+  scale = media.fit_width(masks[0], config.video_width).shape[1] / masks.shape[2]
   try:
-    for t, ids in enumerate(masks):
+    for t, full_ids in enumerate(masks):
+      ids = media.fit_width(full_ids, config.video_width, interpolation=cv2.INTER_NEAREST)
       if source is None:
         image = np.where(ids[..., None] > 0, PALETTE[ids], np.uint8(MASK_BACKGROUND)).astype(np.uint8)
       else:
         image = source[t]
-        if image.shape[:2] != ids.shape:
-          raise InputError(f"{os.path.join(results_dir, seq, names[t])}.png: mask is {ids.shape[1]}x{ids.shape[0]} "
-                           f"but its frame is {image.shape[1]}x{image.shape[0]}; pass the --resolution of the run")
+        if image.shape[:2] != full_ids.shape:
+          raise InputError(f"{os.path.join(results_dir, seq, names[t])}.png: mask is {full_ids.shape[1]}x"
+                           f"{full_ids.shape[0]} but its frame is {image.shape[1]}x{image.shape[0]}; pass the "
+                           "--resolution of the run")
+        image = media.fit_width(image, config.video_width)
         if not overlaid:
           image = overlay(image, ids, config.overlay_alpha)
       if t == 0:
@@ -163,7 +169,9 @@ def _sequence(results_dir, out_dir, seq, dataset, frames, evaluation, config) ->
   thumbs = []
   for k, r in enumerate(retrievals or ()):
     name = f"{seq}_retrieval{k}.jpg"
-    image = _draw_box(wanted[r["frame"]], r["box"], PALETTE[r["object_id"]]) if r.get("box") else wanted[r["frame"]]
+    image = wanted[r["frame"]]
+    if r.get("box"):
+      image = _draw_box(image, r["box"], scale, PALETTE[r["object_id"]])
     media.write_jpeg(os.path.join(assets, name), image, config.thumb_width, config.jpeg_quality)
     thumbs.append(f"{ASSETS}/{name}")
 

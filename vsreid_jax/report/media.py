@@ -58,8 +58,9 @@ def browser_codec() -> Optional[Tuple[str, str, str]]:
   return None
 
 
-def fit_width(image: np.ndarray, width: int, even: bool = False) -> np.ndarray:
-  """Downscales an image to `width` pixels (never upscales); `even`: both sides even (yuv420)."""
+def fit_width(image: np.ndarray, width: int, even: bool = False, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+  """Downscales an image to `width` pixels (never upscales); `even`: both sides even (yuv420).
+  INTER_NEAREST for id masks."""
   h, w = image.shape[:2]
   scale = min(1.0, width / w)
   nw, nh = max(int(round(w * scale)), 2), max(int(round(h * scale)), 2)
@@ -67,7 +68,7 @@ def fit_width(image: np.ndarray, width: int, even: bool = False) -> np.ndarray:
     nw, nh = nw - nw % 2, nh - nh % 2
   if (nw, nh) == (w, h):
     return image
-  return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+  return cv2.resize(image, (nw, nh), interpolation=interpolation)
 
 
 class SmallVideo:

@@ -179,7 +179,8 @@ def render(results_dir: str, subset: Optional[str], seqs: List, global_: Optiona
   parts = [
       "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{_esc(title)}</title>",
       f"<style>{CSS}</style></head><body>", f"<h1>{_esc(title)}</h1>",
-      f'<p class="meta">Results: <code>{_esc(os.path.abspath(results_dir))}</code> &middot; vsreid-jax {__version__}</p>',
+      f'<p class="meta">Results: <code>{_esc(os.path.abspath(results_dir))}</code> &middot; '
+      f"vsreid-jax {__version__}</p>",
   ]
   if seqs:
     parts += ["<h2>Sequences</h2>", f'<p class="meta">{scored} Click a column to sort. Lost frames: frames '
