@@ -17,7 +17,7 @@ import pytest
 
 from vsreid_jax import cli
 from vsreid_jax.configs import report as report_config
-from vsreid_jax.data import read_mask, synthetic, write_mask
+from vsreid_jax.data import synthetic, write_mask
 from vsreid_jax.data.palette import PALETTE
 from vsreid_jax.eval.davis import evaluate
 from vsreid_jax.report import build_report
@@ -213,3 +213,17 @@ def test_report_opens_in_headless_chromium(run, tmp_path):
   report = json.loads(read(os.path.join(report_dir, "report.json")))
   scores = {s["name"]: s["scores"]["J&F-Mean"] for s in report["sequences"]}
   assert sort["asc"] == sorted(scores, key=scores.get) and sort["desc"] == sorted(scores, key=scores.get)[::-1]
+
+
+def test_without_a_browser_codec_the_page_shows_first_frames(monkeypatch, tmp_path):
+  from vsreid_jax.report import media  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(media, "browser_codec", lambda: None)
+  frames, masks = synthetic.moving_shapes(n_frames=4, n_objects=1)
+  for t, mask in enumerate(masks):
+    os.makedirs(tmp_path / "res" / "clip", exist_ok=True)
+    write_mask(tmp_path / "res" / "clip" / f"{t:05d}.png", mask)
+  build_report(tmp_path / "res", tmp_path / "r", progress=False)
+  page = read(tmp_path / "r" / "index.html")
+  assert "<video" not in page and "encode neither H.264 nor VP9" in page
+  assert '<img src="assets/clip_poster.jpg"' in page and os.path.isfile(tmp_path / "r" / "assets" / "clip_poster.jpg")
+  assert "video: masks only" in page
