@@ -57,6 +57,8 @@ def _add_segment(sub):
                  help="keep computed flow fields and detector/ReID candidates here (.npy/.npz) for reuse")
   p.add_argument("--overlay", action="store_true", help="also write OUT/<sequence>_overlay.mp4")
   p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
+  p.add_argument("--report", action="store_true", help="write the HTML report OUT/report/index.html at the end "
+                 "(scores with --davis and --eval)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -97,6 +99,22 @@ def _add_extract_frame(sub):
   p.add_argument("--out", required=True, metavar="PNG", help="the PNG to write")
 
 
+def _add_report(sub):
+  p = sub.add_parser("report", help="a static HTML report of a results folder (open index.html from disk)",
+                     description="Writes REPORT_DIR/index.html (+ assets/): a sortable table of the sequences, per "
+                     "sequence the overlay video, per-frame J and F per object and a timeline of each object "
+                     "(present / lost / re-identified, from <sequence>_retrievals.json); ablation*.csv of "
+                     "experiments/ablation.py beside the paper's numbers. No server or network needed.")
+  p.add_argument("results", metavar="RESULTS_DIR", help="output folder of vsreid segment or experiments/ablation.py")
+  p.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder (an earlier report is replaced)")
+  p.add_argument("--davis", metavar="ROOT", help="DAVIS root with annotations: adds J&F (as vsreid eval) and "
+                 "takes the video frames from it")
+  p.add_argument("--set", default="val", help="with --davis: ImageSets/2017/<set>.txt (default: val)")
+  p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences")
+  p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
+  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _add_convert(sub):
   p = sub.add_parser("convert-mask", help="convert an RGB colour mask (DAVIS palette colours) to an indexed PNG")
   p.add_argument("input", help="RGB PNG drawn with DAVIS palette colours")
@@ -110,6 +128,7 @@ def build_parser():
   _add_segment(sub)
   _add_eval(sub)
   _add_train(sub)
+  _add_report(sub)
   _add_convert(sub)
   _add_extract_frame(sub)
   return parser
@@ -184,6 +203,7 @@ def cmd_segment(args):
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data.palette import read_prompt_mask
   from vsreid_jax.data.results import SequenceWriter
+  from vsreid_jax.report.layout import write_timing
   from vsreid_jax.utils import StageTimer, peak_rss_mb
 
   config = _segment_config(args)
@@ -199,6 +219,7 @@ def cmd_segment(args):
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
   for seq, frames, mask_path in jobs:
+    seq_start = time.perf_counter()
     state = seg.init_state(frames, name=seq)
     mask, notes = read_prompt_mask(mask_path, frames.size, resize=args.resize_mask)
     for note in notes:
@@ -220,14 +241,27 @@ def cmd_segment(args):
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
     if state.result is not None:
       _report_retrievals(args.out, seq, state)
+    write_timing(args.out, seq, len(frames), len(state.object_ids), state.timer, time.perf_counter() - seq_start)
   wall = time.perf_counter() - start
   print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
   print(total.table(n_frames))
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
         f"{len(jobs)} sequences), peak RSS {peak_rss_mb():.0f} MiB")
-  if args.eval and args.davis:
-    _run_eval(args, args.out)
+  evaluation = _run_eval(args, args.out) if args.eval and args.davis else None
+  if args.report:
+    _segment_report(args, jobs, evaluation)
+
+
+def _segment_report(args, jobs, evaluation):
+  """segment --report: OUT/report/index.html of the sequences just written."""
+  from vsreid_jax.data import DavisDataset
+  from vsreid_jax.report import build_report
+  dataset = DavisDataset(args.davis, args.resolution) if evaluation is not None else None
+  path = build_report(args.out, os.path.join(args.out, "report"), dataset=dataset, subset=args.set,
+                      sequences=[seq for seq, _, _ in jobs], frames={seq: frames for seq, frames, _ in jobs},
+                      evaluation=evaluation, progress=not args.no_progress)
+  print(f"report: {path}")
 
 
 def _report_retrievals(out, seq, state):
@@ -249,6 +283,7 @@ def _run_eval(args, results):
   paths = write_csv(result, results, args.set)
   print(format_tables(result, args.set))
   print(f"\nwrote {paths[0]} and {paths[1]} ({result.seconds:.1f} s)")
+  return result
 
 
 def cmd_eval(args):
@@ -271,6 +306,21 @@ def cmd_train(args):
   rows = out["train_rows"]
   if rows:
     print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
+
+
+def cmd_report(args):
+  from vsreid_jax.data import DavisDataset
+  from vsreid_jax.report import build_report
+  dataset = DavisDataset(args.davis, args.resolution) if args.davis else None
+  if dataset is not None:
+    sequences = _selected_sequences(dataset, args)
+  elif args.sequences:
+    sequences = args.sequences
+  else:
+    sequences = None
+  path = build_report(args.results, args.out, dataset=dataset, subset=args.set, sequences=sequences,
+                      progress=not args.no_progress)
+  print(f"report: {path} (open it in a browser; no server needed)")
 
 
 def cmd_convert(args):
@@ -315,8 +365,8 @@ def main(argv=None):
     parser.print_help()
     return 2
   try:
-    {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "convert-mask": cmd_convert,
-     "extract-frame": cmd_extract_frame}[args.command](args)
+    {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "report": cmd_report,
+     "convert-mask": cmd_convert, "extract-frame": cmd_extract_frame}[args.command](args)
   except InputError as e:
     print(f"vsreid: error: {e}", file=sys.stderr)
     return 2

@@ -121,14 +121,19 @@ def evaluate_sequences(dataset: DavisDataset, sequences: list[str], results_dir:
   if not per_frame:
     raise InputError(f"{dataset.anno_dir}: no objects in the first ground-truth frame of any evaluated sequence")
 
-  j_stats = {key: statistics(scores["J"]) for key, scores in per_frame.items()}
-  f_stats = {key: statistics(scores["F"]) for key, scores in per_frame.items()}
-  j_mean, j_recall, j_decay = (float(v) for v in np.mean(list(j_stats.values()), axis=0))
-  f_mean, f_recall, f_decay = (float(v) for v in np.mean(list(f_stats.values()), axis=0))
-  global_ = dict(zip(GLOBAL_COLUMNS, ((j_mean + f_mean) / 2, j_mean, j_recall, j_decay, f_mean, f_recall, f_decay)))
-  per_object = [(key, j_stats[key][0], f_stats[key][0]) for key in per_frame]
-  return EvalResult(global_=global_, per_object=per_object, per_frame=per_frame,
+  per_object = [(key, statistics(scores["J"])[0], statistics(scores["F"])[0]) for key, scores in per_frame.items()]
+  return EvalResult(global_=summarize(per_frame), per_object=per_object, per_frame=per_frame,
                     seconds=time.perf_counter() - start)
+
+
+def summarize(per_frame: dict) -> dict:
+  """The GLOBAL_COLUMNS figures of per-frame scores {key: {"J": .., "F": ..}}: Mean, Recall and
+  Decay per object, averaged over the objects (the global row; of one sequence's objects, its row)."""
+  j_stats = [statistics(scores["J"]) for scores in per_frame.values()]
+  f_stats = [statistics(scores["F"]) for scores in per_frame.values()]
+  j_mean, j_recall, j_decay = (float(v) for v in np.mean(j_stats, axis=0))
+  f_mean, f_recall, f_decay = (float(v) for v in np.mean(f_stats, axis=0))
+  return dict(zip(GLOBAL_COLUMNS, ((j_mean + f_mean) / 2, j_mean, j_recall, j_decay, f_mean, f_recall, f_decay)))
 
 
 def evaluate(davis_root: str, subset: str, results_dir: str, resolution: str = "480p", progress: bool = True,
