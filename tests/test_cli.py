@@ -10,7 +10,7 @@ import pytest
 
 from vsreid_jax import cli
 from vsreid_jax.data import read_mask, write_mask
-from vsreid_jax.data.results import SequenceWriter
+from vsreid_jax.data.results import MANIFEST, SequenceWriter
 
 
 def test_help_and_version(capsys):
@@ -30,7 +30,9 @@ def test_segment_davis_root_writes_palette_pngs(shapes_root, tmp_path, capsys):
   text = capsys.readouterr().out
   for seq, n in (("two-objects", 10), ("one-object", 8)):
     files = sorted(os.listdir(out / seq))
-    assert files == [f"{i:05d}.png" for i in range(n)]
+    assert files == [MANIFEST] + [f"{i:05d}.png" for i in range(n)]
+    assert json.loads((out / seq / MANIFEST).read_text())["side_files"] == [f"{seq}_overlay.mp4",
+                                                                          f"{seq}_retrievals.json"]
     first = read_mask(out / seq / "00000.png")
     gt = read_mask(os.path.join(shapes_root, "Annotations", "480p", seq, "00000.png"))
     np.testing.assert_array_equal(first, gt)
@@ -48,7 +50,7 @@ def test_segment_frame_folder_with_mask(shapes_root, tmp_path):
   mask = os.path.join(shapes_root, "Annotations", "480p", "one-object", "00000.png")
   assert cli.main(["segment", "--video", frames, "--mask", mask, "--out", str(tmp_path), "--no-progress",
                    "--net", "identity", "--method", "propagate"]) == 0
-  assert len(os.listdir(tmp_path / "one-object")) == 8
+  assert len([f for f in os.listdir(tmp_path / "one-object") if f.endswith(".png")]) == 8
   assert not (tmp_path / "one-object_retrievals.json").exists()  # propagation only: no solver log
 
 

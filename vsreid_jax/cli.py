@@ -147,37 +147,54 @@ def _selected_sequences(ds, args):
 
 
 def _jobs(args):
-  """(sequence name, frames, first-mask path) for every video to segment."""
+  """(sequence name, frames, first-mask path, inputs, input folders) for every video to segment:
+  `inputs` and `input_folders` are what the results may not overlap (`check_destination`)."""
   from vsreid_jax.data import DavisDataset, open_frames
+  from vsreid_jax.data.results import sequence_name
   if args.davis:
     ds = DavisDataset(args.davis, args.resolution)
+    folders = (os.path.join(ds.root, "JPEGImages"), os.path.join(ds.root, "Annotations"))
     for seq in _selected_sequences(ds, args):
       frames = ds.frames(seq)
-      yield seq, frames, ds.annotation_path(seq, frames.names[0])
+      mask = ds.annotation_path(seq, frames.names[0])
+      yield seq, frames, mask, (frames.folder, mask), folders
   elif args.demo:
     seq = "demo"
     frames = open_frames(os.path.join(DEMO_DIR, "JPEGImages"))
-    yield seq, frames, os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
+    mask = os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
+    yield seq, frames, mask, (frames.folder, mask), (DEMO_DIR,)
   else:
     if not args.mask:
       raise InputError(f"{args.video}: --video needs --mask FIRST_FRAME.png (an indexed PNG of object ids)")
     frames = open_frames(args.video)
-    name = os.path.splitext(os.path.basename(os.path.normpath(args.video)))[0]
-    yield name, frames, args.mask
+    folders = (args.video,) if os.path.isdir(args.video) else ()
+    yield sequence_name(args.video), frames, args.mask, (args.video, args.mask), folders
 
 
 def cmd_segment(args):
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data import read_mask
-  from vsreid_jax.data.results import SequenceWriter
+  from vsreid_jax.data.results import SequenceWriter, check_destination, clean_stale, inside_any, prepare_dir
+  from vsreid_jax.solver.algorithm3 import write_retrievals
   from vsreid_jax.utils import StageTimer, peak_rss_mb
 
   config = _segment_config(args)
+  for path, option in ((args.out, "--out"), (args.flow_cache, "--flow-cache"), (args.save_adapted, "--save-adapted")):
+    if path is not None:
+      prepare_dir(path, option)
+  jobs = list(_jobs(args))
+  for seq, frames, _, inputs, input_folders in jobs:  # every output checked before any work
+    for path in (args.flow_cache, args.save_adapted):
+      folder = inside_any(path, input_folders) if path is not None else None
+      if folder is not None:
+        raise InputError(f"{path}: is inside the input folder {folder}; pass a folder outside the inputs")
+    check_destination(args.out, seq, inputs, input_folders)
+  for line in clean_stale(args.out):
+    print(line)
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
   if seg.method == "vsreid":
     seg.reid_nets()  # bad detector/ReID weights fail here, before any output
-  jobs = list(_jobs(args))
   if args.demo:
     print(f"demo clip: {open(os.path.join(DEMO_DIR, 'ATTRIBUTION.txt')).read().strip()}")
   total = StageTimer()
@@ -185,7 +202,7 @@ def cmd_segment(args):
   start = time.perf_counter()
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
-  for seq, frames, mask_path in jobs:
+  for seq, frames, mask_path, _, _ in jobs:
     state = seg.init_state(frames, name=seq)
     seg.add_mask(state, read_mask(mask_path), source=mask_path)
     info = seg.adapt(state, progress=not args.no_progress)
@@ -199,6 +216,8 @@ def cmd_segment(args):
                  disable=args.no_progress, leave=False)
       for i, ids in bar:
         writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
+      if state.result is not None:
+        write_retrievals(writer.side_path("_retrievals.json"), seq, state.result, state.object_ids)
     total.merge(state.timer)
     n_frames += len(frames)
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
@@ -215,13 +234,12 @@ def cmd_segment(args):
 
 
 def _report_retrievals(out, seq, state):
-  """Prints the solver's retrievals and writes them to OUT/<seq>_retrievals.json."""
-  from vsreid_jax.solver.algorithm3 import describe, retrieval_log, write_retrievals
+  """Prints the solver's retrievals (written to OUT/<seq>_retrievals.json with the results)."""
+  from vsreid_jax.solver.algorithm3 import describe, retrieval_log
   result = state.result
   for r in retrieval_log(result, state.object_ids):
     print(f"  {describe(r)}")
   path = os.path.join(out, f"{seq}_retrievals.json")
-  write_retrievals(path, seq, result, state.object_ids)
   print(f"  {len(result.retrievals)} retrievals, {result.net_calls} N_mp calls, solver {result.seconds:.1f} s -> {path}")
 
 
