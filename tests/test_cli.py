@@ -54,7 +54,7 @@ def test_segment_frame_folder_with_mask(shapes_root, tmp_path):
   assert not (tmp_path / "one-object_retrievals.json").exists()  # propagation only: no solver log
 
 
-@pytest.mark.parametrize("problem", ["size", "empty", "rgb", "no-mask"])
+@pytest.mark.parametrize("problem", ["size", "empty", "void-only", "rgb", "no-mask"])
 def test_bad_first_mask_gives_one_line_error(shapes_root, tmp_path, capsys, problem):
   frames = os.path.join(shapes_root, "JPEGImages", "480p", "one-object")
   mask = tmp_path / "m.png"
@@ -62,6 +62,10 @@ def test_bad_first_mask_gives_one_line_error(shapes_root, tmp_path, capsys, prob
     write_mask(mask, np.ones((10, 10), np.uint8))
   elif problem == "empty":
     write_mask(mask, np.zeros((64, 96), np.uint8))
+  elif problem == "void-only":
+    void = np.zeros((64, 96), np.uint8)
+    void[10:20, 10:30] = 255
+    write_mask(mask, void)
   elif problem == "rgb":
     from PIL import Image
     Image.fromarray(np.zeros((64, 96, 3), np.uint8)).save(mask)
@@ -72,9 +76,24 @@ def test_bad_first_mask_gives_one_line_error(shapes_root, tmp_path, capsys, prob
   err = capsys.readouterr().err.strip()
   assert err.startswith("vsreid: error: ") and "\n" not in err
   expected = {"size": "m.png: mask is 10x10 but the frames are 96x64", "empty": "m.png: mask is empty",
+              "void-only": "m.png: mask is empty (all background and void (255))",
               "rgb": "m.png: is an RGB colour image", "no-mask": "--video needs --mask"}[problem]
   assert expected in err
   assert not os.path.exists(tmp_path / "o" / "one-object")
+
+
+def test_void_in_the_first_mask_is_no_object(shapes_root, tmp_path, capsys):
+  frames = os.path.join(shapes_root, "JPEGImages", "480p", "one-object")
+  gt = read_mask(os.path.join(shapes_root, "Annotations", "480p", "one-object", "00000.png"))
+  mask = gt.copy()
+  mask[:3] = 255  # a void band, as DAVIS marks uncertain pixels
+  write_mask(tmp_path / "m.png", mask)
+  assert cli.main(["segment", "--video", frames, "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "o"),
+                   "--no-progress", "--net", "identity", "--method", "propagate", "--scales", "0.15:65"]) == 0
+  assert "1 objects" in capsys.readouterr().out
+  np.testing.assert_array_equal(read_mask(tmp_path / "o" / "one-object" / "00000.png"), gt)  # void written as 0
+  for i in range(8):
+    assert read_mask(tmp_path / "o" / "one-object" / f"{i:05d}.png").max() <= 1
 
 
 def test_interrupted_sequence_leaves_no_complete_looking_folder(tmp_path):

@@ -25,6 +25,7 @@ import numpy as np
 
 from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data.frames import open_frames
+from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
@@ -238,16 +239,18 @@ class Segmenter:
                       flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=name))
 
   def add_mask(self, state: VideoState, mask: np.ndarray, source: str = "first-frame mask") -> None:
-    """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..255)."""
+    """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..254; 255 is void,
+    pixels to ignore as in DAVIS: no object, treated as background)."""
     mask = np.asarray(mask)
     h, w = state.frames.size
     if mask.shape != (h, w):
       raise InputError(f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w}x{h}; "
                        "resize the mask with nearest-neighbour interpolation to the frame size")
     ids = np.unique(mask)
-    ids = ids[ids != 0].astype(np.uint8)
+    ids = ids[(ids != 0) & (ids != VOID_ID)].astype(np.uint8)  # void is no object, as in DAVIS
     if ids.size == 0:
-      raise InputError(f"{source}: mask is empty (all background); draw at least one object with id >= 1")
+      what = "background and void (255)" if np.any(mask == VOID_ID) else "background"
+      raise InputError(f"{source}: mask is empty (all {what}); draw at least one object with an id in 1..254")
     kb = object_bucket(len(ids), self.propagator.config.object_buckets)
     onehot = (mask[None] == ids[:, None, None]).astype(np.float32)
     state.object_ids = ids
