@@ -224,3 +224,12 @@ def test_unusable_sequence_names_are_refused(tmp_path, name):
   with pytest.raises(InputError, match="not a usable sequence name"):
     SequenceWriter(tmp_path, name)
   assert results_lib.sequence_name(tmp_path / "clip.mp4") == "clip"
+
+
+def test_mask_left_in_the_frame_folder_is_not_a_frame(tmp_path, capsys):
+  mask = make_clip(tmp_path / "clip", n=4, ext=".jpg")
+  os.replace(mask, tmp_path / "clip" / "00000.png")  # the mask saved beside its frame
+  assert cli.main(["segment", "--video", str(tmp_path / "clip"), "--mask", str(tmp_path / "clip" / "00000.png"),
+                   "--out", str(tmp_path / "out")] + FAST) == 0
+  assert "using the 4 .jpg images as frames; ignoring 1 other image(s) (00000.png)" in capsys.readouterr().out
+  assert sorted(os.listdir(tmp_path / "out" / "clip")) == [MANIFEST] + [f"{i:05d}.png" for i in range(4)]

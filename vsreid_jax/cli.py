@@ -185,6 +185,8 @@ def cmd_segment(args):
       prepare_dir(path, option)
   jobs = list(_jobs(args))
   for seq, frames, _, inputs, input_folders in jobs:  # every output checked before any work
+    if getattr(frames, "note", None):
+      print(frames.note)
     for path in (args.flow_cache, args.save_adapted):
       folder = inside_any(path, input_folders) if path is not None else None
       if folder is not None:

@@ -5,7 +5,8 @@ or a zero-padded index for videos) so that results can be written as `<name>.png
 """
 import collections
 import os
-from typing import List, Sequence
+import re
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -17,6 +18,11 @@ RECENT_FRAMES = 4
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+_SAME_TYPE = {".jpeg": ".jpg"}  # extensions of one image type
+# A folder holding several image types is resolved by the most common one only when it has more
+# than this many times as many files as all the others together (10 frames and a stray mask:
+# yes; 5 .jpg and 5 .png: ambiguous, refused).
+STRAY_MAJORITY = 2
 
 
 def read_image(path) -> np.ndarray:
@@ -38,18 +44,62 @@ def remember(recent: collections.OrderedDict, i: int, image: np.ndarray) -> None
     recent.popitem(last=False)
 
 
+def natural_key(name: str):
+  """Sort key of file names with numbers in numeric order: 1, 2, 10 (not 1, 10, 2)."""
+  parts = re.split(r"(\d+)", name)
+  return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], name
+
+
+def _image_type(filename: str) -> str:
+  ext = os.path.splitext(filename)[1].lower()
+  return _SAME_TYPE.get(ext, ext)
+
+
+def frame_files(folder: str) -> Tuple[List[str], Optional[str]]:
+  """The frame image files of a folder in natural order, and a note on the files left out (or None).
+
+  Hidden files are skipped. Images of several types (a mask `00000.png` beside `.jpg` frames)
+  are resolved by the clearly most common type, noted; refused when no type clearly dominates.
+  Two frames with one name (`a.jpg`, `a.JPG`) are refused: results are written as <name>.png.
+  """
+  files = [f for f in os.listdir(folder) if not f.startswith(".") and f.lower().endswith(IMAGE_EXTS)
+           and os.path.isfile(os.path.join(folder, f))]
+  if not files:
+    raise InputError(f"{folder}: no frame images ({', '.join(IMAGE_EXTS)}) in this folder")
+  counts = collections.Counter(_image_type(f) for f in files).most_common()
+  note = None
+  if len(counts) > 1:
+    (top, n_top), others = counts[0], len(files) - counts[0][1]
+    what = ", ".join(f"{n} {ext}" for ext, n in counts)
+    if n_top <= STRAY_MAJORITY * others:
+      raise InputError(f"{folder}: holds images of several types ({what}), so frames cannot be told from other "
+                       "images; keep only the frames in this folder (move masks and other images out)")
+    left_out = sorted((f for f in files if _image_type(f) != top), key=natural_key)
+    files = [f for f in files if _image_type(f) == top]
+    note = (f"{folder}: using the {n_top} {top} images as frames; ignoring {others} other image(s) "
+            f"({', '.join(left_out[:3])}{', ...' if others > 3 else ''})")
+  files.sort(key=natural_key)
+  stems = collections.defaultdict(list)
+  for f in files:
+    stems[os.path.splitext(f)[0]].append(f)
+  for stem, same in stems.items():
+    if len(same) > 1:
+      raise InputError(f"{folder}: {' and '.join(same)} share the name {stem!r}, but results are written as "
+                       f"<name>.png; rename or remove one")
+  return files, note
+
+
 class FolderFrames(Sequence):
-  """Frames stored as image files in one folder, sorted by name."""
+  """Frames stored as image files in one folder, in natural name order (`frame_files`); `note`
+  says which other images were left out (None when none)."""
 
   def __init__(self, folder, names: List[str] = None):
     self.folder = os.fspath(folder)
+    self.note = None
     if not os.path.isdir(self.folder):
       raise InputError(f"{self.folder}: frame folder not found")
     if names is None:
-      files = sorted(f for f in os.listdir(self.folder) if f.lower().endswith(IMAGE_EXTS))
-      if not files:
-        raise InputError(f"{self.folder}: no frame images ({', '.join(IMAGE_EXTS)}) in this folder")
-      self._files = files
+      self._files, self.note = frame_files(self.folder)
     else:
       self._files = list(names)
     self.names = [os.path.splitext(f)[0] for f in self._files]
