@@ -130,3 +130,93 @@ def test_missing_or_bad_reid_weights_are_one_line_errors(tmp_path, capsys, optio
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"vsreid: error: {path}") and expected in err[0]
     assert not out.exists() or not os.listdir(out)  # nothing written
+
+
+UNWRITABLE = "/proc/1/vsreid-out"  # a folder no one may create, root included (Linux procfs)
+
+
+def _error_line(capsys):
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("vsreid: error: ") and "\n" not in err, err
+  return err
+
+
+@pytest.mark.parametrize("option", ["--out", "--flow-cache", "--save-adapted"])
+def test_output_folders_that_cannot_be_written_are_one_line_errors(shapes_root, tmp_path, capsys, option):
+  frames = os.path.join(shapes_root, "JPEGImages", "480p", "one-object")
+  mask = os.path.join(shapes_root, "Annotations", "480p", "one-object", "00000.png")
+  (tmp_path / "file").write_text("x")
+  cases = [(str(tmp_path / "file"), f"{option} is a file, not a folder"),
+           (str(tmp_path / "file" / "sub"), f"cannot create {option} folder: {tmp_path / 'file'} is a file"),
+           ("", f"{option}: empty path")]
+  if os.path.isdir("/proc/1"):
+    cases.append((UNWRITABLE, f"{option} folder is not writable"))
+  for path, expected in cases:
+    outputs = {"--out": str(tmp_path / "o"), option: path}
+    args = ["segment", "--video", frames, "--mask", mask, "--no-progress", "--net", "identity", "--method",
+            "propagate", "--online-steps", "1"] + [f"{k}={v}" for k, v in outputs.items()]
+    assert cli.main(args) == 2
+    assert expected in _error_line(capsys)
+  assert not (tmp_path / "o").exists()
+
+
+def test_eval_results_folder_and_convert_mask_errors(shapes_root, tmp_path, capsys):
+  (tmp_path / "file").write_text("x")
+  assert cli.main(["eval", "--davis", shapes_root, "--results", str(tmp_path / "file")]) == 2
+  assert "results folder not found" in _error_line(capsys)
+  if os.path.isdir("/proc/1"):
+    assert cli.main(["eval", "--davis", shapes_root, "--results", "/proc/1"]) == 2
+    assert "--results folder is not writable" in _error_line(capsys)
+  (tmp_path / "notes.txt").write_text("not an image")
+  assert cli.main(["convert-mask", str(tmp_path / "notes.txt"), str(tmp_path / "m.png")]) == 2
+  assert "notes.txt: cannot read image" in _error_line(capsys)
+  from PIL import Image
+  rgb = tmp_path / "rgb.png"
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(rgb)
+  for output, expected in ((rgb, "is the input"), (tmp_path, "pass the .png file"), (tmp_path / "m.txt", ".png"),
+                           (tmp_path / "file" / "m.png", "is a file")):
+    assert cli.main(["convert-mask", str(rgb), str(output)]) == 2
+    assert expected in _error_line(capsys)
+  assert cli.main(["convert-mask", str(rgb), str(tmp_path / "m.png")]) == 0
+  assert os.path.isfile(tmp_path / "m.png") and os.path.isfile(rgb)
+
+
+@pytest.mark.parametrize("line", ["..", "/etc", "../two-objects", "one-object\none-object"])
+def test_set_file_lines_that_are_paths_or_repeated_are_refused(shapes_root, tmp_path, capsys, line):
+  import shutil
+  root = tmp_path / "root"
+  shutil.copytree(shapes_root, root)
+  (root / "ImageSets" / "2017" / "val.txt").write_text(line + "\n")
+  assert cli.main(["segment", "--davis", str(root), "--out", str(tmp_path / "o"), "--no-progress",
+                   "--net", "identity", "--method", "propagate"]) == 2
+  err = _error_line(capsys)
+  assert "val.txt: " in err and ("is not a sequence name" in err or "twice" in err)
+  assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("scales,expected", [
+    ("0.15:0", "crop size 0 must be a positive"), ("0.15:-5", "crop size -5 must be a positive"),
+    ("nan:449", "box margin nan must be a finite"), ("-1:449", "box margin -1.0 must be"),
+    ("0.15:nan", "expected margin:crop pairs"), ("0.15:", "expected margin:crop pairs"),
+    ("0.15:1000000", "--scales: crop 1000000 needs about ")])
+def test_bad_or_absurd_scales_are_one_line_errors(shapes_root, tmp_path, capsys, scales, expected):
+  assert cli.main(["segment", "--davis", shapes_root, "--out", str(tmp_path / "o"), "--no-progress", "--net",
+                   "identity", "--method", "propagate", f"--scales={scales}"]) == 2
+  err = _error_line(capsys)
+  assert expected in err
+  if "needs about" in expected:
+    assert "GiB are free; use a crop of at most" in err
+  assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("assignment,expected", [
+    ("data.batch_size=0", "global batch 0 must be a positive multiple"),
+    ("data.batch_size=-2", "global batch -2"),
+    ("data.batchsize=4", "no field 'batchsize' in data"),
+    ("nope.x=1", "no field 'nope' in the config"),
+    ("data.batch_size=abc", "--set data.batch_size=abc: ")])
+def test_bad_training_overrides_are_one_line_errors(tmp_path, capsys, assignment, expected):
+  assert cli.main(["train", "--workdir", str(tmp_path / "w"), "--data-dir", str(tmp_path), "--set",
+                   assignment]) == 2
+  assert expected in _error_line(capsys)
+  assert not (tmp_path / "w").exists()

@@ -148,6 +148,30 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
                            threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize))
 
 
+def check_crop_memory(scales, n_objects: int, bytes_per_pixel: float, available: Optional[int] = None) -> None:
+  """Refuses crop sizes whose N_mp pass cannot fit in memory, before any work.
+
+  Args:
+    scales: (margin, crop size) pairs; scales run one after another, so the largest counts.
+    n_objects: objects cropped together (the object bucket).
+    bytes_per_pixel: memory per crop pixel of one object (config.propagation.crop_bytes_per_pixel).
+    available: bytes free; None: `utils.available_memory_bytes()`.
+  Raises:
+    InputError with the estimate and the largest crop that fits.
+  """
+  from vsreid_jax.utils import available_memory_bytes  # pylint: disable=g-import-not-at-top
+  size = max(int(s) for _, s in scales)
+  if size < 1:
+    raise InputError(f"--scales: crop size {size} must be a positive number of pixels, e.g. 449")
+  need = float(size) ** 2 * bytes_per_pixel * n_objects
+  available = available_memory_bytes() if available is None else available
+  if need > available:
+    fits = int((available / (bytes_per_pixel * n_objects)) ** 0.5)
+    raise InputError(f"--scales: crop {size} needs about {need / 2**30:.1f} GiB for {n_objects} object(s) "
+                     f"({size}x{size} px x {bytes_per_pixel:g} B/px each), but {available / 2**30:.1f} GiB are "
+                     f"free; use a crop of at most {fits}")
+
+
 class Segmenter:
   """Semi-supervised multi-object segmentation by mask propagation (Algorithm 1)."""
 
@@ -156,6 +180,7 @@ class Segmenter:
     self.flow_backend = build_flow(self.config)
     net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
     self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
+    check_crop_memory(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
     self.method = resolve_method(self.config)
@@ -252,6 +277,7 @@ class Segmenter:
       what = "background and void (255)" if np.any(mask == VOID_ID) else "background"
       raise InputError(f"{source}: mask is empty (all {what}); draw at least one object with an id in 1..254")
     kb = object_bucket(len(ids), self.propagator.config.object_buckets)
+    check_crop_memory(self.propagator.config.scales, kb, self.config.propagation.crop_bytes_per_pixel)
     onehot = (mask[None] == ids[:, None, None]).astype(np.float32)
     state.object_ids = ids
     state.first_prob = pad_objects(onehot, kb)

@@ -14,6 +14,13 @@ from vsreid_jax.errors import InputError
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
 
 
+class _Parser(argparse.ArgumentParser):
+  """Usage errors on one line too: `vsreid: error: <problem> (see vsreid <command> --help)`."""
+
+  def error(self, message):
+    self.exit(2, f"vsreid: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _add_segment(sub):
   p = sub.add_parser("segment", help="segment videos given their first-frame masks",
                      description="Segment the objects of first-frame masks through videos (VS-ReID: propagation, "
@@ -92,7 +99,7 @@ def _add_convert(sub):
 
 
 def build_parser():
-  parser = argparse.ArgumentParser(prog="vsreid", description="VS-ReID video object segmentation in JAX.")
+  parser = _Parser(prog="vsreid", description="VS-ReID video object segmentation in JAX.")
   parser.add_argument("--version", action="version", version=f"vsreid-jax {__version__}")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   _add_segment(sub)
@@ -256,8 +263,10 @@ def _run_eval(args, results):
 
 
 def cmd_eval(args):
+  from vsreid_jax.data.results import prepare_dir
   if not os.path.isdir(args.results):
     raise InputError(f"{args.results}: results folder not found")
+  prepare_dir(args.results, "--results")  # the CSV files are written into it
   _run_eval(args, args.results)
 
 
@@ -271,6 +280,8 @@ def cmd_train(args):
   config.data.data_dir = os.path.abspath(args.data_dir)
   for assignment in args.set:
     configs.override(config, assignment)
+  import jax  # pylint: disable=g-import-not-at-top
+  loop.global_batch_size(config.data, jax.device_count())  # a bad batch fails before the workdir is made
   out = loop.train(config, args.workdir, resume=args.resume, stop_at=args.steps, progress=not args.no_progress)
   rows = out["train_rows"]
   if rows:
@@ -281,9 +292,19 @@ def cmd_convert(args):
   import numpy as np
   from PIL import Image
   from vsreid_jax.data.palette import rgb_to_ids, write_mask
+  from vsreid_jax.data.results import prepare_dir
   if not os.path.isfile(args.input):
     raise InputError(f"{args.input}: file not found")
-  im = Image.open(args.input)
+  if os.path.isdir(args.output) or not args.output.lower().endswith(".png"):
+    raise InputError(f"{args.output}: pass the .png file to write (indexed masks are PNGs)")
+  if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+    raise InputError(f"{args.output}: is the input; pass another output file so the colour mask is kept")
+  prepare_dir(os.path.dirname(os.path.abspath(args.output)), "output")
+  try:
+    im = Image.open(args.input)
+    im.load()
+  except Exception as e:  # PIL raises many types for files that are not images.
+    raise InputError(f"{args.input}: cannot read image ({e.__class__.__name__}); pass an RGB PNG mask") from None
   if im.mode in ("P", "L"):
     raise InputError(f"{args.input}: is already an indexed ({im.mode}) image; no conversion needed")
   ids = rgb_to_ids(np.array(im.convert("RGB")), args.input)
@@ -301,6 +322,9 @@ def main(argv=None):
     {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "convert-mask": cmd_convert}[args.command](args)
   except InputError as e:
     print(f"vsreid: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:  # a file system failure while writing (disk full, permissions changed meanwhile)
+    print(f"vsreid: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("vsreid: interrupted; sequences not finished were not written", file=sys.stderr)
