@@ -2,6 +2,7 @@
 one-line errors, atomic per-sequence output."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -114,6 +115,18 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
   assert proc.stderr.strip() == f"vsreid: error: {tmp_path / 'nowhere'}: DAVIS root not found"
 
 
+def test_broken_video_is_one_line_on_the_real_stderr(tmp_path):
+  # FFmpeg inside OpenCV writes its own complaint ("moov atom not found") to the process's stderr.
+  (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
+  write_mask(tmp_path / "m.png", np.ones((4, 4), np.uint8))
+  proc = subprocess.run([sys.executable, "-m", "vsreid_jax", "segment", "--video", str(tmp_path / "broken.mp4"),
+                         "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "o"), "--net", "identity"],
+                        capture_output=True, text=True)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == (f"vsreid: error: {tmp_path / 'broken.mp4'}: cannot open video (unsupported "
+                                 "codec?); extract frames with ffmpeg into a folder and pass the folder instead")
+
+
 def test_train_without_data_is_a_one_line_error(tmp_path, capsys):
   assert cli.main(["train", "--workdir", str(tmp_path / "w"), "--data-dir", str(tmp_path / "none")]) == 2
   err = capsys.readouterr().err.strip()
@@ -167,6 +180,8 @@ def test_eval_results_folder_and_convert_mask_errors(shapes_root, tmp_path, caps
   if os.path.isdir("/proc/1"):
     assert cli.main(["eval", "--davis", shapes_root, "--results", "/proc/1"]) == 2
     assert "--results folder is not writable" in _error_line(capsys)
+  assert cli.main(["eval", "--davis", shapes_root, "--results", os.path.join(shapes_root, "Annotations", "480p")]) == 2
+  assert "--results is inside the DAVIS input folder" in _error_line(capsys)
   (tmp_path / "notes.txt").write_text("not an image")
   assert cli.main(["convert-mask", str(tmp_path / "notes.txt"), str(tmp_path / "m.png")]) == 2
   assert "notes.txt: cannot read image" in _error_line(capsys)
@@ -174,7 +189,8 @@ def test_eval_results_folder_and_convert_mask_errors(shapes_root, tmp_path, caps
   rgb = tmp_path / "rgb.png"
   Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(rgb)
   for output, expected in ((rgb, "is the input"), (tmp_path, "pass the .png file"), (tmp_path / "m.txt", ".png"),
-                           (tmp_path / "file" / "m.png", "is a file")):
+                           (tmp_path / "file" / "m.png", "is a file"),
+                           (shutil.copy(rgb, tmp_path / "photo.png"), "exists and is not an indexed mask")):
     assert cli.main(["convert-mask", str(rgb), str(output)]) == 2
     assert expected in _error_line(capsys)
   assert cli.main(["convert-mask", str(rgb), str(tmp_path / "m.png")]) == 0
@@ -183,7 +199,6 @@ def test_eval_results_folder_and_convert_mask_errors(shapes_root, tmp_path, caps
 
 @pytest.mark.parametrize("line", ["..", "/etc", "../two-objects", "one-object\none-object"])
 def test_set_file_lines_that_are_paths_or_repeated_are_refused(shapes_root, tmp_path, capsys, line):
-  import shutil
   root = tmp_path / "root"
   shutil.copytree(shapes_root, root)
   (root / "ImageSets" / "2017" / "val.txt").write_text(line + "\n")

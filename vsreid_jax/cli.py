@@ -263,10 +263,15 @@ def _run_eval(args, results):
 
 
 def cmd_eval(args):
-  from vsreid_jax.data.results import prepare_dir
+  from vsreid_jax.data.results import inside_any, prepare_dir
   if not os.path.isdir(args.results):
     raise InputError(f"{args.results}: results folder not found")
   prepare_dir(args.results, "--results")  # the CSV files are written into it
+  root = os.fspath(args.davis)
+  folder = inside_any(args.results, (os.path.join(root, "JPEGImages"), os.path.join(root, "Annotations")))
+  if folder is not None:
+    raise InputError(f"{args.results}: --results is inside the DAVIS input folder {folder}; the CSV files would "
+                     "be written among the inputs, copy the results elsewhere")
   _run_eval(args, args.results)
 
 
@@ -274,6 +279,8 @@ def cmd_train(args):
   from vsreid_jax import configs
   from vsreid_jax.configs import train_propagation
   from vsreid_jax.train import loop
+  from vsreid_jax.data.results import prepare_dir
+  prepare_dir(args.workdir, "--workdir")
   if not os.path.isdir(args.data_dir):
     raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
   config = train_propagation.get_config(args.config)
@@ -288,6 +295,18 @@ def cmd_train(args):
     print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
 
 
+def _is_indexed_png(path) -> bool:
+  """Whether `path` is a plain file holding a palette PNG (a mask convert-mask may overwrite)."""
+  from PIL import Image
+  if os.path.islink(path) or not os.path.isfile(path):
+    return False
+  try:
+    with Image.open(path) as im:
+      return im.format == "PNG" and im.mode == "P"
+  except Exception:  # pylint: disable=broad-except  (any unreadable file: not a mask)
+    return False
+
+
 def cmd_convert(args):
   import numpy as np
   from PIL import Image
@@ -299,6 +318,8 @@ def cmd_convert(args):
     raise InputError(f"{args.output}: pass the .png file to write (indexed masks are PNGs)")
   if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
     raise InputError(f"{args.output}: is the input; pass another output file so the colour mask is kept")
+  if os.path.lexists(args.output) and not _is_indexed_png(args.output):
+    raise InputError(f"{args.output}: exists and is not an indexed mask; refusing to overwrite it, pass a new file")
   prepare_dir(os.path.dirname(os.path.abspath(args.output)), "output")
   try:
     im = Image.open(args.input)

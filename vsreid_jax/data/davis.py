@@ -29,6 +29,8 @@ class DavisDataset:
   def sequences(self, subset: str) -> List[str]:
     """Sequence names listed in ImageSets/2017/<subset>.txt."""
     path = os.path.join(self.root, "ImageSets", "2017", f"{subset}.txt")
+    if not subset or subset != os.path.basename(subset) or subset in (".", ".."):
+      raise InputError(f"--set {subset!r}: not a set name; pass the name of a file ImageSets/2017/<set>.txt")
     if not os.path.isfile(path):
       sets_dir = os.path.dirname(path)
       have = sorted(f[:-4] for f in os.listdir(sets_dir) if f.endswith(".txt")) if os.path.isdir(sets_dir) else []

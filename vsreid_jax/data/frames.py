@@ -4,7 +4,9 @@ Every source is a sequence of RGB uint8 frames [H, W, 3] with a name per frame (
 or a zero-padded index for videos) so that results can be written as `<name>.png`.
 """
 import collections
+import contextlib
 import os
+import sys
 import re
 from typing import List, Optional, Sequence, Tuple
 
@@ -34,6 +36,26 @@ def read_image(path) -> np.ndarray:
   if bgr is None:
     raise InputError(f"{path}: cannot decode frame image (corrupt or not an image); re-export the frame")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+  """Silences what native code (FFmpeg inside OpenCV) writes to file descriptor 2, e.g. "moov atom
+  not found" for a broken video: our own one-line error says it, once."""
+  try:
+    fd = sys.stderr.fileno()
+  except (AttributeError, ValueError, OSError):  # stderr replaced (tests, notebooks): nothing to silence
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(fd)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), fd)
+    yield
+  finally:
+    os.dup2(saved, fd)
+    os.close(saved)
 
 
 def remember(recent: collections.OrderedDict, i: int, image: np.ndarray) -> None:
@@ -143,14 +165,16 @@ class VideoFrames(Sequence):
     self.path_ = os.fspath(path)
     if not os.path.isfile(self.path_):
       raise InputError(f"{self.path_}: video file not found")
-    cap = cv2.VideoCapture(self.path_)
+    with quiet_native_stderr():
+      cap = cv2.VideoCapture(self.path_)
     if not cap.isOpened():
       raise InputError(f"{self.path_}: cannot open video (unsupported codec?); extract frames with ffmpeg "
                        "into a folder and pass the folder instead")
     # CAP_PROP_FRAME_COUNT is only an estimate for some containers: count by decoding once.
     n = 0
-    while cap.grab():
-      n += 1
+    with quiet_native_stderr():
+      while cap.grab():
+        n += 1
     cap.release()
     if n == 0:
       raise InputError(f"{self.path_}: video has no decodable frames")
