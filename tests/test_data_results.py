@@ -233,3 +233,12 @@ def test_mask_left_in_the_frame_folder_is_not_a_frame(tmp_path, capsys):
                    "--out", str(tmp_path / "out")] + FAST) == 0
   assert "using the 4 .jpg images as frames; ignoring 1 other image(s) (00000.png)" in capsys.readouterr().out
   assert sorted(os.listdir(tmp_path / "out" / "clip")) == [MANIFEST] + [f"{i:05d}.png" for i in range(4)]
+
+
+def test_cache_inside_the_results_folder_is_refused(tmp_path, capsys):
+  mask = make_clip(tmp_path / "clip")
+  for flag in ("--flow-cache", "--save-adapted"):
+    assert cli.main(["segment", "--video", str(tmp_path / "clip"), "--mask", mask, "--out", str(tmp_path / "out"),
+                     flag, str(tmp_path / "out" / "clip" / "cache"), "--online-steps", "1"] + FAST) == 2
+    one_line_error(capsys, "is inside the results folder")
+  assert not (tmp_path / "out").exists()

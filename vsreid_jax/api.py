@@ -26,6 +26,7 @@ import numpy as np
 from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data.frames import open_frames
 from vsreid_jax.data.palette import VOID_ID
+from vsreid_jax.data.results import sequence_name
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
@@ -256,7 +257,7 @@ class Segmenter:
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:
     """`frames`: a frame folder or video path, a [T,H,W,3] uint8 array, or opened frames."""
     if isinstance(frames, (str, os.PathLike)):
-      name = name or os.path.splitext(os.path.basename(os.path.normpath(frames)))[0]
+      name = name or sequence_name(frames)  # the real name: "." and ".." resolve
     if isinstance(frames, (str, os.PathLike, np.ndarray)):
       frames = open_frames(frames)
     name = name or "video"

@@ -198,6 +198,9 @@ def cmd_segment(args):
       folder = inside_any(path, input_folders) if path is not None else None
       if folder is not None:
         raise InputError(f"{path}: is inside the input folder {folder}; pass a folder outside the inputs")
+      if path is not None and inside_any(path, [os.path.join(args.out, seq)]):
+        raise InputError(f"{path}: is inside the results folder {os.path.join(args.out, seq)}, which is replaced "
+                         "when written; pass a folder outside it")
     check_destination(args.out, seq, inputs, input_folders)
   for line in clean_stale(args.out):
     print(line)
