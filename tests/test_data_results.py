@@ -242,3 +242,27 @@ def test_cache_inside_the_results_folder_is_refused(tmp_path, capsys):
                      flag, str(tmp_path / "out" / "clip" / "cache"), "--online-steps", "1"] + FAST) == 2
     one_line_error(capsys, "is inside the results folder")
   assert not (tmp_path / "out").exists()
+
+
+def test_partial_folder_of_a_run_killed_with_sigkill_is_removed_by_the_next_run(tmp_path, capsys):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  mask = make_clip(tmp_path / "clip", n=60)
+  out = tmp_path / "out"
+  argv = ["segment", "--video", str(tmp_path / "clip"), "--mask", mask, "--out", str(out)] + FAST
+  proc = subprocess.Popen([sys.executable, "-m", "vsreid_jax"] + argv, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  partial = []
+  deadline = time.time() + 120
+  while proc.poll() is None and time.time() < deadline and not partial:
+    if out.is_dir():
+      partial = [p for p in out.iterdir() if p.name.startswith(".vsreid-partial-") and any(p.glob("*.png"))]
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  if not partial:
+    pytest.skip("the run finished before it could be killed mid-write (machine too fast)")
+  assert partial[0].is_dir() and not (out / "clip").exists()  # kill -9: no cleanup ran
+  assert cli.main(argv) == 0
+  assert f"removed {partial[0]} (partial results of an interrupted run)" in capsys.readouterr().out
+  assert sorted(os.listdir(out)) == ["clip"] and len(os.listdir(out / "clip")) == 61
