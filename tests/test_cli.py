@@ -235,3 +235,18 @@ def test_bad_training_overrides_are_one_line_errors(tmp_path, capsys, assignment
                    assignment]) == 2
   assert expected in _error_line(capsys)
   assert not (tmp_path / "w").exists()
+
+
+def test_file_system_failure_while_writing_is_one_line(shapes_root, tmp_path, capsys, monkeypatch):
+  from vsreid_jax.data import results
+  frames = os.path.join(shapes_root, "JPEGImages", "480p", "one-object")
+  mask = os.path.join(shapes_root, "Annotations", "480p", "one-object", "00000.png")
+
+  def disk_full(path, ids):
+    raise OSError(28, "No space left on device", path)
+
+  monkeypatch.setattr(results, "write_mask", disk_full)
+  assert cli.main(["segment", "--video", frames, "--mask", mask, "--out", str(tmp_path / "o"), "--no-progress",
+                   "--net", "identity", "--method", "propagate", "--scales", "0.15:33"]) == 2
+  assert "00000.png: No space left on device" in _error_line(capsys)
+  assert os.listdir(tmp_path / "o") == []  # the partial folder was removed

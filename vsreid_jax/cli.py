@@ -348,7 +348,8 @@ def main(argv=None):
     print(f"vsreid: error: {e}", file=sys.stderr)
     return 2
   except OSError as e:  # a file system failure while writing (disk full, permissions changed meanwhile)
-    print(f"vsreid: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+    where = f"{e.filename}: " if e.filename else ""
+    print(f"vsreid: error: {where}{e.strerror or e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("vsreid: interrupted; sequences not finished were not written", file=sys.stderr)
