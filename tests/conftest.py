@@ -26,3 +26,34 @@ def davis_train():
   if not root.is_dir():
     pytest.skip(f"real DAVIS data not found at {root} (only present beside the repo checkout)")
   return str(root)
+
+
+def _snapshot(root, skip=()):
+  """{relative path: (size, mtime_ns, sha1)} of every file and link under root, folders as None;
+  paths inside any of `skip` (folders) are left out."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  root = str(root)
+  skip = [os.path.realpath(str(s)) for s in skip]
+  out = {}
+  for dirpath, dirnames, filenames in os.walk(root):
+    for name in dirnames + filenames:
+      path = os.path.join(dirpath, name)
+      if any(os.path.realpath(path) == s or os.path.realpath(path).startswith(s + os.sep) for s in skip):
+        continue
+      rel = os.path.relpath(path, root)
+      if os.path.islink(path):
+        out[rel] = ("link", os.readlink(path))
+      elif os.path.isdir(path):
+        out[rel] = None
+      else:
+        st = os.stat(path)
+        with open(path, "rb") as f:
+          out[rel] = (st.st_size, st.st_mtime_ns, hashlib.sha1(f.read()).hexdigest())
+  return out
+
+
+@pytest.fixture
+def snapshot():
+  """`snapshot(root, skip=())`: the files under root (size, mtime, hash), to assert none changed."""
+  return _snapshot

@@ -160,3 +160,37 @@ def test_davis_root_errors(shapes_root, tmp_path):
   (root / "ImageSets/2017/val.txt").write_text("ghost\n")
   with pytest.raises(InputError, match="lists sequence 'ghost'"):
     DavisDataset(root).sequences("val")
+
+
+def test_frames_sort_naturally(tmp_path):
+  frame = np.zeros((6, 8, 3), np.uint8)
+  for i in (1, 2, 10, 9, 100):
+    cv2.imwrite(str(tmp_path / f"frame{i}.png"), frame + i)
+  src = FolderFrames(tmp_path)
+  assert src.names == ["frame1", "frame2", "frame9", "frame10", "frame100"] and src.note is None
+  assert src[3].max() == 10
+
+
+def test_stray_image_beside_the_frames_is_left_out_with_a_note(tmp_path):
+  _write_frames(tmp_path, np.zeros((4, 6, 8, 3), np.uint8))
+  for i in range(4):
+    os.replace(tmp_path / f"{i:05d}.png", tmp_path / f"{i:05d}.jpg")
+  write_mask(tmp_path / "00000.png", np.ones((6, 8), np.uint8))  # the first-frame mask, misplaced
+  (tmp_path / "._00001.jpg").write_bytes(b"macOS metadata")  # hidden files are never frames
+  src = FolderFrames(tmp_path)
+  assert src.names == ["00000", "00001", "00002", "00003"] and src.path(0).endswith("00000.jpg")
+  assert src.note == f"{tmp_path}: using the 4 .jpg images as frames; ignoring 1 other image(s) (00000.png)"
+
+
+def test_ambiguous_image_types_and_same_names_are_refused(tmp_path):
+  _write_frames(tmp_path / "mixed", np.zeros((2, 6, 8, 3), np.uint8))
+  cv2.imwrite(str(tmp_path / "mixed" / "00002.jpg"), np.zeros((6, 8, 3), np.uint8))
+  with pytest.raises(InputError, match=r"mixed: holds images of several types \(2 \.png, 1 \.jpg\)"):
+    FolderFrames(tmp_path / "mixed")
+  _write_frames(tmp_path / "same", np.zeros((2, 6, 8, 3), np.uint8))
+  for name in ("00001.jpg", "00001.jpeg", "00000.jpeg"):
+    cv2.imwrite(str(tmp_path / "same" / name), np.zeros((6, 8, 3), np.uint8))
+  (tmp_path / "same" / "00000.png").unlink()
+  (tmp_path / "same" / "00001.png").unlink()
+  with pytest.raises(InputError, match=r"same: 00001\.jpeg and 00001\.jpg share the name '00001'"):
+    FolderFrames(tmp_path / "same")

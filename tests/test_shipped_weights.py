@@ -29,7 +29,7 @@ def test_demo_main_job(tmp_path, capsys):
   out = capsys.readouterr().out
   assert "horsejump-low" in out and "CC BY-NC 4.0" in out  # the attribution is printed
   assert "net=default" in out and "frames/s" in out
-  assert sorted(os.listdir(tmp_path / "demo")) == [f"{i:05d}.png" for i in range(25)]
+  assert sorted(os.listdir(tmp_path / "demo")) == [".vsreid-results.json"] + [f"{i:05d}.png" for i in range(25)]
   assert (tmp_path / "demo_overlay.mp4").stat().st_size > 0
 
 

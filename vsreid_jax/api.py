@@ -25,6 +25,8 @@ import numpy as np
 
 from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data.frames import open_frames
+from vsreid_jax.data.palette import VOID_ID
+from vsreid_jax.data.results import sequence_name
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
@@ -147,6 +149,30 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
                            threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize))
 
 
+def check_crop_memory(scales, n_objects: int, bytes_per_pixel: float, available: Optional[int] = None) -> None:
+  """Refuses crop sizes whose N_mp pass cannot fit in memory, before any work.
+
+  Args:
+    scales: (margin, crop size) pairs; scales run one after another, so the largest counts.
+    n_objects: objects cropped together (the object bucket).
+    bytes_per_pixel: memory per crop pixel of one object (config.propagation.crop_bytes_per_pixel).
+    available: bytes free; None: `utils.available_memory_bytes()`.
+  Raises:
+    InputError with the estimate and the largest crop that fits.
+  """
+  from vsreid_jax.utils import available_memory_bytes  # pylint: disable=g-import-not-at-top
+  size = max(int(s) for _, s in scales)
+  if size < 1:
+    raise InputError(f"--scales: crop size {size} must be a positive number of pixels, e.g. 449")
+  need = float(size) ** 2 * bytes_per_pixel * n_objects
+  available = available_memory_bytes() if available is None else available
+  if need > available:
+    fits = int((available / (bytes_per_pixel * n_objects)) ** 0.5)
+    raise InputError(f"--scales: crop {size} needs about {need / 2**30:.1f} GiB for {n_objects} object(s) "
+                     f"({size}x{size} px x {bytes_per_pixel:g} B/px each), but {available / 2**30:.1f} GiB are "
+                     f"free; use a crop of at most {fits}")
+
+
 class Segmenter:
   """Semi-supervised multi-object segmentation by mask propagation (Algorithm 1)."""
 
@@ -155,6 +181,7 @@ class Segmenter:
     self.flow_backend = build_flow(self.config)
     net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
     self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
+    check_crop_memory(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
     self.method = resolve_method(self.config)
@@ -230,7 +257,7 @@ class Segmenter:
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:
     """`frames`: a frame folder or video path, a [T,H,W,3] uint8 array, or opened frames."""
     if isinstance(frames, (str, os.PathLike)):
-      name = name or os.path.splitext(os.path.basename(os.path.normpath(frames)))[0]
+      name = name or sequence_name(frames)  # the real name: "." and ".." resolve
     if isinstance(frames, (str, os.PathLike, np.ndarray)):
       frames = open_frames(frames)
     name = name or "video"
@@ -238,17 +265,20 @@ class Segmenter:
                       flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=name))
 
   def add_mask(self, state: VideoState, mask: np.ndarray, source: str = "first-frame mask") -> None:
-    """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..255)."""
+    """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..254; 255 is void,
+    pixels to ignore as in DAVIS: no object, treated as background)."""
     mask = np.asarray(mask)
     h, w = state.frames.size
     if mask.shape != (h, w):
       raise InputError(f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w}x{h}; "
                        "resize the mask with nearest-neighbour interpolation to the frame size")
     ids = np.unique(mask)
-    ids = ids[ids != 0].astype(np.uint8)
+    ids = ids[(ids != 0) & (ids != VOID_ID)].astype(np.uint8)  # void is no object, as in DAVIS
     if ids.size == 0:
-      raise InputError(f"{source}: mask is empty (all background); draw at least one object with id >= 1")
+      what = "background and void (255)" if np.any(mask == VOID_ID) else "background"
+      raise InputError(f"{source}: mask is empty (all {what}); draw at least one object with an id in 1..254")
     kb = object_bucket(len(ids), self.propagator.config.object_buckets)
+    check_crop_memory(self.propagator.config.scales, kb, self.config.propagation.crop_bytes_per_pixel)
     onehot = (mask[None] == ids[:, None, None]).astype(np.float32)
     state.object_ids = ids
     state.first_prob = pad_objects(onehot, kb)

@@ -14,6 +14,13 @@ from vsreid_jax.errors import InputError
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
 
 
+class _Parser(argparse.ArgumentParser):
+  """Usage errors on one line too: `vsreid: error: <problem> (see vsreid <command> --help)`."""
+
+  def error(self, message):
+    self.exit(2, f"vsreid: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _add_segment(sub):
   p = sub.add_parser("segment", help="segment videos given their first-frame masks",
                      description="Segment the objects of first-frame masks through videos (VS-ReID: propagation, "
@@ -122,7 +129,7 @@ def _add_convert(sub):
 
 
 def build_parser():
-  parser = argparse.ArgumentParser(prog="vsreid", description="VS-ReID video object segmentation in JAX.")
+  parser = _Parser(prog="vsreid", description="VS-ReID video object segmentation in JAX.")
   parser.add_argument("--version", action="version", version=f"vsreid-jax {__version__}")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   _add_segment(sub)
@@ -179,38 +186,60 @@ def _selected_sequences(ds, args):
 
 
 def _jobs(args):
-  """(sequence name, frames, first-mask path) for every video to segment."""
+  """(sequence name, frames, first-mask path, inputs, input folders) for every video to segment:
+  `inputs` and `input_folders` are what the results may not overlap (`check_destination`)."""
   from vsreid_jax.data import DavisDataset, open_frames
+  from vsreid_jax.data.results import sequence_name
   if args.davis:
     ds = DavisDataset(args.davis, args.resolution)
+    folders = (os.path.join(ds.root, "JPEGImages"), os.path.join(ds.root, "Annotations"))
     for seq in _selected_sequences(ds, args):
       frames = ds.frames(seq)
-      yield seq, frames, ds.annotation_path(seq, frames.names[0])
+      mask = ds.annotation_path(seq, frames.names[0])
+      yield seq, frames, mask, (frames.folder, mask), folders
   elif args.demo:
     seq = "demo"
     frames = open_frames(os.path.join(DEMO_DIR, "JPEGImages"))
-    yield seq, frames, os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
+    mask = os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
+    yield seq, frames, mask, (frames.folder, mask), (DEMO_DIR,)
   else:
     if not args.mask:
       raise InputError(f"{args.video}: --video needs --mask FIRST_FRAME.png (an indexed PNG of object ids)")
     frames = open_frames(args.video)
-    name = os.path.splitext(os.path.basename(os.path.normpath(args.video)))[0]
-    yield name, frames, args.mask
+    folders = (args.video,) if os.path.isdir(args.video) else ()
+    yield sequence_name(args.video), frames, args.mask, (args.video, args.mask), folders
 
 
 def cmd_segment(args):
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data.palette import read_prompt_mask
-  from vsreid_jax.data.results import SequenceWriter
+  from vsreid_jax.data.results import SequenceWriter, check_destination, clean_stale, inside_any, prepare_dir
   from vsreid_jax.report.layout import write_timing
+  from vsreid_jax.solver.algorithm3 import write_retrievals
   from vsreid_jax.utils import StageTimer, peak_rss_mb
 
   config = _segment_config(args)
+  for path, option in ((args.out, "--out"), (args.flow_cache, "--flow-cache"), (args.save_adapted, "--save-adapted")):
+    if path is not None:
+      prepare_dir(path, option)
+  jobs = list(_jobs(args))
+  for seq, frames, _, inputs, input_folders in jobs:  # every output checked before any work
+    if getattr(frames, "note", None):
+      print(frames.note)
+    for path in (args.flow_cache, args.save_adapted):
+      folder = inside_any(path, input_folders) if path is not None else None
+      if folder is not None:
+        raise InputError(f"{path}: is inside the input folder {folder}; pass a folder outside the inputs")
+      if path is not None and inside_any(path, [os.path.join(args.out, seq)]):
+        raise InputError(f"{path}: is inside the results folder {os.path.join(args.out, seq)}, which is replaced "
+                         "when written; pass a folder outside it")
+    check_destination(args.out, seq, inputs, input_folders)
+  for line in clean_stale(args.out):
+    print(line)
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
   if seg.method == "vsreid":
     seg.reid_nets()  # bad detector/ReID weights fail here, before any output
-  jobs = list(_jobs(args))
   if args.demo:
     print(f"demo clip: {open(os.path.join(DEMO_DIR, 'ATTRIBUTION.txt')).read().strip()}")
   total = StageTimer()
@@ -218,7 +247,7 @@ def cmd_segment(args):
   start = time.perf_counter()
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
-  for seq, frames, mask_path in jobs:
+  for seq, frames, mask_path, _, _ in jobs:
     seq_start = time.perf_counter()
     state = seg.init_state(frames, name=seq)
     mask, notes = read_prompt_mask(mask_path, frames.size, resize=args.resize_mask)
@@ -236,12 +265,15 @@ def cmd_segment(args):
                  disable=args.no_progress, leave=False)
       for i, ids in bar:
         writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
+      if state.result is not None:
+        write_retrievals(writer.side_path("_retrievals.json"), seq, state.result, state.object_ids)
+      write_timing(writer.side_path("_timing.json"), seq, len(frames), len(state.object_ids), state.timer,
+                   time.perf_counter() - seq_start)
     total.merge(state.timer)
     n_frames += len(frames)
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
     if state.result is not None:
       _report_retrievals(args.out, seq, state)
-    write_timing(args.out, seq, len(frames), len(state.object_ids), state.timer, time.perf_counter() - seq_start)
   wall = time.perf_counter() - start
   print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
@@ -259,19 +291,18 @@ def _segment_report(args, jobs, evaluation):
   from vsreid_jax.report import build_report
   dataset = DavisDataset(args.davis, args.resolution) if evaluation is not None else None
   path = build_report(args.out, os.path.join(args.out, "report"), dataset=dataset, subset=args.set,
-                      sequences=[seq for seq, _, _ in jobs], frames={seq: frames for seq, frames, _ in jobs},
+                      sequences=[seq for seq, *_ in jobs], frames={seq: frames for seq, frames, *_ in jobs},
                       evaluation=evaluation, progress=not args.no_progress)
   print(f"report: {path}")
 
 
 def _report_retrievals(out, seq, state):
-  """Prints the solver's retrievals and writes them to OUT/<seq>_retrievals.json."""
-  from vsreid_jax.solver.algorithm3 import describe, retrieval_log, write_retrievals
+  """Prints the solver's retrievals (written to OUT/<seq>_retrievals.json with the results)."""
+  from vsreid_jax.solver.algorithm3 import describe, retrieval_log
   result = state.result
   for r in retrieval_log(result, state.object_ids):
     print(f"  {describe(r)}")
   path = os.path.join(out, f"{seq}_retrievals.json")
-  write_retrievals(path, seq, result, state.object_ids)
   print(f"  {len(result.retrievals)} retrievals, {result.net_calls} N_mp calls, solver {result.seconds:.1f} s -> {path}")
 
 
@@ -287,8 +318,15 @@ def _run_eval(args, results):
 
 
 def cmd_eval(args):
+  from vsreid_jax.data.results import inside_any, prepare_dir
   if not os.path.isdir(args.results):
     raise InputError(f"{args.results}: results folder not found")
+  prepare_dir(args.results, "--results")  # the CSV files are written into it
+  root = os.fspath(args.davis)
+  folder = inside_any(args.results, (os.path.join(root, "JPEGImages"), os.path.join(root, "Annotations")))
+  if folder is not None:
+    raise InputError(f"{args.results}: --results is inside the DAVIS input folder {folder}; the CSV files would "
+                     "be written among the inputs, copy the results elsewhere")
   _run_eval(args, args.results)
 
 
@@ -296,12 +334,16 @@ def cmd_train(args):
   from vsreid_jax import configs
   from vsreid_jax.configs import train_propagation
   from vsreid_jax.train import loop
+  from vsreid_jax.data.results import prepare_dir
+  prepare_dir(args.workdir, "--workdir")
   if not os.path.isdir(args.data_dir):
     raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
   config = train_propagation.get_config(args.config)
   config.data.data_dir = os.path.abspath(args.data_dir)
   for assignment in args.set:
     configs.override(config, assignment)
+  import jax  # pylint: disable=g-import-not-at-top
+  loop.global_batch_size(config.data, jax.device_count())  # a bad batch fails before the workdir is made
   out = loop.train(config, args.workdir, resume=args.resume, stop_at=args.steps, progress=not args.no_progress)
   rows = out["train_rows"]
   if rows:
@@ -323,13 +365,37 @@ def cmd_report(args):
   print(f"report: {path} (open it in a browser; no server needed)")
 
 
+def _is_indexed_png(path) -> bool:
+  """Whether `path` is a plain file holding a palette PNG (a mask convert-mask may overwrite)."""
+  from PIL import Image
+  if os.path.islink(path) or not os.path.isfile(path):
+    return False
+  try:
+    with Image.open(path) as im:
+      return im.format == "PNG" and im.mode == "P"
+  except Exception:  # pylint: disable=broad-except  (any unreadable file: not a mask)
+    return False
+
+
 def cmd_convert(args):
   import numpy as np
   from PIL import Image
   from vsreid_jax.data.palette import rgb_to_ids, write_mask
+  from vsreid_jax.data.results import prepare_dir
   if not os.path.isfile(args.input):
     raise InputError(f"{args.input}: file not found")
-  im = Image.open(args.input)
+  if os.path.isdir(args.output) or not args.output.lower().endswith(".png"):
+    raise InputError(f"{args.output}: pass the .png file to write (indexed masks are PNGs)")
+  if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+    raise InputError(f"{args.output}: is the input; pass another output file so the colour mask is kept")
+  if os.path.lexists(args.output) and not _is_indexed_png(args.output):
+    raise InputError(f"{args.output}: exists and is not an indexed mask; refusing to overwrite it, pass a new file")
+  prepare_dir(os.path.dirname(os.path.abspath(args.output)), "output")
+  try:
+    im = Image.open(args.input)
+    im.load()
+  except Exception as e:  # PIL raises many types for files that are not images.
+    raise InputError(f"{args.input}: cannot read image ({e.__class__.__name__}); pass an RGB PNG mask") from None
   if im.mode in ("P", "L"):
     raise InputError(f"{args.input}: is already an indexed ({im.mode}) image; no conversion needed")
   ids = rgb_to_ids(np.array(im.convert("RGB")), args.input)
@@ -369,6 +435,10 @@ def main(argv=None):
      "convert-mask": cmd_convert, "extract-frame": cmd_extract_frame}[args.command](args)
   except InputError as e:
     print(f"vsreid: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:  # a file system failure while writing (disk full, permissions changed meanwhile)
+    where = f"{e.filename}: " if e.filename else ""
+    print(f"vsreid: error: {where}{e.strerror or e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("vsreid: interrupted; sequences not finished were not written", file=sys.stderr)

@@ -34,7 +34,14 @@ def override(config, assignment: str) -> None:
   except (ValueError, SyntaxError):
     pass  # a plain string
   *path, last = key.split(".")
-  node = config
-  for p in path:
-    node = node[p]
-  node[last] = value
+  node, where = config, "the config"
+  for p in path + [last]:
+    if not hasattr(node, "keys") or p not in node:
+      fields = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none"
+      raise InputError(f"--set {assignment}: no field {p!r} in {where} (fields: {fields})")
+    if p != last:
+      node, where = node[p], p
+  try:
+    node[last] = value
+  except (TypeError, ValueError) as e:
+    raise InputError(f"--set {assignment}: {str(e).splitlines()[0]}") from None

@@ -1,4 +1,6 @@
 """Inference config for `vsreid segment`: propagation (Algorithm 1) and the VS-ReID solver (Algorithm 3)."""
+import math
+
 import ml_collections
 
 from vsreid_jax.errors import InputError
@@ -29,6 +31,11 @@ def get_config():
   # (box margin, crop size) per scale, averaged; None: the net's own (margin, crop size), or the
   # paper's (0.15, 449) for the identity net.
   c.propagation.scales = None
+  # Memory of one object's crop through N_mp, per crop pixel, to refuse crop sizes that cannot fit
+  # before any work: measured for the shipped lite_cpu net with flip averaging (XLA's compiled
+  # memory analysis: 146 B/px of temporaries at crops 161..449, + 24 B/px of image, flow and prior
+  # crops, + the output), so a lower bound for bigger nets.
+  c.propagation.crop_bytes_per_pixel = 176
   c.propagation.use_box = True
   c.propagation.threshold = 0.5
   c.propagation.lost_ratio = 0.1
@@ -44,8 +51,15 @@ def get_config():
 
 
 def parse_scales(text: str):
-  """"0.15:449,0.3:449" -> ((0.15, 449), (0.3, 449)): (box margin, crop size) pairs."""
+  """"0.15:449,0.3:449" -> ((0.15, 449), (0.3, 449)): (box margin >= 0, crop size >= 1) pairs.
+  Whether a crop size fits in memory is checked by `api.check_crop_memory`."""
   try:
-    return tuple((float(m), int(s)) for m, s in (x.split(":") for x in text.split(",")))
+    scales = tuple((float(m), int(s)) for m, s in (x.split(":") for x in text.split(",")))
   except ValueError:
     raise InputError(f"--scales {text}: expected margin:crop pairs like 0.15:449,0.3:449") from None
+  for margin, size in scales:
+    if not math.isfinite(margin) or margin < 0:
+      raise InputError(f"--scales {text}: box margin {margin} must be a finite number >= 0 (0.15: 15% on each side)")
+    if size < 1:
+      raise InputError(f"--scales {text}: crop size {size} must be a positive number of pixels, e.g. 449")
+  return scales

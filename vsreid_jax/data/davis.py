@@ -29,6 +29,8 @@ class DavisDataset:
   def sequences(self, subset: str) -> List[str]:
     """Sequence names listed in ImageSets/2017/<subset>.txt."""
     path = os.path.join(self.root, "ImageSets", "2017", f"{subset}.txt")
+    if not subset or subset != os.path.basename(subset) or subset in (".", ".."):
+      raise InputError(f"--set {subset!r}: not a set name; pass the name of a file ImageSets/2017/<set>.txt")
     if not os.path.isfile(path):
       sets_dir = os.path.dirname(path)
       have = sorted(f[:-4] for f in os.listdir(sets_dir) if f.endswith(".txt")) if os.path.isdir(sets_dir) else []
@@ -37,7 +39,14 @@ class DavisDataset:
       names = [line.strip() for line in f if line.strip()]
     if not names:
       raise InputError(f"{path}: set file is empty; list one sequence name per line")
+    seen = set()
     for name in names:
+      if name in (".", "..") or os.path.isabs(name) or "/" in name or os.sep in name or "\0" in name:
+        raise InputError(f"{path}: line {name!r} is not a sequence name (a path or '..'); list plain folder "
+                         f"names of {self.image_dir}, one a line")
+      if name in seen:
+        raise InputError(f"{path}: lists sequence {name!r} twice; list each sequence once")
+      seen.add(name)
       if not os.path.isdir(os.path.join(self.image_dir, name)):
         raise InputError(f"{path}: lists sequence {name!r} but {os.path.join(self.image_dir, name)} does not exist")
     return names

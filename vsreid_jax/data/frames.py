@@ -4,8 +4,11 @@ Every source is a sequence of RGB uint8 frames [H, W, 3] with a name per frame (
 or a zero-padded index for videos) so that results can be written as `<name>.png`.
 """
 import collections
+import contextlib
 import os
-from typing import List, Sequence
+import sys
+import re
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -17,6 +20,11 @@ RECENT_FRAMES = 4
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+_SAME_TYPE = {".jpeg": ".jpg"}  # extensions of one image type
+# A folder holding several image types is resolved by the most common one only when it has more
+# than this many times as many files as all the others together (10 frames and a stray mask:
+# yes; 5 .jpg and 5 .png: ambiguous, refused).
+STRAY_MAJORITY = 2
 
 
 def read_image(path) -> np.ndarray:
@@ -30,6 +38,26 @@ def read_image(path) -> np.ndarray:
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+  """Silences what native code (FFmpeg inside OpenCV) writes to file descriptor 2, e.g. "moov atom
+  not found" for a broken video: our own one-line error says it, once."""
+  try:
+    fd = sys.stderr.fileno()
+  except (AttributeError, ValueError, OSError):  # stderr replaced (tests, notebooks): nothing to silence
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(fd)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), fd)
+    yield
+  finally:
+    os.dup2(saved, fd)
+    os.close(saved)
+
+
 def remember(recent: collections.OrderedDict, i: int, image: np.ndarray) -> None:
   """Keeps the last RECENT_FRAMES decoded frames (read-only, so callers cannot alter the cache)."""
   image.setflags(write=False)
@@ -38,18 +66,62 @@ def remember(recent: collections.OrderedDict, i: int, image: np.ndarray) -> None
     recent.popitem(last=False)
 
 
+def natural_key(name: str):
+  """Sort key of file names with numbers in numeric order: 1, 2, 10 (not 1, 10, 2)."""
+  parts = re.split(r"(\d+)", name)
+  return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], name
+
+
+def _image_type(filename: str) -> str:
+  ext = os.path.splitext(filename)[1].lower()
+  return _SAME_TYPE.get(ext, ext)
+
+
+def frame_files(folder: str) -> Tuple[List[str], Optional[str]]:
+  """The frame image files of a folder in natural order, and a note on the files left out (or None).
+
+  Hidden files are skipped. Images of several types (a mask `00000.png` beside `.jpg` frames)
+  are resolved by the clearly most common type, noted; refused when no type clearly dominates.
+  Two frames with one name (`a.jpg`, `a.JPG`) are refused: results are written as <name>.png.
+  """
+  files = [f for f in os.listdir(folder) if not f.startswith(".") and f.lower().endswith(IMAGE_EXTS)
+           and os.path.isfile(os.path.join(folder, f))]
+  if not files:
+    raise InputError(f"{folder}: no frame images ({', '.join(IMAGE_EXTS)}) in this folder")
+  counts = collections.Counter(_image_type(f) for f in files).most_common()
+  note = None
+  if len(counts) > 1:
+    (top, n_top), others = counts[0], len(files) - counts[0][1]
+    what = ", ".join(f"{n} {ext}" for ext, n in counts)
+    if n_top <= STRAY_MAJORITY * others:
+      raise InputError(f"{folder}: holds images of several types ({what}), so frames cannot be told from other "
+                       "images; keep only the frames in this folder (move masks and other images out)")
+    left_out = sorted((f for f in files if _image_type(f) != top), key=natural_key)
+    files = [f for f in files if _image_type(f) == top]
+    note = (f"{folder}: using the {n_top} {top} images as frames; ignoring {others} other image(s) "
+            f"({', '.join(left_out[:3])}{', ...' if others > 3 else ''})")
+  files.sort(key=natural_key)
+  stems = collections.defaultdict(list)
+  for f in files:
+    stems[os.path.splitext(f)[0]].append(f)
+  for stem, same in stems.items():
+    if len(same) > 1:
+      raise InputError(f"{folder}: {' and '.join(same)} share the name {stem!r}, but results are written as "
+                       f"<name>.png; rename or remove one")
+  return files, note
+
+
 class FolderFrames(Sequence):
-  """Frames stored as image files in one folder, sorted by name."""
+  """Frames stored as image files in one folder, in natural name order (`frame_files`); `note`
+  says which other images were left out (None when none)."""
 
   def __init__(self, folder, names: List[str] = None):
     self.folder = os.fspath(folder)
+    self.note = None
     if not os.path.isdir(self.folder):
       raise InputError(f"{self.folder}: frame folder not found")
     if names is None:
-      files = sorted(f for f in os.listdir(self.folder) if f.lower().endswith(IMAGE_EXTS))
-      if not files:
-        raise InputError(f"{self.folder}: no frame images ({', '.join(IMAGE_EXTS)}) in this folder")
-      self._files = files
+      self._files, self.note = frame_files(self.folder)
     else:
       self._files = list(names)
     self.names = [os.path.splitext(f)[0] for f in self._files]
@@ -93,7 +165,8 @@ class VideoFrames(Sequence):
     self.path_ = os.fspath(path)
     if not os.path.isfile(self.path_):
       raise InputError(f"{self.path_}: video file not found")
-    cap = cv2.VideoCapture(self.path_)
+    with quiet_native_stderr():
+      cap = cv2.VideoCapture(self.path_)
     if not cap.isOpened():
       raise InputError(f"{self.path_}: cannot open video (unsupported codec?); extract frames with ffmpeg "
                        "into a folder and pass the folder instead")
@@ -103,8 +176,9 @@ class VideoFrames(Sequence):
     self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     if n <= 0:
       n = 0
-      while cap.grab():
-        n += 1
+      with quiet_native_stderr():
+        while cap.grab():
+          n += 1
     cap.release()
     if n == 0:
       raise InputError(f"{self.path_}: video has no decodable frames")

@@ -13,6 +13,8 @@ from PIL import Image
 from vsreid_jax.errors import InputError
 
 JPEG_EXTS = (".jpg", ".jpeg")
+VOID_ID = 255  # DAVIS: pixels of unknown label (object borders); never an object
+
 # More distinct ids than this in one mask means an anti-aliased or grey-level image, not ids.
 MAX_DISTINCT_IDS = 64
 

@@ -1,38 +1,262 @@
-"""Writing results: palette PNGs per sequence, atomically, and an optional overlay video.
+"""Writing results: palette PNGs per sequence, atomically, and side files (overlay video, logs).
 
-A sequence is written into a hidden temporary folder beside its destination and renamed into
-place only when every frame is written, so an interrupted run never leaves a folder that looks
-complete (the DAVIS evaluator would score a half-written folder as missing frames).
+Results never cost a user a file:
+- a sequence is written into a hidden temporary folder beside its destination and moved into
+  place only when every frame is written, so an interrupted run never leaves a folder that looks
+  complete (the DAVIS evaluator would score a half-written folder as missing frames);
+- every folder this program writes holds a manifest, `.vsreid-results.json`; an existing
+  OUT/<sequence> is replaced only when it holds one (or is empty), and the side files
+  OUT/<sequence>_overlay.mp4 and _retrievals.json only when that manifest lists them;
+- replacing is atomic: the old folder is renamed aside, the new one renamed in, then the old
+  one deleted; a symlink at OUT/<sequence> is refused;
+- hidden temporary folders of killed runs (`.vsreid-partial-<pid>-...`, `.vsreid-old-<pid>-...`,
+  holding our manifest, their process gone) are cleaned by `clean_stale`: partial ones are
+  deleted, an old one whose destination is missing is put back.
+`check_destination` runs every check up front, with the inputs, so that outputs never overlap
+inputs (the CLI calls it for every sequence before any work).
 """
+import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
+from typing import Iterable, List, Optional
 
 import cv2
 import numpy as np
 
+from vsreid_jax import __version__
 from vsreid_jax.data.palette import PALETTE, write_mask
+from vsreid_jax.errors import InputError
+
+MANIFEST = ".vsreid-results.json"
+PROGRAM = "vsreid-jax"
+TMP_PREFIX = ".vsreid-"  # + "partial-<pid>-<sequence>-<random>" or "old-<pid>-<sequence>-<random>"
+_TMP_RE = re.compile(r"^\.vsreid-(partial|old)-(\d+)-")
+SIDE_SUFFIXES = ("_overlay.mp4", "_retrievals.json", "_timing.json")  # files OUT/<sequence><suffix> beside the folder
+
+
+def _within(path: str, folder: str) -> bool:
+  """Whether real path `path` is `folder` or lies inside it (both already real paths)."""
+  return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def inside_any(path, folders: Iterable) -> Optional[str]:
+  """The first of `folders` that is or holds `path`, comparing real paths; None when none does."""
+  real = os.path.realpath(os.fspath(path))
+  for folder in folders:
+    if _within(real, os.path.realpath(os.fspath(folder))):
+      return os.fspath(folder)
+  return None
+
+
+def read_manifest(folder) -> Optional[dict]:
+  """The manifest of a results folder this program wrote, else None (no, unreadable or foreign file)."""
+  path = os.path.join(os.fspath(folder), MANIFEST)
+  if os.path.islink(path) or not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return manifest if isinstance(manifest, dict) and manifest.get("program") == PROGRAM else None
+
+
+def check_sequence_name(name: str) -> str:
+  """A sequence name is one plain path component: results go to OUT/<name>."""
+  if (not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name
+      or name.startswith(TMP_PREFIX)):
+    raise InputError(f"{name!r}: not a usable sequence name (results go to OUT/<sequence>); rename the video "
+                     "or its folder")
+  return name
+
+
+def sequence_name(path) -> str:
+  """The sequence name of a frame folder or video file: its real name, extension dropped.
+
+  `.`, `..` and symlinks resolve to the real folder's name (`--video .` is named after the
+  current folder, never "." which would make OUT/<sequence> the output folder itself).
+  """
+  real = os.path.realpath(os.fspath(path))
+  base = os.path.basename(real)
+  name = base if os.path.isdir(real) else os.path.splitext(base)[0]
+  if not name:
+    raise InputError(f"{path}: cannot name a sequence after the root folder; move the frames into a named folder")
+  return check_sequence_name(name)
+
+
+def prepare_dir(path, option: str) -> str:
+  """Checks that `path` is, or can be created as, a writable folder; creates nothing.
+
+  Raises InputError naming `option` (e.g. "--out") for a file in the way, a missing parent that
+  is a file, or a folder without write permission. Returns the path.
+  """
+  path = os.fspath(path)
+  if not path:
+    raise InputError(f"{option}: empty path; pass a folder")
+  probe = os.path.abspath(path)
+  if os.path.exists(probe) and not os.path.isdir(probe):
+    raise InputError(f"{path}: {option} is a file, not a folder; pass a folder (it is created if missing)")
+  while not os.path.exists(probe):
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if os.path.lexists(probe) and not os.path.isdir(probe):
+    raise InputError(f"{path}: cannot create {option} folder: {probe} is a file, not a folder")
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise InputError(f"{path}: {option} folder is not writable ({probe}: permission denied or read-only); "
+                     "pass a folder you can write to")
+  return path
+
+
+def check_destination(out_dir, sequence: str, inputs: Iterable = (), input_folders: Iterable = ()) -> None:
+  """Refuses, before any work, every way writing OUT/<sequence> could lose a file or touch an input.
+
+  Args:
+    out_dir: the output folder (need not exist yet).
+    sequence: the sequence name; results go to OUT/<sequence> and OUT/<sequence><side suffix>.
+    inputs: files and folders read for this sequence (frames, mask, video): none may lie in or be
+      OUT/<sequence> or a side file.
+    input_folders: folders holding inputs (frame folder, DAVIS JPEGImages and Annotations): the
+      output folder may not lie inside one.
+  """
+  out_dir = os.fspath(out_dir)
+  check_sequence_name(sequence)
+  out_real = os.path.realpath(out_dir)
+  folder = inside_any(out_dir, input_folders)
+  if folder is not None:
+    raise InputError(f"{out_dir}: --out is inside the input folder {folder}; results would mix with (or "
+                     "overwrite) the inputs, pass an output folder outside it")
+  final = os.path.join(out_dir, sequence)
+  final_real = os.path.join(out_real, sequence)
+  sides = [final + s for s in SIDE_SUFFIXES]
+  for path in inputs:
+    real = os.path.realpath(os.fspath(path))
+    if _within(real, final_real) or any(real == os.path.join(out_real, sequence + s) for s in SIDE_SUFFIXES):
+      raise InputError(f"{path}: input lies in the output {final}; writing results would overwrite it, pass "
+                       "another --out")
+  if os.path.islink(final):
+    raise InputError(f"{final}: is a symlink; results are not written through links, remove it or pass "
+                     "another --out")
+  manifest = None
+  if os.path.lexists(final):
+    if not os.path.isdir(final):
+      raise InputError(f"{final}: a file is in the way of the results folder; move it or pass another --out")
+    manifest = read_manifest(final)
+    if manifest is None and os.listdir(final):
+      raise InputError(f"{final}: folder exists and was not written by vsreid (no {MANIFEST}); refusing to "
+                       "replace it, move it or pass another --out")
+  ours = set(manifest.get("side_files", [])) if manifest else set()
+  for side in sides:
+    if os.path.islink(side) or (os.path.lexists(side) and not os.path.isfile(side)):
+      raise InputError(f"{side}: not a plain file; refusing to replace it, remove it or pass another --out")
+    if os.path.lexists(side) and os.path.basename(side) not in ours:
+      raise InputError(f"{side}: file exists and was not written by vsreid; refusing to replace it, move it "
+                       "or pass another --out")
+
+
+def _pid_alive(pid: int) -> bool:
+  if pid == os.getpid():
+    return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # someone else's live process
+  return True
+
+
+def clean_stale(out_dir) -> List[str]:
+  """Cleans hidden temporary folders that killed runs left in `out_dir`; returns what was done.
+
+  Only folders named with our prefix, holding our manifest, whose process is gone: a partial
+  folder written on this host is deleted; an old folder (renamed aside while being replaced) is
+  put back when its destination is missing, else deleted.
+  """
+  out_dir = os.fspath(out_dir)
+  if not os.path.isdir(out_dir):
+    return []
+  done = []
+  for entry in sorted(os.listdir(out_dir)):
+    m = _TMP_RE.match(entry)
+    path = os.path.join(out_dir, entry)
+    if not m or os.path.islink(path) or not os.path.isdir(path) or _pid_alive(int(m.group(2))):
+      continue
+    manifest = read_manifest(path)
+    if manifest is None:
+      continue
+    if m.group(1) == "partial":
+      if manifest.get("host") != socket.gethostname():
+        continue  # maybe a live run on another machine sharing this folder
+      shutil.rmtree(path, ignore_errors=True)
+      done.append(f"removed {path} (partial results of an interrupted run)")
+    else:
+      seq = manifest.get("sequence")
+      try:
+        check_sequence_name(seq if isinstance(seq, str) else "")
+      except InputError:
+        continue
+      final = os.path.join(out_dir, seq)
+      if not os.path.lexists(final):
+        os.rename(path, final)
+        done.append(f"restored {final} (the run replacing it was interrupted)")
+      else:
+        shutil.rmtree(path, ignore_errors=True)
+        done.append(f"removed {path} (earlier results already replaced)")
+  return done
+
+
+def _write_manifest(folder: str, manifest: dict) -> None:
+  tmp = os.path.join(folder, MANIFEST + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(manifest, f, indent=2)
+  os.replace(tmp, os.path.join(folder, MANIFEST))
 
 
 class SequenceWriter:
-  """Context manager: `with SequenceWriter(out_dir, seq) as w: w.write(name, ids)`."""
+  """Context manager: `with SequenceWriter(out_dir, seq) as w: w.write(name, ids)`.
+
+  Side files (the overlay video, `side_path("_retrievals.json")`) are written inside the
+  temporary folder and moved beside the sequence folder on success. Raises InputError up front
+  (`check_destination`) when OUT/<sequence> is not ours to replace.
+  """
 
   def __init__(self, out_dir, sequence: str, overlay_fps: float = 0.0):
     self.out_dir = os.fspath(out_dir)
-    self.sequence = sequence
+    self.sequence = check_sequence_name(sequence)
     self.final = os.path.join(self.out_dir, sequence)
     self.overlay_fps = overlay_fps
-    self.overlay_path = os.path.join(self.out_dir, f"{sequence}_overlay.mp4") if overlay_fps else None
+    self.overlay_path = self.final + "_overlay.mp4" if overlay_fps else None
     self._video = None
+    self._sides = set()
     self.count = 0
+    self.tmp = None
 
   def __enter__(self):
-    os.makedirs(self.out_dir, exist_ok=True)
-    self.tmp = tempfile.mkdtemp(prefix=f".{self.sequence}.partial-", dir=self.out_dir)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary folders
+    check_destination(self.out_dir, self.sequence)
+    try:
+      os.makedirs(self.out_dir, exist_ok=True)
+      self.tmp = os.path.join(self.out_dir, f"{TMP_PREFIX}partial-{os.getpid()}-{self.sequence}-{secrets.token_hex(4)}")
+      os.mkdir(self.tmp)
+      self.manifest = {"program": PROGRAM, "version": __version__, "sequence": self.sequence, "complete": False,
+                       "pid": os.getpid(), "host": socket.gethostname()}
+      _write_manifest(self.tmp, self.manifest)
+    except OSError as e:
+      if self.tmp:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+      raise InputError(f"{self.out_dir}: cannot write results here ({e.strerror}); pass another --out") from None
     return self
+
+  def side_path(self, suffix: str) -> str:
+    """Where to write the side file OUT/<sequence><suffix> (moved into place on success)."""
+    if suffix not in SIDE_SUFFIXES:
+      raise ValueError(f"side file suffix {suffix!r} not one of {SIDE_SUFFIXES}")
+    self._sides.add(suffix)
+    return os.path.join(self.tmp, suffix)
 
   def write(self, frame_name: str, ids: np.ndarray, image: np.ndarray = None):
     write_mask(os.path.join(self.tmp, frame_name + ".png"), ids)
@@ -40,7 +264,7 @@ class SequenceWriter:
     if self.overlay_path and image is not None:
       if self._video is None:
         h, w = ids.shape
-        self._video = cv2.VideoWriter(os.path.join(self.tmp, "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+        self._video = cv2.VideoWriter(self.side_path("_overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
                                       self.overlay_fps, (w, h))
       self._video.write(cv2.cvtColor(overlay(image, ids), cv2.COLOR_RGB2BGR))
 
@@ -50,12 +274,41 @@ class SequenceWriter:
     if exc_type is not None:
       shutil.rmtree(self.tmp, ignore_errors=True)
       return False
-    if self._video is not None:
-      os.replace(os.path.join(self.tmp, "overlay.mp4"), self.overlay_path)
-    if os.path.isdir(self.final):
-      shutil.rmtree(self.final)
-    os.replace(self.tmp, self.final)
+    try:
+      self._commit()
+    except BaseException:
+      shutil.rmtree(self.tmp, ignore_errors=True)
+      raise
     return False
+
+  def _commit(self):
+    """Moves the finished results into place: side files, then old folder aside, new in, old deleted."""
+    check_destination(self.out_dir, self.sequence)  # nothing foreign appeared meanwhile
+    old_manifest = read_manifest(self.final) if os.path.isdir(self.final) else None
+    sides = sorted(self._sides)
+    self.manifest.update(complete=True, frames=self.count, side_files=[self.sequence + s for s in sides])
+    _write_manifest(self.tmp, self.manifest)
+    for suffix in sides:
+      os.replace(os.path.join(self.tmp, suffix), self.final + suffix)
+    for name in (old_manifest or {}).get("side_files", []):  # side files of the results replaced
+      if name not in self.manifest["side_files"] and name in {self.sequence + s for s in SIDE_SUFFIXES}:
+        path = os.path.join(self.out_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+          os.remove(path)
+    old = None
+    if os.path.isdir(self.final) and old_manifest is None:
+      os.rmdir(self.final)  # an empty folder (check_destination); fails, losing nothing, if no longer empty
+    elif os.path.lexists(self.final):
+      old = os.path.join(self.out_dir, f"{TMP_PREFIX}old-{os.getpid()}-{self.sequence}-{secrets.token_hex(4)}")
+      os.rename(self.final, old)
+    try:
+      os.rename(self.tmp, self.final)
+    except BaseException:
+      if old is not None:
+        os.rename(old, self.final)
+      raise
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
 
 
 def overlay(image: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:

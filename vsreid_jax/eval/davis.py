@@ -19,11 +19,10 @@ import numpy as np
 from tqdm import tqdm
 
 from vsreid_jax.data.davis import DavisDataset
-from vsreid_jax.data.palette import read_mask
+from vsreid_jax.data.palette import VOID_ID, read_mask
 from vsreid_jax.errors import InputError
 from vsreid_jax.eval.metrics import f_measure, jaccard, statistics
 
-VOID_ID = 255
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 # The first and last frames are not scored, so a sequence needs one frame in between.

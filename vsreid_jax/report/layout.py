@@ -70,12 +70,12 @@ def read_json(path) -> Optional[dict]:
     raise InputError(f"{path}: not valid JSON ({e}); delete it or rerun the segmentation") from None
 
 
-def write_timing(results_dir, seq: str, frames: int, objects: int, timer: StageTimer, wall_seconds: float) -> str:
-  """Writes OUT/<seq>_timing.json: the sequence's per-stage seconds (StageTimer), steady-state
-  frames/s (one-off XLA compilation excluded, as in the segment timing table) and wall time."""
+def write_timing(path, seq: str, frames: int, objects: int, timer: StageTimer, wall_seconds: float) -> str:
+  """Writes OUT/<seq>_timing.json (at `path`: the results writer's side file, moved into place with
+  the masks): the sequence's per-stage seconds (StageTimer), steady-state frames/s (one-off XLA
+  compilation excluded, as in the segment timing table) and wall time."""
   seconds = {k: round(v, 4) for k, v in timer.seconds.items()}
   steady = sum(v for k, v in timer.seconds.items() if k != "compile")
-  path = timing_path(results_dir, seq)
   _write_json(path, dict(sequence=seq, frames=frames, objects=objects, seconds=seconds,
                          steady_seconds=round(steady, 4), compile_seconds=round(timer.seconds.get("compile", 0.0), 4),
                          frames_per_second=round(frames / steady, 3) if steady > 0 else None,

@@ -34,7 +34,9 @@ EvalFn = Callable[[state_lib.TrainState, int], Dict[str, float]]
 def global_batch_size(data, n_devices: int) -> int:
   size = data.batch_size or data.batch_per_device * n_devices
   if size <= 0 or size % n_devices:
-    raise ValueError(f"global batch {size} must be a positive multiple of the {n_devices} devices")
+    raise InputError(f"data.batch_size={data.batch_size}, data.batch_per_device={data.batch_per_device}: the "
+                     f"global batch {size} must be a positive multiple of the {n_devices} device(s); set "
+                     "data.batch_size to one (or 0 and data.batch_per_device > 0)")
   return size
 
 
