@@ -5,10 +5,12 @@ status 2, never a traceback.
 """
 import argparse
 import os
+import signal
 import sys
 import time
 
 from vsreid_jax import __version__
+from vsreid_jax import signals
 from vsreid_jax.errors import InputError
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
@@ -198,7 +200,9 @@ def cmd_segment(args):
       bar = tqdm(seg.segment(state, progress=not args.no_progress), total=len(frames), desc=seq, unit="frame",
                  disable=args.no_progress, leave=False)
       for i, ids in bar:
+        signals.check()  # a signal swallowed on the way (see signals.py) stops the run here
         writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
+      signals.check()
     total.merge(state.timer)
     n_frames += len(frames)
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
@@ -272,19 +276,28 @@ def cmd_convert(args):
 
 
 def main(argv=None):
+  """Runs one command; returns the exit status. Called as the program (argv None), an interrupt
+  (SIGINT or SIGTERM) ends the process at once after the cleanup (`signals.hard_exit`)."""
   parser = build_parser()
   args = parser.parse_args(argv)
   if args.command is None:
     parser.print_help()
     return 2
   try:
-    {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "convert-mask": cmd_convert}[args.command](args)
+    with signals.handled():
+      {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "convert-mask": cmd_convert}[args.command](args)
   except InputError as e:
     print(f"vsreid: error: {e}", file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
-    print("vsreid: interrupted; sequences not finished were not written", file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as e:
+    code = e.exit_code if isinstance(e, signals.Interrupted) else 128 + signal.SIGINT
+    what = "interrupted" if code == 128 + signal.SIGINT else f"stopped by {signal.Signals(code - 128).name}"
+    done = {"segment": "sequences not finished were not written",
+            "train": "the last checkpoint stands; --resume continues"}.get(args.command, "nothing was written")
+    print(f"vsreid: {what}; {done}", file=sys.stderr)
+    if argv is None:
+      signals.hard_exit(code)
+    return code
   return 0
 
 
