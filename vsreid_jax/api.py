@@ -29,7 +29,7 @@ from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
 from vsreid_jax.models import weights
-from vsreid_jax.models.propagation import build_model, make_propagation_fn
+from vsreid_jax.models.propagation import build_model, dummy_inputs, make_propagation_fn
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
@@ -122,12 +122,18 @@ def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]
   if name == "identity":
     return identity_net, None  # flipping the identity changes nothing
   path = weights.DEFAULT_WEIGHTS if name == "default" else name
-  config_name, _, variables = weights.load_weights(path)
-  model_cfg = weights.model_config(config_name)
+  w = weights.load_net_weights(path, "propagation")
+  try:
+    model_cfg = w.config or weights.model_config(w.name)
+  except InputError as e:
+    raise InputError(f"{path}: {e}") from None
+  init = functools.partial(build_model(model_cfg.model).init, train=False)
+  weights.check_variables(path, w.variables, jax.eval_shape(init, jax.random.key(0), *dummy_inputs(model_cfg.crop_size)),
+                          w.name)
   if streams:
     model_cfg.model.streams = tuple(streams)
-  fn = SwappableNet(build_model(model_cfg.model), variables, model_cfg.test_flip if flip is None else flip,
-                    config_name, model_cfg)
+  fn = SwappableNet(build_model(model_cfg.model), w.variables, model_cfg.test_flip if flip is None else flip,
+                    w.name, model_cfg)
   return fn, model_cfg
 
 
@@ -223,9 +229,10 @@ class Segmenter:
     """Writes the video's adapted variables as a weights file (`models.weights.save_weights`)."""
     if state.variables is None:
       raise ValueError("no adapted variables: run adapt(state) with config.online_steps > 0")
-    weights.save_weights(path, state.variables, self.propagator.net.config_name,
+    net = self.propagator.net
+    weights.save_weights(path, state.variables, net.config_name,
                          meta={"sequence": state.name, "online_steps": int(self.config.online_steps),
-                               "base": self.config.net})
+                               "base": self.config.net}, config=net.model_config, kind="propagation")
 
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:
     """`frames`: a frame folder or video path, a [T,H,W,3] uint8 array, or opened frames."""
