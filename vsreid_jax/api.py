@@ -24,7 +24,8 @@ import ml_collections
 import numpy as np
 
 from vsreid_jax.configs import segment as segment_config
-from vsreid_jax.data.frames import open_frames
+from vsreid_jax import memory
+from vsreid_jax.data.frames import ResizedFrames, open_frames, resize_ids
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
@@ -50,6 +51,9 @@ class VideoState:
   timer: StageTimer = dataclasses.field(default_factory=StageTimer)
   variables: Optional[dict] = None  # N_mp variables adapted to this video (Segmenter.adapt), else None
   result: Optional[object] = None  # the solver.algorithm3.SolveResult of segment() with method vsreid
+  # (height, width) of the input when its frames are processed smaller (config.max_size), else None:
+  # the first mask is given, and the id masks are returned, at this size.
+  input_size: Optional[Tuple[int, int]] = None
 
 
 METHODS = ("auto", "vsreid", "propagate")
@@ -241,16 +245,22 @@ class Segmenter:
     if isinstance(frames, (str, os.PathLike, np.ndarray)):
       frames = open_frames(frames)
     name = name or "video"
-    return VideoState(frames=frames, name=name,
+    input_size = None
+    max_size = int(self.config.get("max_size", 0) or 0)
+    if max_size > 0 and max(frames.size) > max_size:
+      frames = ResizedFrames(frames, max_size)
+      input_size = frames.input_size
+    return VideoState(frames=frames, name=name, input_size=input_size,
                       flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=name))
 
   def add_mask(self, state: VideoState, mask: np.ndarray, source: str = "first-frame mask") -> None:
     """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..255)."""
     mask = np.asarray(mask)
-    h, w = state.frames.size
+    h, w = state.input_size or state.frames.size
     if mask.shape != (h, w):
       raise InputError(f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w}x{h}; "
                        "resize the mask with nearest-neighbour interpolation to the frame size")
+    mask = resize_ids(mask, state.frames.size)  # config.max_size: the mask follows the frames
     ids = np.unique(mask)
     ids = ids[ids != 0].astype(np.uint8)
     if ids.size == 0:
@@ -260,6 +270,40 @@ class Segmenter:
     state.object_ids = ids
     state.first_prob = pad_objects(onehot, kb)
     state.first_area = state.first_prob.sum(axis=(1, 2))
+
+  def memory_estimate(self, state: VideoState) -> int:
+    """Estimated peak resident bytes of segmenting this video (`memory.estimate_bytes`)."""
+    h, w = state.frames.size
+    return memory.estimate_bytes(len(state.frames), h, w, len(state.object_ids), self.method)
+
+  def check_memory(self, state: VideoState, source: str) -> int:
+    """Refuses (InputError naming `source`) a video whose estimated peak memory exceeds what the
+    machine has available; returns the estimate in bytes."""
+    if state.object_ids is None:
+      raise ValueError("call add_mask(state, mask) before check_memory(state)")
+    need = self.memory_estimate(state)
+    available = memory.available_bytes()
+    if available is None:
+      return need  # not known here: no refusal
+    budget = available + memory.resident_bytes()  # what this process holds now is in the estimate
+    if need <= budget:
+      return need
+    h, w = state.input_size or state.frames.size
+    k = len(state.object_ids)
+    size = memory.fitting_long_side(len(state.frames), h, w, k, self.method, budget)
+    fix = (f"pass --max-size {size} (segments at most {size} pixels on the long side and writes the masks at "
+           f"{w}x{h})" if size else f"even --max-size {memory.MIN_MAX_SIZE} does not fit: segment fewer objects or a shorter clip "
+           "per run")
+    if self.method == "vsreid":
+      fix += ", or --method propagate (no re-identification; less memory)"
+    raise InputError(f"{source}: needs about {need / memory.GIB:.1f} GiB of memory ({len(state.frames)} frames of "
+                     f"{state.frames.size[1]}x{state.frames.size[0]}, {k} objects, method {self.method}) but the "
+                     f"machine has {budget / memory.GIB:.1f} GiB available; {fix}")
+
+  @staticmethod
+  def _output(state: VideoState, ids: np.ndarray) -> np.ndarray:
+    """An id mask at the input size (nearest neighbour when processed smaller)."""
+    return ids if state.input_size is None else resize_ids(ids, state.input_size)
 
   def segment(self, state: VideoState, progress: bool = False) -> Iterator[Tuple[int, np.ndarray]]:
     """Yields (frame index, id mask uint8 [H, W]) for every frame with the configured method.
@@ -274,7 +318,7 @@ class Segmenter:
     for i in range(len(state.frames)):
       with state.timer.stage("merge", merge_probs):
         ids = result.ids(i, state.object_ids)
-      yield i, ids
+      yield i, self._output(state, ids)
 
   def solve(self, state: VideoState, progress: bool = False, reid: bool = True):
     """Algorithm 3 on one video -> solver.algorithm3.SolveResult (also kept in state.result).
@@ -311,7 +355,7 @@ class Segmenter:
     first_area = jnp.asarray(state.first_area)
     with state.timer.stage("merge", merge_probs):
       ids = merge_to_ids(prob, state.object_ids)
-    yield 0, ids
+    yield 0, self._output(state, ids)
     for i in range(1, len(state.frames)):
       with state.timer.stage("read"):
         image = state.frames[i]
@@ -321,4 +365,4 @@ class Segmenter:
       prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
       with state.timer.stage("merge", merge_probs):
         ids = merge_to_ids(prob, state.object_ids)
-      yield i, ids
+      yield i, self._output(state, ids)

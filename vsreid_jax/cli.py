@@ -47,6 +47,9 @@ def _add_segment(sub):
                  help="test scales as margin:crop pairs, e.g. 0.15:449,0.3:449 (averaged)")
   p.add_argument("--no-box", action="store_true", help="run N_mp on the whole frame (no bbox crop)")
   p.add_argument("--flip", action="store_true", help="average with horizontally flipped crops")
+  p.add_argument("--max-size", type=int, default=None, metavar="N",
+                 help="segment frames shrunk so the long side is at most N pixels (less memory and time); "
+                 "masks are written at the input size (nearest-neighbour upsampling)")
   p.add_argument("--online-steps", type=int, default=None, metavar="N",
                  help="fine-tune the net on each video's first frame for N steps before propagating "
                  "(0: off; default from the config: 0)")
@@ -132,6 +135,12 @@ def _segment_config(args):
     if args.online_steps < 0:
       raise InputError(f"--online-steps {args.online_steps}: must be 0 (off) or a positive number of steps")
     config.online_steps = args.online_steps
+  if args.max_size is not None:
+    from vsreid_jax.memory import MIN_MAX_SIZE
+    if args.max_size < MIN_MAX_SIZE:
+      raise InputError(f"--max-size {args.max_size}: must be at least {MIN_MAX_SIZE} pixels (the long side to "
+                       "segment at)")
+    config.max_size = args.max_size
   if args.save_adapted and config.online_steps <= 0:
     raise InputError(f"--save-adapted {args.save_adapted}: nothing to save without --online-steps N (N > 0)")
   return config
@@ -190,6 +199,7 @@ def cmd_segment(args):
   for seq, frames, mask_path in jobs:
     state = seg.init_state(frames, name=seq)
     seg.add_mask(state, read_mask(mask_path), source=mask_path)
+    seg.check_memory(state, source=getattr(frames, "folder", None) or getattr(frames, "path_", seq))
     info = seg.adapt(state, progress=not args.no_progress)
     if info is not None:
       print(f"{seq}: adapted {info['steps']} steps in {info['seconds']:.1f} s "

@@ -40,6 +40,9 @@ def get_config():
   c.online_steps = 0
   c.online_config = ""  # configs/online.py arg; "": the net's config name if it has one, else lite_cpu
   c.online_seed = 0
+  # > 0: frames whose long side is longer are segmented shrunk to this long side (memory and time
+  # grow with the pixel count; see memory.py), masks returned at the input size. 0: off.
+  c.max_size = 0
   return c
 
 

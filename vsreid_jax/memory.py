@@ -1,0 +1,87 @@
+"""The memory a segmentation needs, estimated before it starts, against what the machine has.
+
+Peak resident memory of `vsreid segment` grows with objects x pixels (the probability maps of a
+step and their intermediates) and, for the vsreid solver, with frames x objects x pixels (it keeps
+every frame's float16 maps to rewrite them). Measured peaks (experiments/bench_memory.py, the
+`--net identity` runs of `vsreid segment`; generated clips of moving textured rectangles):
+
+  frames  size       objects (bucket)  method     peak RSS   estimate
+  4       480x270    8 (8)             propagate    443 MiB    (fit)
+  4       960x540    8 (8)             propagate    627 MiB
+  4       960x540    22 (32)           propagate    974 MiB
+  4       960x540    22 (32)           vsreid      1316 MiB
+  8       960x540    22 (32)           vsreid      1460 MiB
+  4       1920x1080  23 (32)           vsreid      2704 MiB
+
+The constants below fit these (rounded up: refusing a run that would have fit costs a rerun with
+--max-size; starting one that does not fit can take the machine down).
+"""
+import os
+from typing import Optional, Sequence
+
+from vsreid_jax.propagation.algorithm1 import PropagationConfig, object_bucket
+
+GIB = 2 ** 30
+MIB = 2 ** 20
+# The process before any frame: Python, JAX, the nets and their compiled functions.
+BASE_BYTES = {"propagate": 550 * MIB, "vsreid": 850 * MIB}
+# Per frame pixel: decoded frames kept (RGB), DIS flow buffers, colour conversions, the id masks.
+PIXEL_BYTES = 150
+# Per object-bucket pixel: the float32 maps of one step (prior, warp, paste, merge), a few copies.
+WORK_BYTES = 24
+# Per object-bucket pixel and frame: the vsreid solver keeps [T, Kb, H, W] float16 maps.
+STORED_BYTES = 2
+# Per pixel and frame: the flow cache keeps float32 (dx, dy), forward and backward for vsreid.
+FLOW_BYTES = {"propagate": 8, "vsreid": 16}
+# Long sides --max-size suggests, largest first (common video sizes, then halvings).
+SUGGESTED_SIZES = (2560, 1920, 1280, 960, 854, 640, 480, 320, 240, 160, 128, 96, 64)
+# The smallest --max-size: below, objects shrink to a few pixels, near the 8-pixel minimum box side
+# of the crops (propagation/crops.py), so a smaller value is a typo rather than a setting.
+MIN_MAX_SIZE = SUGGESTED_SIZES[-1]
+
+
+def estimate_bytes(num_frames: int, height: int, width: int, num_objects: int, method: str,
+                   buckets: Sequence[int] = PropagationConfig.object_buckets) -> int:
+  """Peak resident bytes of segmenting one video (method "propagate" or "vsreid")."""
+  if method not in BASE_BYTES:
+    raise ValueError(f"method {method!r}: one of {sorted(BASE_BYTES)}")
+  px = height * width
+  kb = object_bucket(max(num_objects, 1), buckets)
+  total = BASE_BYTES[method] + PIXEL_BYTES * px + WORK_BYTES * kb * px + FLOW_BYTES[method] * num_frames * px
+  if method == "vsreid":
+    total += STORED_BYTES * num_frames * kb * px
+  return int(total)
+
+
+def available_bytes() -> Optional[int]:
+  """Memory the machine can still give (MemAvailable of /proc/meminfo), None where unknown."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  return None
+
+
+def resident_bytes() -> int:
+  """This process's resident memory now (counted in the estimate, no longer in `available_bytes`)."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  except (OSError, ValueError, IndexError):
+    return 0
+
+
+def fitting_long_side(num_frames: int, height: int, width: int, num_objects: int, method: str,
+                      budget: int) -> Optional[int]:
+  """The largest of SUGGESTED_SIZES (below the input's long side) whose estimate fits `budget`."""
+  long_side = max(height, width)
+  for size in SUGGESTED_SIZES:
+    if size >= long_side:
+      continue
+    s = size / long_side
+    if estimate_bytes(num_frames, round(height * s), round(width * s), num_objects, method) <= budget:
+      return size
+  return None
