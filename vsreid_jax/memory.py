@@ -2,19 +2,26 @@
 
 Peak resident memory of `vsreid segment` grows with objects x pixels (the probability maps of a
 step and their intermediates) and, for the vsreid solver, with frames x objects x pixels (it keeps
-every frame's float16 maps to rewrite them). Measured peaks (experiments/bench_memory.py, the
-`--net identity` runs of `vsreid segment`; generated clips of moving textured rectangles):
+every frame's float16 maps to rewrite them). Peaks measured by experiments/bench_memory.py
+(`vsreid segment --net identity` on generated clips of moving textured rectangles, 2-core CPU),
+against this estimate:
 
   frames  size       objects (bucket)  method     peak RSS   estimate
-  4       480x270    8 (8)             propagate    443 MiB    (fit)
-  4       960x540    8 (8)             propagate    627 MiB
-  4       960x540    22 (32)           propagate    974 MiB
-  4       960x540    22 (32)           vsreid      1316 MiB
-  8       960x540    22 (32)           vsreid      1460 MiB
-  4       1920x1080  23 (32)           vsreid      2704 MiB
+  4       480x270    8 (8)             propagate    443 MiB    579 MiB
+  4       960x540    8 (8)             propagate    627 MiB    726 MiB
+  4       960x540    22 (32)           propagate    974 MiB   1179 MiB
+  4       1920x1080  23 (32)           propagate   2069 MiB   2407 MiB
+  4       960x540    8 (8)             vsreid       868 MiB    957 MiB
+  4       960x540    22 (32)           vsreid      1316 MiB   1506 MiB
+  8       960x540    22 (32)           vsreid      1460 MiB   1648 MiB
+  4       1920x1080  8 (8)             vsreid      1430 MiB   1640 MiB
+  4       1920x1080  23 (32)           vsreid      2704 MiB   3114 MiB
+  4       3840x2160  30 (32)           vsreid      9.3 GiB    9.3 GiB  (issue 12's report)
 
-The constants below fit these (rounded up: refusing a run that would have fit costs a rerun with
---max-size; starting one that does not fit can take the machine down).
+A least-squares fit of the measured rows is within 9% of each (base 374/570 MiB, 189 B a pixel,
+15.2 B an object-bucket pixel, 8.3 MiB an object slot); the constants below are that fit rounded
+up by about 15%: refusing a run that would just have fit costs a rerun with --max-size, starting
+one that does not fit can take the machine down.
 """
 import os
 from typing import Optional, Sequence
@@ -24,15 +31,17 @@ from vsreid_jax.propagation.algorithm1 import PropagationConfig, object_bucket
 GIB = 2 ** 30
 MIB = 2 ** 20
 # The process before any frame: Python, JAX, the nets and their compiled functions.
-BASE_BYTES = {"propagate": 550 * MIB, "vsreid": 850 * MIB}
-# Per frame pixel: decoded frames kept (RGB), DIS flow buffers, colour conversions, the id masks.
-PIXEL_BYTES = 150
+BASE_BYTES = {"propagate": 450 * MIB, "vsreid": 650 * MIB}
+# Per frame pixel: decoded frames kept (RGB), DIS flow buffers, the frame on the device, id masks.
+PIXEL_BYTES = 220
 # Per object-bucket pixel: the float32 maps of one step (prior, warp, paste, merge), a few copies.
-WORK_BYTES = 24
+WORK_BYTES = 18
+# Per object slot of the bucket, whatever the size: per-object buffers and compiled shapes.
+OBJECT_BYTES = 10 * MIB
 # Per object-bucket pixel and frame: the vsreid solver keeps [T, Kb, H, W] float16 maps.
 STORED_BYTES = 2
-# Per pixel and frame: the flow cache keeps float32 (dx, dy), forward and backward for vsreid.
-FLOW_BYTES = {"propagate": 8, "vsreid": 16}
+# Per pixel and frame: the flow cache keeps float32 (dx, dy) of every pair it computed.
+FLOW_BYTES = 8
 # Long sides --max-size suggests, largest first (common video sizes, then halvings).
 SUGGESTED_SIZES = (2560, 1920, 1280, 960, 854, 640, 480, 320, 240, 160, 128, 96, 64)
 # The smallest --max-size: below, objects shrink to a few pixels, near the 8-pixel minimum box side
@@ -47,7 +56,7 @@ def estimate_bytes(num_frames: int, height: int, width: int, num_objects: int, m
     raise ValueError(f"method {method!r}: one of {sorted(BASE_BYTES)}")
   px = height * width
   kb = object_bucket(max(num_objects, 1), buckets)
-  total = BASE_BYTES[method] + PIXEL_BYTES * px + WORK_BYTES * kb * px + FLOW_BYTES[method] * num_frames * px
+  total = BASE_BYTES[method] + PIXEL_BYTES * px + WORK_BYTES * kb * px + OBJECT_BYTES * kb + FLOW_BYTES * num_frames * px
   if method == "vsreid":
     total += STORED_BYTES * num_frames * kb * px
   return int(total)
