@@ -70,3 +70,10 @@ def test_max_size_must_be_sensible(clip, tmp_path, capsys):
   assert _segment(clip, tmp_path / "out", "--max-size", "0") == 2
   assert capsys.readouterr().err.strip() == ("vsreid: error: --max-size 0: must be at least 64 pixels (the long "
                                              "side to segment at)")
+
+
+def test_max_size_flows_are_cached_apart_from_full_size_flows(clip, tmp_path):
+  cache = tmp_path / "cache"
+  assert _segment(clip, tmp_path / "small", "--max-size", "160", "--flow-cache", str(cache)) == 0
+  assert _segment(clip, tmp_path / "full", "--flow-cache", str(cache)) == 0  # not fed the 160x90 flows
+  assert read_mask(tmp_path / "full" / "clip" / "00003.png").shape == (180, 320)

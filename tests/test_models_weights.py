@@ -174,3 +174,19 @@ def test_cli_weights_of_another_net_are_a_one_line_error(tmp_path, capsys, optio
   assert len(err) == 1 and err[0].startswith(f"vsreid: error: {_shipped(given)}: holds ")
   assert f"pass it to {weights.OPTIONS[given]}" in err[0]
   assert not out.exists()
+
+
+def test_export_of_a_run_trained_with_overrides_records_its_config(tmp_path):
+  from vsreid_jax.configs import train_propagation  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.train.export import export_checkpoint  # pylint: disable=g-import-not-at-top
+  config = train_propagation.get_config("lite_cpu")
+  config.model.backbone.width = 16  # `vsreid train --set model.backbone.width=16`
+  variables = numpy_init(build_model(config.model), *dummy_inputs(33), train=False)
+  ckpt = ckpt_lib.open_workdir(tmp_path, config, 1, resume=False)
+  ckpt.save(3, dict(variables, step=np.int32(3)), {"position": 0})
+  ckpt.close()
+  out = tmp_path / "narrow.msgpack"
+  assert export_checkpoint(tmp_path, out) == 3
+  _, model_cfg = build_net(str(out), flip=False)
+  assert model_cfg.model.backbone.width == 16 and model_cfg.crop_size == config.crop_size

@@ -250,8 +250,10 @@ class Segmenter:
     if max_size > 0 and max(frames.size) > max_size:
       frames = ResizedFrames(frames, max_size)
       input_size = frames.input_size
+    # Shrunk frames have flows of their own size: cached apart from the full size's.
+    key = name if input_size is None else f"{name}@{frames.size[1]}x{frames.size[0]}"
     return VideoState(frames=frames, name=name, input_size=input_size,
-                      flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=name))
+                      flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=key))
 
   def add_mask(self, state: VideoState, mask: np.ndarray, source: str = "first-frame mask") -> None:
     """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..255)."""
