@@ -62,8 +62,8 @@ def test_signal_mid_solve_exits_cleanly(clip, tmp_path, sig):
        "--method", "vsreid", "--net", "identity", "--no-progress"],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 120
-  while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
-    time.sleep(0.05)  # the output folder appears when the sequence starts: the solve is next
+  while not (out.exists() and os.listdir(out)) and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.05)  # the sequence's temporary folder appears when it starts: the solve is next
   assert proc.poll() is None, f"finished before the signal: {proc.stderr.read()}"
   time.sleep(1.0)
   proc.send_signal(sig)
