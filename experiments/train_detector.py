@@ -47,7 +47,8 @@ def main(argv=None):
     print("last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
   if args.export:
     det_train.export(out["state"], args.export, config.name,
-                     meta=dict(step=int(out["state"].step), data="davis2016 train minus held-out, copy-paste"))
+                     meta=dict(step=int(out["state"].step), data="davis2016 train minus held-out, copy-paste"),
+                     config=config)
     print(f"exported {args.export} ({os.path.getsize(args.export) / 1e6:.1f} MB)")
   return 0
 

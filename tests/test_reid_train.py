@@ -1,6 +1,7 @@
 """ReID training: box samplers, loss going down on synthetic crops, exact resume."""
 import jax
 import numpy as np
+import pytest
 
 from vsreid_jax.data.objects import box_iou
 from vsreid_jax.reid import data as data_lib
@@ -66,3 +67,19 @@ def test_train_reduces_the_loss_and_resumes_exactly(tmp_path):
   np.testing.assert_allclose([r["loss"] for r in resumed["rows"]], losses_, rtol=1e-4)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                          jax.device_get(full["state"].params), jax.device_get(resumed["state"].params))
+
+
+def test_resume_after_an_unreadable_latest_checkpoint_continues_from_the_one_before(tmp_path, capsys):
+  c = small_train_config(4)
+  c.train.log_every = c.train.checkpoint_every = 2
+  run = tmp_path / "run"
+  first = train_lib.train(c, str(run), SyntheticBatches(), progress=False)
+  for p in (run / "checkpoints" / "4").rglob("*"):
+    if p.is_file():
+      p.write_bytes(b"")  # a copy cut short
+  resumed = train_lib.train(c, str(run), SyntheticBatches(), resume=True, progress=False)
+  assert "checkpoints/4: checkpoint unreadable" in capsys.readouterr().err
+  assert [r["step"] for r in resumed["rows"]] == [2, 4]
+  # Steps 3-4 were run again from checkpoint 2, exactly as the first time.
+  assert resumed["rows"][1]["loss"] == pytest.approx(first["rows"][1]["loss"], rel=1e-4)
+  assert int(resumed["state"].step) == 4

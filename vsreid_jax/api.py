@@ -27,11 +27,13 @@ from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data.frames import open_frames
 from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.data.results import sequence_name
+from vsreid_jax import memory
+from vsreid_jax.data.frames import ResizedFrames, open_frames, resize_ids
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
 from vsreid_jax.models import weights
-from vsreid_jax.models.propagation import build_model, make_propagation_fn
+from vsreid_jax.models.propagation import build_model, dummy_inputs, make_propagation_fn
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
@@ -52,6 +54,9 @@ class VideoState:
   timer: StageTimer = dataclasses.field(default_factory=StageTimer)
   variables: Optional[dict] = None  # N_mp variables adapted to this video (Segmenter.adapt), else None
   result: Optional[object] = None  # the solver.algorithm3.SolveResult of segment() with method vsreid
+  # (height, width) of the input when its frames are processed smaller (config.max_size), else None:
+  # the first mask is given, and the id masks are returned, at this size.
+  input_size: Optional[Tuple[int, int]] = None
 
 
 METHODS = ("auto", "vsreid", "propagate")
@@ -124,12 +129,18 @@ def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]
   if name == "identity":
     return identity_net, None  # flipping the identity changes nothing
   path = weights.DEFAULT_WEIGHTS if name == "default" else name
-  config_name, _, variables = weights.load_weights(path)
-  model_cfg = weights.model_config(config_name)
+  w = weights.load_net_weights(path, "propagation")
+  try:
+    model_cfg = w.config or weights.model_config(w.name)
+  except InputError as e:
+    raise InputError(f"{path}: {e}") from None
+  init = functools.partial(build_model(model_cfg.model).init, train=False)
+  weights.check_variables(path, w.variables, jax.eval_shape(init, jax.random.key(0), *dummy_inputs(model_cfg.crop_size)),
+                          w.name)
   if streams:
     model_cfg.model.streams = tuple(streams)
-  fn = SwappableNet(build_model(model_cfg.model), variables, model_cfg.test_flip if flip is None else flip,
-                    config_name, model_cfg)
+  fn = SwappableNet(build_model(model_cfg.model), w.variables, model_cfg.test_flip if flip is None else flip,
+                    w.name, model_cfg)
   return fn, model_cfg
 
 
@@ -149,30 +160,6 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
                            threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize))
 
 
-def check_crop_memory(scales, n_objects: int, bytes_per_pixel: float, available: Optional[int] = None) -> None:
-  """Refuses crop sizes whose N_mp pass cannot fit in memory, before any work.
-
-  Args:
-    scales: (margin, crop size) pairs; scales run one after another, so the largest counts.
-    n_objects: objects cropped together (the object bucket).
-    bytes_per_pixel: memory per crop pixel of one object (config.propagation.crop_bytes_per_pixel).
-    available: bytes free; None: `utils.available_memory_bytes()`.
-  Raises:
-    InputError with the estimate and the largest crop that fits.
-  """
-  from vsreid_jax.utils import available_memory_bytes  # pylint: disable=g-import-not-at-top
-  size = max(int(s) for _, s in scales)
-  if size < 1:
-    raise InputError(f"--scales: crop size {size} must be a positive number of pixels, e.g. 449")
-  need = float(size) ** 2 * bytes_per_pixel * n_objects
-  available = available_memory_bytes() if available is None else available
-  if need > available:
-    fits = int((available / (bytes_per_pixel * n_objects)) ** 0.5)
-    raise InputError(f"--scales: crop {size} needs about {need / 2**30:.1f} GiB for {n_objects} object(s) "
-                     f"({size}x{size} px x {bytes_per_pixel:g} B/px each), but {available / 2**30:.1f} GiB are "
-                     f"free; use a crop of at most {fits}")
-
-
 class Segmenter:
   """Semi-supervised multi-object segmentation by mask propagation (Algorithm 1)."""
 
@@ -181,7 +168,7 @@ class Segmenter:
     self.flow_backend = build_flow(self.config)
     net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
     self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
-    check_crop_memory(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)
+    memory.check_crop(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
     self.method = resolve_method(self.config)
@@ -250,9 +237,10 @@ class Segmenter:
     """Writes the video's adapted variables as a weights file (`models.weights.save_weights`)."""
     if state.variables is None:
       raise ValueError("no adapted variables: run adapt(state) with config.online_steps > 0")
-    weights.save_weights(path, state.variables, self.propagator.net.config_name,
+    net = self.propagator.net
+    weights.save_weights(path, state.variables, net.config_name,
                          meta={"sequence": state.name, "online_steps": int(self.config.online_steps),
-                               "base": self.config.net})
+                               "base": self.config.net}, config=net.model_config, kind="propagation")
 
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:
     """`frames`: a frame folder or video path, a [T,H,W,3] uint8 array, or opened frames."""
@@ -261,28 +249,70 @@ class Segmenter:
     if isinstance(frames, (str, os.PathLike, np.ndarray)):
       frames = open_frames(frames)
     name = name or "video"
-    return VideoState(frames=frames, name=name,
-                      flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=name))
+    input_size = None
+    max_size = int(self.config.get("max_size", 0) or 0)
+    if max_size > 0 and max(frames.size) > max_size:
+      frames = ResizedFrames(frames, max_size)
+      input_size = frames.input_size
+    # Shrunk frames have flows of their own size: cached apart from the full size's.
+    key = name if input_size is None else f"{name}@{frames.size[1]}x{frames.size[0]}"
+    return VideoState(frames=frames, name=name, input_size=input_size,
+                      flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=key))
 
   def add_mask(self, state: VideoState, mask: np.ndarray, source: str = "first-frame mask") -> None:
     """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..254; 255 is void,
     pixels to ignore as in DAVIS: no object, treated as background)."""
     mask = np.asarray(mask)
-    h, w = state.frames.size
+    h, w = state.input_size or state.frames.size
     if mask.shape != (h, w):
       raise InputError(f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w}x{h}; "
                        "resize the mask with nearest-neighbour interpolation to the frame size")
+    mask = resize_ids(mask, state.frames.size)  # config.max_size: the mask follows the frames
     ids = np.unique(mask)
     ids = ids[(ids != 0) & (ids != VOID_ID)].astype(np.uint8)  # void is no object, as in DAVIS
     if ids.size == 0:
       what = "background and void (255)" if np.any(mask == VOID_ID) else "background"
       raise InputError(f"{source}: mask is empty (all {what}); draw at least one object with an id in 1..254")
     kb = object_bucket(len(ids), self.propagator.config.object_buckets)
-    check_crop_memory(self.propagator.config.scales, kb, self.config.propagation.crop_bytes_per_pixel)
+    memory.check_crop(self.propagator.config.scales, kb, self.config.propagation.crop_bytes_per_pixel)
     onehot = (mask[None] == ids[:, None, None]).astype(np.float32)
     state.object_ids = ids
     state.first_prob = pad_objects(onehot, kb)
     state.first_area = state.first_prob.sum(axis=(1, 2))
+
+  def memory_estimate(self, state: VideoState) -> int:
+    """Estimated peak resident bytes of segmenting this video (`memory.estimate_bytes`)."""
+    h, w = state.frames.size
+    return memory.estimate_bytes(len(state.frames), h, w, len(state.object_ids), self.method)
+
+  def check_memory(self, state: VideoState, source: str) -> int:
+    """Refuses (InputError naming `source`) a video whose estimated peak memory exceeds what the
+    machine has available; returns the estimate in bytes."""
+    if state.object_ids is None:
+      raise ValueError("call add_mask(state, mask) before check_memory(state)")
+    need = self.memory_estimate(state)
+    available = memory.available_bytes()
+    if available is None:
+      return need  # not known here: no refusal
+    budget = available + memory.resident_bytes()  # what this process holds now is in the estimate
+    if need <= budget:
+      return need
+    h, w = state.input_size or state.frames.size
+    k = len(state.object_ids)
+    size = memory.fitting_long_side(len(state.frames), h, w, k, self.method, budget)
+    fix = (f"pass --max-size {size} (segments at most {size} pixels on the long side and writes the masks at "
+           f"{w}x{h})" if size else f"even --max-size {memory.MIN_MAX_SIZE} does not fit: segment fewer objects or a shorter clip "
+           "per run")
+    if self.method == "vsreid":
+      fix += ", or --method propagate (no re-identification; less memory)"
+    raise InputError(f"{source}: needs about {need / memory.GIB:.1f} GiB of memory ({len(state.frames)} frames of "
+                     f"{state.frames.size[1]}x{state.frames.size[0]}, {k} objects, method {self.method}) but the "
+                     f"machine has {budget / memory.GIB:.1f} GiB available; {fix}")
+
+  @staticmethod
+  def _output(state: VideoState, ids: np.ndarray) -> np.ndarray:
+    """An id mask at the input size (nearest neighbour when processed smaller)."""
+    return ids if state.input_size is None else resize_ids(ids, state.input_size)
 
   def segment(self, state: VideoState, progress: bool = False) -> Iterator[Tuple[int, np.ndarray]]:
     """Yields (frame index, id mask uint8 [H, W]) for every frame with the configured method.
@@ -297,7 +327,7 @@ class Segmenter:
     for i in range(len(state.frames)):
       with state.timer.stage("merge", merge_probs):
         ids = result.ids(i, state.object_ids)
-      yield i, ids
+      yield i, self._output(state, ids)
 
   def solve(self, state: VideoState, progress: bool = False, reid: bool = True):
     """Algorithm 3 on one video -> solver.algorithm3.SolveResult (also kept in state.result).
@@ -334,7 +364,7 @@ class Segmenter:
     first_area = jnp.asarray(state.first_area)
     with state.timer.stage("merge", merge_probs):
       ids = merge_to_ids(prob, state.object_ids)
-    yield 0, ids
+    yield 0, self._output(state, ids)
     for i in range(1, len(state.frames)):
       with state.timer.stage("read"):
         image = state.frames[i]
@@ -344,4 +374,4 @@ class Segmenter:
       prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
       with state.timer.stage("merge", merge_probs):
         ids = merge_to_ids(prob, state.object_ids)
-      yield i, ids
+      yield i, self._output(state, ids)

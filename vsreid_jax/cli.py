@@ -5,10 +5,12 @@ status 2, never a traceback.
 """
 import argparse
 import os
+import signal
 import sys
 import time
 
 from vsreid_jax import __version__
+from vsreid_jax import signals
 from vsreid_jax.errors import InputError
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
@@ -55,6 +57,9 @@ def _add_segment(sub):
                  help="test scales as margin:crop pairs, e.g. 0.15:449,0.3:449 (averaged)")
   p.add_argument("--no-box", action="store_true", help="run N_mp on the whole frame (no bbox crop)")
   p.add_argument("--flip", action="store_true", help="average with horizontally flipped crops")
+  p.add_argument("--max-size", type=int, default=None, metavar="N",
+                 help="segment frames shrunk so the long side is at most N pixels (less memory and time); "
+                 "masks are written at the input size (nearest-neighbour upsampling)")
   p.add_argument("--online-steps", type=int, default=None, metavar="N",
                  help="fine-tune the net on each video's first frame for N steps before propagating "
                  "(0: off; default from the config: 0)")
@@ -169,6 +174,12 @@ def _segment_config(args):
     if args.online_steps < 0:
       raise InputError(f"--online-steps {args.online_steps}: must be 0 (off) or a positive number of steps")
     config.online_steps = args.online_steps
+  if args.max_size is not None:
+    from vsreid_jax.memory import MIN_MAX_SIZE
+    if args.max_size < MIN_MAX_SIZE:
+      raise InputError(f"--max-size {args.max_size}: must be at least {MIN_MAX_SIZE} pixels (the long side to "
+                       "segment at)")
+    config.max_size = args.max_size
   if args.save_adapted and config.online_steps <= 0:
     raise InputError(f"--save-adapted {args.save_adapted}: nothing to save without --online-steps N (N > 0)")
   return config
@@ -254,6 +265,7 @@ def cmd_segment(args):
     for note in notes:
       print(f"note: {note}")
     seg.add_mask(state, mask, source=mask_path)
+    seg.check_memory(state, source=getattr(frames, "folder", None) or getattr(frames, "path_", seq))
     info = seg.adapt(state, progress=not args.no_progress)
     if info is not None:
       print(f"{seq}: adapted {info['steps']} steps in {info['seconds']:.1f} s "
@@ -264,7 +276,9 @@ def cmd_segment(args):
       bar = tqdm(seg.segment(state, progress=not args.no_progress), total=len(frames), desc=seq, unit="frame",
                  disable=args.no_progress, leave=False)
       for i, ids in bar:
+        signals.check()  # a signal swallowed on the way (see signals.py) stops the run here
         writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
+      signals.check()
       if state.result is not None:
         write_retrievals(writer.side_path("_retrievals.json"), seq, state.result, state.object_ids)
       write_timing(writer.side_path("_timing.json"), seq, len(frames), len(state.object_ids), state.timer,
@@ -425,14 +439,17 @@ def cmd_extract_frame(args):
 
 
 def main(argv=None):
+  """Runs one command; returns the exit status. Called as the program (argv None), an interrupt
+  (SIGINT or SIGTERM) ends the process at once after the cleanup (`signals.hard_exit`)."""
   parser = build_parser()
   args = parser.parse_args(argv)
   if args.command is None:
     parser.print_help()
     return 2
   try:
-    {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "report": cmd_report,
-     "convert-mask": cmd_convert, "extract-frame": cmd_extract_frame}[args.command](args)
+    with signals.handled():
+      {"segment": cmd_segment, "eval": cmd_eval, "train": cmd_train, "report": cmd_report,
+       "convert-mask": cmd_convert, "extract-frame": cmd_extract_frame}[args.command](args)
   except InputError as e:
     print(f"vsreid: error: {e}", file=sys.stderr)
     return 2
@@ -440,9 +457,15 @@ def main(argv=None):
     where = f"{e.filename}: " if e.filename else ""
     print(f"vsreid: error: {where}{e.strerror or e}", file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
-    print("vsreid: interrupted; sequences not finished were not written", file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as e:
+    code = e.exit_code if isinstance(e, signals.Interrupted) else 128 + signal.SIGINT
+    what = "interrupted" if code == 128 + signal.SIGINT else f"stopped by {signal.Signals(code - 128).name}"
+    done = {"segment": "sequences not finished were not written",
+            "train": "the last checkpoint stands; --resume continues"}.get(args.command, "nothing was written")
+    print(f"vsreid: {what}; {done}", file=sys.stderr)
+    if argv is None:
+      signals.hard_exit(code)
+    return code
   return 0
 
 

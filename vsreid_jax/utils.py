@@ -65,21 +65,3 @@ def peak_rss_mb() -> float:
   """Peak resident memory of this process in MiB."""
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
-def available_memory_bytes() -> int:
-  """Memory the default JAX device can still take: an accelerator's free memory, else the host's
-  available memory (MemAvailable on Linux)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  device = jax.devices()[0]
-  stats = device.memory_stats() if device.platform != "cpu" else None
-  if stats and "bytes_limit" in stats:
-    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-  try:
-    with open("/proc/meminfo") as f:
-      for line in f:
-        if line.startswith("MemAvailable:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -47,12 +47,15 @@ def get_config():
   c.online_steps = 0
   c.online_config = ""  # configs/online.py arg; "": the net's config name if it has one, else lite_cpu
   c.online_seed = 0
+  # > 0: frames whose long side is longer are segmented shrunk to this long side (memory and time
+  # grow with the pixel count; see memory.py), masks returned at the input size. 0: off.
+  c.max_size = 0
   return c
 
 
 def parse_scales(text: str):
   """"0.15:449,0.3:449" -> ((0.15, 449), (0.3, 449)): (box margin >= 0, crop size >= 1) pairs.
-  Whether a crop size fits in memory is checked by `api.check_crop_memory`."""
+  Whether a crop size fits in memory is checked by `memory.check_crop`."""
   try:
     scales = tuple((float(m), int(s)) for m, s in (x.split(":") for x in text.split(",")))
   except ValueError:

@@ -250,3 +250,39 @@ def open_frames(path):
       return VideoFrames(path)
     raise InputError(f"{path}: not a frame folder or a video ({', '.join(VIDEO_EXTS)})")
   raise InputError(f"{path}: no such frame folder or video file")
+
+
+def resize_ids(ids: np.ndarray, size) -> np.ndarray:
+  """An id mask [H, W] resized to size (height, width) by nearest neighbour (ids stay ids)."""
+  h, w = size
+  if ids.shape[:2] == (h, w):
+    return ids
+  return cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+class ResizedFrames(Sequence):
+  """Another source's frames shrunk (area interpolation) so that the long side is at most
+  `max_size` pixels (`vsreid segment --max-size`); `input_size` is the source's (height, width)."""
+
+  def __init__(self, frames, max_size: int):
+    if max_size <= 0:
+      raise ValueError(f"max_size must be positive, got {max_size}")
+    self.frames = frames
+    self.names = frames.names
+    self.input_size = tuple(frames.size)
+    h, w = self.input_size
+    scale = min(1.0, max_size / max(h, w))
+    self.size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+    self._recent = collections.OrderedDict()
+
+  def __len__(self):
+    return len(self.frames)
+
+  def __getitem__(self, i):
+    i = range(len(self))[i]
+    if i not in self._recent:
+      h, w = self.size
+      image = self.frames[i]
+      remember(self._recent, i, image if (h, w) == self.input_size else
+               cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA))
+    return self._recent[i]

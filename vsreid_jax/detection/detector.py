@@ -14,7 +14,8 @@ import numpy as np
 from vsreid_jax.detection import model as det_model
 from vsreid_jax.detection.train import prepare
 from vsreid_jax.errors import InputError
-from vsreid_jax.models.weights import DEFAULT_DETECTOR_WEIGHTS, load_weights
+from vsreid_jax.models import weights
+from vsreid_jax.models.weights import DEFAULT_DETECTOR_WEIGHTS
 
 DETECTOR_CONFIGS = ("detector_lite_cpu", "detector_r50_fpn")  # vsreid_jax/configs/<name>.py
 
@@ -39,8 +40,17 @@ class Detector:
 
   @classmethod
   def from_weights(cls, path=DEFAULT_DETECTOR_WEIGHTS) -> "Detector":
-    name, _, variables = load_weights(path)
-    return cls(detector_config(name), variables, name)
+    """The detector of a weights file; InputError when it is not detector weights or does not fit
+    the model its config builds."""
+    w = weights.load_net_weights(path, "detector")
+    try:
+      config = w.config or detector_config(w.name)
+    except InputError as e:
+      raise InputError(f"{w.path}: {e}") from None
+    model = det_model.build_model(config)
+    weights.check_variables(w.path, w.variables, jax.eval_shape(
+        lambda: det_model.init_variables(model, config, jax.random.key(0))), w.name)
+    return cls(config, w.variables, w.name)
 
   def outputs(self, images: np.ndarray) -> Dict[str, np.ndarray]:
     """Proposals and detections of one call (what `proposals` and `detect` return), boxes in

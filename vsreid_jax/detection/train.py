@@ -148,8 +148,10 @@ def inference_variables(state) -> Dict:
   return {"params": jax.device_get(state.params), "batch_stats": jax.device_get(state.batch_stats)}
 
 
-def export(state, path, config_name: str, meta: Optional[dict] = None, dtype=np.float16):
-  save_weights(path, inference_variables(state), config_name=config_name, meta=meta, dtype=dtype)
+def export(state, path, config_name: str, meta: Optional[dict] = None, dtype=np.float16, config=None):
+  """Inference weights; `config` (the training config, overrides included) is recorded in the file."""
+  save_weights(path, inference_variables(state), config_name=config_name, meta=meta, dtype=dtype, config=config,
+               kind="detector")
 
 
 class Prefetcher:

@@ -8,10 +8,12 @@ The boxes are cropped inside the jitted function (grown by the config's margin, 
 as in training), and M is padded up to a bucket of `config.box_buckets`, so a frame with a new
 number of candidates does not recompile.
 """
+import functools
 
 import jax
 import numpy as np
 
+from vsreid_jax.errors import InputError
 from vsreid_jax.models import weights as weights_lib
 from vsreid_jax.propagation.crops import MIN_BOX_SIDE
 from vsreid_jax.reid import model as model_lib
@@ -46,8 +48,17 @@ class Embedder:
 
   @classmethod
   def from_weights(cls, path=DEFAULT_REID_WEIGHTS) -> "Embedder":
-    name, _, variables = weights_lib.load_weights(path)
-    return cls(model_lib.get_reid_config(name), variables, name)
+    """The ReID net of a weights file; InputError when it is not ReID weights or does not fit the
+    model its config builds."""
+    w = weights_lib.load_net_weights(path, "reid")
+    try:
+      config = w.config or model_lib.get_reid_config(w.name)
+    except KeyError as e:
+      raise InputError(f"{w.path}: weights name the unknown ReID config: {e}") from None
+    init = functools.partial(model_lib.build_model(config.model).init, train=False)
+    weights_lib.check_variables(w.path, w.variables, jax.eval_shape(
+        init, jax.random.key(0), model_lib.dummy_crops(config.crop_size)), w.name)
+    return cls(config, w.variables, w.name)
 
   def bucket(self, m: int) -> int:
     """Smallest bucket >= m; beyond the largest, a multiple of it."""

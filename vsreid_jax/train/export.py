@@ -18,7 +18,8 @@ def export_checkpoint(workdir, out_path, step: Optional[int] = None, dtype=np.fl
   if not os.path.isfile(config_path):
     raise InputError(f"{config_path}: not found; is {workdir} a training workdir?")
   with open(config_path) as f:
-    name = json.load(f)["name"]
+    config_json = f.read()
+  name = json.loads(config_json)["name"]
   ckpt_dir = os.path.join(workdir, "checkpoints")
   steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if os.path.isdir(ckpt_dir) else []
   if not steps:
@@ -28,5 +29,6 @@ def export_checkpoint(workdir, out_path, step: Optional[int] = None, dtype=np.fl
     raise InputError(f"{ckpt_dir}: no checkpoint at step {step}; have {steps}")
   state = ocp.StandardCheckpointer().restore(os.path.join(ckpt_dir, str(step), "state"))
   variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-  save_weights(out_path, variables, name, meta={"step": step}, dtype=dtype)
+  # The whole training config is recorded: a net trained with `--set` overrides loads as trained.
+  save_weights(out_path, variables, name, meta={"step": step}, dtype=dtype, config=config_json)
   return step
