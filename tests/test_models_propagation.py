@@ -133,7 +133,7 @@ def test_bad_streams_raise():
 
 @pytest.mark.parametrize("name", ["lite_cpu", "paper_r101"])
 def test_configs_build_and_trace(name):
-  config = configs.get_propagation_config(name)
+  config = configs.get("propagation", name)
   assert config.crop_margin == 0.15
   model = propagation.build_model(config.model)
   s = 65  # shapes only: no compile, no compute

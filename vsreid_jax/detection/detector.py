@@ -4,26 +4,17 @@ Frames of any size are resized (aspect kept, top-left aligned) into the config's
 bucket, so one compiled function serves every frame of a given batch size; boxes come back in
 input pixels.
 """
-import importlib
 from typing import Dict, Tuple
 
 import cv2
 import jax
 import numpy as np
 
+from vsreid_jax import configs
 from vsreid_jax.detection import model as det_model
 from vsreid_jax.detection.train import prepare
 from vsreid_jax.errors import InputError
 from vsreid_jax.models.weights import DEFAULT_DETECTOR_WEIGHTS, load_weights
-
-DETECTOR_CONFIGS = ("detector_lite_cpu", "detector_r50_fpn")  # vsreid_jax/configs/<name>.py
-
-
-def detector_config(name: str):
-  if name not in DETECTOR_CONFIGS:
-    raise InputError(f"unknown detector config {name!r}; known: {', '.join(DETECTOR_CONFIGS)}")
-  return importlib.import_module(f"vsreid_jax.configs.{name}").get_config()
-
 
 class Detector:
   """Class-agnostic object boxes of RGB frames (Faster R-CNN FPN, fixed numbers of outputs)."""
@@ -40,7 +31,7 @@ class Detector:
   @classmethod
   def from_weights(cls, path=DEFAULT_DETECTOR_WEIGHTS) -> "Detector":
     name, _, variables = load_weights(path)
-    return cls(detector_config(name), variables, name)
+    return cls(configs.get("detector", name), variables, name)
 
   def outputs(self, images: np.ndarray) -> Dict[str, np.ndarray]:
     """Proposals and detections of one call (what `proposals` and `detect` return), boxes in

@@ -20,10 +20,10 @@ DEFAULT_REID_WEIGHTS = os.path.join(WEIGHTS_DIR, "reid_lite_cpu.msgpack")
 
 
 def model_config(name: str):
-  """The propagation ConfigDict a weights file names (`configs.get_propagation_config`)."""
+  """The propagation ConfigDict a weights file names (`configs.get("propagation", name)`)."""
   try:
-    return configs.get_propagation_config(name)
-  except KeyError as e:
+    return configs.get("propagation", name)
+  except configs.ConfigError as e:
     raise InputError(f"weights name the unknown model config {name!r}: {e}") from None
 
 

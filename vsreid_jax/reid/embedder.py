@@ -12,6 +12,7 @@ number of candidates does not recompile.
 import jax
 import numpy as np
 
+from vsreid_jax import configs
 from vsreid_jax.models import weights as weights_lib
 from vsreid_jax.propagation.crops import MIN_BOX_SIDE
 from vsreid_jax.reid import model as model_lib
@@ -47,7 +48,7 @@ class Embedder:
   @classmethod
   def from_weights(cls, path=DEFAULT_REID_WEIGHTS) -> "Embedder":
     name, _, variables = weights_lib.load_weights(path)
-    return cls(model_lib.get_reid_config(name), variables, name)
+    return cls(configs.get("reid", name), variables, name)
 
   def bucket(self, m: int) -> int:
     """Smallest bucket >= m; beyond the largest, a multiple of it."""
