@@ -9,7 +9,7 @@ reads `caught` when the tests fail, `MISSED` when they pass, and `n/a` when the 
 no longer in the source (rewrite the mutation after a refactor). A control run of every targeted
 test on the unmutated copy must pass first, so that a failure means the bug was noticed.
 
-  python experiments/mutation_check.py              # all rows, ~5 min on a quiet 2-core CPU
+  python experiments/mutation_check.py              # all rows (14 min on 2 shared, loaded cores)
   python experiments/mutation_check.py --only lost  # rows whose name contains "lost"
 """
 import argparse
