@@ -258,7 +258,7 @@ def main(argv=None):
   from vsreid_jax import configs  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
 
-  config = configs.get_propagation_config(args.config)
+  config = configs.get("propagation", args.config)
   results = {"jax " + jax.__version__: bench_jax(config, args)}
   if not args.no_torch:
     try:

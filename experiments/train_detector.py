@@ -8,7 +8,6 @@ augmented, and exports the inference weights:
 continues from the latest checkpoint exactly. The export is float16 (save_weights).
 """
 import argparse
-import importlib
 import os
 import sys
 
@@ -30,7 +29,7 @@ def main(argv=None):
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--export", default="", help="write float16 inference weights here at the end")
   args = p.parse_args(argv)
-  config = importlib.import_module(f"vsreid_jax.configs.detector_{args.config}").get_config()
+  config = configs.get("detector", f"detector_{args.config}")
   for a in args.set:
     configs.override(config, a)
   data_dir = config.data.data_dir or str(splits.shared_data_dir())

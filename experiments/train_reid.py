@@ -19,14 +19,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import splits  # pylint: disable=wrong-import-position
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.reid import data as data_lib  # pylint: disable=wrong-import-position
-from vsreid_jax.reid import model as model_lib  # pylint: disable=wrong-import-position
 from vsreid_jax.reid import train as train_lib  # pylint: disable=wrong-import-position
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
 
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--config", default="reid_lite_cpu", choices=sorted(model_lib.REID_CONFIGS))
+  p.add_argument("--config", default="reid_lite_cpu", choices=configs.names("reid"))
   p.add_argument("--workdir", required=True)
   p.add_argument("--resume", action="store_true")
   p.add_argument("--steps", type=int, default=None, help="stop after this global step (schedule unchanged)")
@@ -36,7 +35,7 @@ def main(argv=None):
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
 
-  config = model_lib.get_reid_config(args.config)
+  config = configs.get("reid", args.config)
   for s in args.set:
     configs.override(config, s)
   config.data.data_dir = args.data_dir

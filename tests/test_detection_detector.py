@@ -10,6 +10,7 @@ from test_detection_train import random_variables, tiny_config
 from vsreid_jax.data.davis import DavisDataset
 from vsreid_jax.data.objects import box_iou, frame_boxes
 from vsreid_jax.detection.detector import DEFAULT_DETECTOR_WEIGHTS, Detector  # pylint: disable=g-bad-import-order
+from vsreid_jax.errors import InputError
 from vsreid_jax.utils import jit_cache_size
 
 
@@ -49,7 +50,7 @@ def test_boxes_map_back_to_input_pixels(tiny_detector):
 
 
 def test_rejects_bad_input(tiny_detector):
-  with pytest.raises(Exception, match="RGB"):
+  with pytest.raises(InputError, match=r"images must be \[B, H, W, 3\] RGB, got shape \(64, 96, 3\)"):
     tiny_detector.detect(np.zeros((64, 96, 3), np.uint8))
 
 

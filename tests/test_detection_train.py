@@ -11,6 +11,7 @@ from vsreid_jax.data.objects import ObjectBank
 from vsreid_jax.detection import data as det_data
 from vsreid_jax.detection import losses
 from vsreid_jax.detection import train as det_train
+from vsreid_jax.errors import InputError
 
 
 def tiny_config():
@@ -98,7 +99,7 @@ def test_losses_fall_and_resume_is_exact(shapes_root, tmp_path):
   assert last < first  # the heads learn from the first steps (mostly: background is easy)
   half = det_train.train(config, str(tmp_path / "split"), data, stop_at=2, progress=False)
   assert int(half["state"].step) == 2
-  with pytest.raises(Exception, match="resume"):
+  with pytest.raises(InputError, match="already holds checkpoints.*--resume"):
     det_train.train(config, str(tmp_path / "split"), data, progress=False)
   resumed = det_train.train(config, str(tmp_path / "split"), data, resume=True, progress=False)
   for a, b in zip(jax.tree.leaves(full["state"].params), jax.tree.leaves(resumed["state"].params)):

@@ -3,6 +3,7 @@ import chex
 import cv2
 import numpy as np
 import pytest
+import scipy.ndimage
 
 from vsreid_jax.eval.metrics import boundary_radius, disk, f_measure, jaccard, seg2bmap, statistics
 
@@ -226,3 +227,48 @@ def test_f_and_j_equal_the_official_formulas_on_random_masks():
     np.testing.assert_array_equal(f_measure(gt, pred, void), expected_f, err_msg=f"trial {trial}")
     np.testing.assert_array_equal(jaccard(gt, pred, void), expected_j, err_msg=f"trial {trial}")
     np.testing.assert_array_equal(seg2bmap(gt), np.stack([_official_bmap(m) for m in gt]))
+
+
+# ------------------------------------------------ F at 480p against a distance-transform reference
+
+
+def _edt_f(gt, pred):
+  """One frame of F written independently of the package: boundaries as above, matches found
+  with an exact Euclidean distance transform (a boundary pixel matches when the other boundary
+  lies within ceil(0.008 * diagonal) pixels of it) instead of a dilation with a disk."""
+  radius = np.ceil(0.008 * np.hypot(*gt.shape))
+  gt_b, pred_b = _official_bmap(gt), _official_bmap(pred)
+  n_gt, n_pred = gt_b.sum(), pred_b.sum()
+  if n_gt == 0 or n_pred == 0:
+    precision, recall = (1.0 if n_pred == 0 else 0.0), (1.0 if n_gt == 0 else 0.0)
+  else:
+    within = lambda boundary: scipy.ndimage.distance_transform_edt(~boundary) ** 2 <= radius**2 + 1e-6
+    precision, recall = (pred_b & within(gt_b)).sum() / n_pred, (gt_b & within(pred_b)).sum() / n_gt
+  return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def test_f_tolerance_at_480p_is_eight_pixels():
+  # 854x480: radius ceil(0.008 * 979.6) = 8. A square moved 8 px matches everywhere; moved 9 px
+  # its left and right sides (and the ends of the top and bottom ones) no longer do.
+  gt = _square((480, 854), 100, 200, 120)
+  shifted = np.stack([np.roll(gt, s, axis=1) for s in (8, 9, 12)])
+  f = f_measure(np.stack([gt] * 3), shifted)
+  assert f[0] == 1.0
+  assert 0.4 < f[1] < 0.6 and f[2] < f[1]
+  np.testing.assert_allclose(f, [_edt_f(gt, p) for p in shifted], rtol=0, atol=1e-12)
+
+
+def test_f_at_480p_equals_the_distance_transform_reference_on_blobs():
+  rng = np.random.default_rng(3)
+  yy, xx = np.mgrid[:480, :854]
+  gt, pred = np.zeros((2, 4, 480, 854), bool)
+  for t in range(4):
+    for masks, noise in ((gt, 0.0), (pred, 1.0)):
+      cy, cx, ry, rx = 240 + 40 * t, 427 - 60 * t, 90 + 10 * t, 150
+      dy, dx = (rng.normal(0, 6, 2) * noise) if noise else (0, 0)
+      blob = ((yy - cy - dy) / ry) ** 2 + ((xx - cx - dx) / (rx + 10 * noise * t)) ** 2 <= 1
+      masks[t] = blob ^ (rng.random((480, 854)) < 0.0002 * noise)  # specks: unmatched boundary
+  f = f_measure(gt, pred)
+  expected = [_edt_f(gt[t], pred[t]) for t in range(4)]
+  assert all(0.2 < e < 0.99 for e in expected), expected
+  np.testing.assert_allclose(f, expected, rtol=0, atol=1e-12)

@@ -133,7 +133,7 @@ def test_bad_streams_raise():
 
 @pytest.mark.parametrize("name", ["lite_cpu", "paper_r101"])
 def test_configs_build_and_trace(name):
-  config = configs.get_propagation_config(name)
+  config = configs.get("propagation", name)
   assert config.crop_margin == 0.15
   model = propagation.build_model(config.model)
   s = 65  # shapes only: no compile, no compute
@@ -158,20 +158,45 @@ def test_paper_config_matches_reference_facts():
 
 
 def test_prior_residual_net_starts_as_the_warp_only_baseline():
-  """With prior_residual, classifiers start at zero: the untrained net returns logit(prior)."""
-  import jax
-  from vsreid_jax.configs import propagation_lite_cpu
-  from vsreid_jax.models.propagation import build_model, init_variables
-  cfg = propagation_lite_cpu.get_config().model
-  cfg.backbone.width = 8
-  cfg.aspp.branch_channels = cfg.aspp.out_channels = 8
-  model = build_model(cfg)
-  variables = init_variables(model, jax.random.PRNGKey(0), 33)
-  rng = np.random.default_rng(0)
-  prob = rng.uniform(0, 1, (1, 33, 33, 1)).astype(np.float32)
-  image = rng.uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
-  flow = rng.normal(size=(1, 33, 33, 2)).astype(np.float32)
-  logits = model.apply(variables, image, flow, prob)
+  """With prior_residual, flax's init gives zero classifiers: the untrained net returns logit(prior)."""
+  cfg = tiny_model_config(("rgb",))
+  cfg.prior_residual = 0.02
+  model = propagation.build_model(cfg)
+  image, flow, prob = inputs()
+  # The modules' own initialisers (not numpy_init), compiled once; the rbg generator compiles
+  # several times faster than threefry on CPU.
+  variables = jax.jit(lambda key: model.init(key, image, flow, prob))(jax.random.key(0, impl="rbg"))
+  logits = propagation.make_propagation_fn(model, variables)(image, flow, prob)
   c = cfg.prior_residual
-  expected = np.log(np.clip(prob, c, 1 - c)) - np.log1p(-np.clip(prob, c, 1 - c))
-  np.testing.assert_allclose(np.asarray(logits), expected, atol=1e-5)
+  p = np.clip(np.asarray(prob), c, 1 - c)
+  np.testing.assert_allclose(np.asarray(logits), np.log(p) - np.log1p(-p), atol=1e-5)
+  # Not the baseline by construction: other weights give other logits.
+  moved = jax.tree_util.tree_map(lambda v: v + 0.1, variables)
+  assert not np.allclose(propagation.make_propagation_fn(model, moved)(image, flow, prob), logits, atol=1e-2)
+
+
+def _same_variables_fns(configs_, x):
+  """Jitted nets of each model config, all with the variables of the first (same structure)."""
+  models = [propagation.build_model(c) for c in configs_]
+  variables = propagation.numpy_init(models[0], *x)
+  return [propagation.make_propagation_fn(m, variables) for m in models]
+
+
+def test_bgr_switch_reverses_the_channels_the_rgb_stream_sees():
+  image, flow, prob = inputs()
+  rgb_cfg, bgr_cfg = tiny_model_config(("rgb",)), tiny_model_config(("rgb",))
+  bgr_cfg.bgr = True
+  rgb_fn, bgr_fn = _same_variables_fns([rgb_cfg, bgr_cfg], (image, flow, prob))
+  # A BGR net on an RGB image is the RGB net on the channel-reversed image, and differs from it
+  # on the image as given.
+  chex.assert_trees_all_close(bgr_fn(image, flow, prob), rgb_fn(image[..., ::-1], flow, prob), atol=1e-5)
+  assert not np.allclose(bgr_fn(image, flow, prob), rgb_fn(image, flow, prob), atol=1e-3)
+
+
+def test_flow_scale_multiplies_the_flow_the_flow_stream_sees():
+  image, flow, prob = inputs()
+  one, three = tiny_model_config(), tiny_model_config()
+  one.flow_scale, three.flow_scale = 1.0, 3.0
+  one_fn, three_fn = _same_variables_fns([one, three], (image, flow, prob))
+  chex.assert_trees_all_close(three_fn(image, flow, prob), one_fn(image, 3.0 * flow, prob), atol=1e-4)
+  assert not np.allclose(three_fn(image, flow, prob), one_fn(image, flow, prob), atol=1e-3)

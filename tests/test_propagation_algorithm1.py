@@ -7,7 +7,8 @@ from vsreid_jax.api import Segmenter
 from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data import synthetic
 from vsreid_jax.flow.dis import DISFlow
-from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
+from vsreid_jax.propagation.algorithm1 import (PropagationConfig, Propagator, finish_stage, object_bucket,
+                                               pad_objects)
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.utils import jit_cache_size
 
@@ -64,13 +65,54 @@ def test_lost_object_stops_and_stays_empty():
   area0 = jnp.array([400.0])
   flow = np.zeros((h, w, 2), np.float32)
   flow[..., 0] = -8.0  # content moves 8 px right per frame
-  areas = []
+  areas, alives = [], []
   for t in range(1, 6):
     prob, alive, area = prop.step(prob, frames[t], flow, alive, area0)
     areas.append(int(area[0]))
-  assert not bool(alive[0])
+    alives.append(bool(alive[0]))
+  # 20x16 px still inside after one shift (80% of frame 0): present; 20x8 (40%) still present;
+  # then gone, and it stays lost with an all-zero map.
+  assert areas[:3] == [320, 160, 0]
+  assert alives == [True, True, False, False, False]
   assert float(jnp.max(prob)) == 0.0
-  assert areas[0] == 320  # 20x16 px still inside after one shift
+
+
+def _shift_once(lost_ratio):
+  """One step of a 20x20 object (area 400) of which 20x11 (55%) stays inside the frame."""
+  h, w = 48, 64
+  first = np.zeros((1, h, w), np.float32)
+  first[0, 10:30, 43:63] = 1
+  flow = np.zeros((h, w, 2), np.float32)
+  flow[..., 0] = -10.0  # content moves 10 px right: columns 53..63 remain
+  prop = Propagator(identity_net, PropagationConfig(scales=((0.15, 33),), lost_ratio=lost_ratio))
+  prob, alive, area = prop.step(jnp.asarray(first), np.zeros((h, w, 3), np.uint8), flow, jnp.array([True]),
+                                jnp.array([400.0]))
+  return np.asarray(prob)[0], bool(alive[0]), int(area[0])
+
+
+def test_object_is_lost_below_lost_ratio_of_its_first_area_even_when_not_empty():
+  prob, alive, area = _shift_once(lost_ratio=0.5)
+  assert area == 220  # 0.55 of the first frame's area
+  assert alive and prob.max() > 0.5  # 0.55 >= 0.5: still the object
+  prob, alive, area = _shift_once(lost_ratio=0.6)
+  assert area == 220
+  assert not alive and prob.max() == 0.0  # 0.55 < 0.6: lost although 220 px remain
+
+
+def test_finish_stage_lost_rule_at_the_boundary():
+  # Areas 0, 39, 40, 41 px against first areas of 400 and lost_ratio 0.1: lost below 40 px.
+  prob = np.zeros((4, 10, 10), np.float32)
+  for k, n in enumerate((0, 39, 40, 41)):
+    prob[k].flat[:n] = 1.0
+  alive = jnp.ones(4, bool)
+  out, still, area = finish_stage(jnp.asarray(prob), 1.0, alive, jnp.full(4, 400.0), 0.1, threshold=0.5)
+  np.testing.assert_array_equal(np.asarray(area), [0, 39, 40, 41])
+  np.testing.assert_array_equal(np.asarray(still), [False, False, True, True])
+  np.testing.assert_array_equal(np.asarray(out).reshape(4, -1).max(axis=1), [0, 0, 1, 1])
+  # An object already lost stays lost whatever its area.
+  _, still, _ = finish_stage(jnp.asarray(prob), 1.0, jnp.array([True, True, False, True]), jnp.full(4, 400.0),
+                             0.1, threshold=0.5)
+  np.testing.assert_array_equal(np.asarray(still), [False, False, False, True])
 
 
 def test_multiscale_averages_scales_and_no_box_mode():

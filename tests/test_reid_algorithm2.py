@@ -68,3 +68,21 @@ def test_best_retrieval_over_frames_skips_tried_pairs():
   assert (nxt.frame, nxt.object_index) == (2, 0)
   assert algorithm2.best_retrieval(cands, TEMPLATES, lost, obj_boxes, present, 0.5, 0.3,
                                    skip={(1, 0), (2, 0), (2, 1)}) is None
+
+
+def test_occlusion_filter_uses_rho_occ_not_rho_reid():
+  # Candidate 1 resembles lost object 0 (similarity ~1) but overlaps present object 1's box with
+  # IoU 60 / 140 = 0.43: it is someone already tracked exactly when rho_occ < 0.43, whatever rho_reid.
+  emb = _unit([[0.2, 0.9, 0], [0.95, 0.05, 0], [0.1, 0, 1]])
+  object_boxes = np.array([[0, 0, 0, 0], [24, 20, 34, 30]], np.float32)
+
+  def given(rho_reid, rho_occ):
+    index, _ = algorithm2.reidentify(BOXES, VALID, emb, TEMPLATES, lost=np.array([True, False]),
+                                     object_boxes=object_boxes, present=np.array([False, True]),
+                                     rho_reid=rho_reid, rho_occ=rho_occ)
+    return int(index[0])
+
+  assert given(rho_reid=0.5, rho_occ=0.3) == -1  # IoU 0.43 > rho_occ: blocked
+  assert given(rho_reid=0.3, rho_occ=0.5) == 1  # IoU 0.43 <= rho_occ: free, similarity 0.99 > rho_reid
+  assert given(rho_reid=0.9, rho_occ=0.45) == 1
+  assert given(rho_reid=0.3, rho_occ=0.4) == -1

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vsreid_jax import configs
 from vsreid_jax.models.propagation import numpy_init
 from vsreid_jax.propagation import crops as crops_lib
 from vsreid_jax.reid import losses
@@ -14,7 +15,7 @@ S = 32  # crop size in tests
 
 
 def tiny_config():
-  c = model_lib.get_reid_config("reid_lite_cpu")
+  c = configs.get("reid", "reid_lite_cpu")
   c.crop_size = S
   c.model.backbone.stage_sizes = (1, 1, 1, 1)
   c.model.backbone.width = 8

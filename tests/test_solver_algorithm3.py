@@ -169,3 +169,33 @@ def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, t
   state2 = seg.init_state(frames, name="clip")
   seg.add_mask(state2, masks[0])
   assert not (dict(seg.segment(state2))[10] == 2).any() and state2.result is None
+
+
+class LateBestOracle(OracleNets):
+  """The oracle, except that object 2 looks most like its template at frame 10 (its first frames
+  back, 8 and 9, are a little off): the solver retrieves it at 10 and must propagate backward."""
+
+  def embed(self, images, boxes):
+    emb = np.zeros(boxes.shape[:2] + (4,), np.float32)
+    emb[..., :3] = super().embed(images, boxes)
+    for b, image in enumerate(images):
+      if self._index(image) not in (0, 10):
+        emb[b, :, 3] = 0.3 * emb[b, :, 2]  # only object 2's boxes are off
+    return emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-9)
+
+
+def test_recovery_propagates_backward_to_the_frames_before_the_retrieved_one(clip):
+  frames, masks, seq, _, first, _ = clip
+  nets = LateBestOracle(frames, masks)
+  cands = caches.compute_candidates(seq, nets, nets, batch=4)
+  late = (frames, masks, seq, cands, first, caches.templates(nets, frames[0], first))
+  _, result = _solve(late, with_reid=True)
+  first_round = result.retrievals[0]
+  assert (first_round["frame"], first_round["object"]) == (10, 1) and first_round["score"] > 0.99
+  # Backward from 10 rewrites 9 and 8 (frames 5..7 hold no object), forward 11.
+  assert first_round["frames_rewritten"] == [8, 9, 10, 11]
+  np.testing.assert_array_equal(result.checkpoints[8:, 1], 10)
+  np.testing.assert_array_equal(result.checkpoints[:8, 1], 0)
+  for t in range(8, 12):
+    assert _iou(result, masks, t, 2) > 0.7, t
+  assert len(result.retrievals) == 1 or all(not r["frames_rewritten"] for r in result.retrievals[1:])

@@ -52,26 +52,29 @@ def _run(config, workdir, **kw):
 
 
 def test_resume_continues_exactly(config, tmp_path):
-  n, m = 3, 3
-  full = _run(config, tmp_path / "full", stop_at=n + m)
+  n, m, r = 3, 3, 2
+  full = _run(config, tmp_path / "full", stop_at=n + m + r)
   first = _run(config, tmp_path / "killed", stop_at=n)
   assert int(first["state"].step) == n
-  # A fresh loop that knows only the workdir (and the same config).
-  resumed = _run(config, tmp_path / "killed", resume=True, stop_at=n + m)
-  assert int(resumed["state"].step) == n + m
+  # A fresh loop that knows only the workdir (and the same config), killed again after m steps
+  # and resumed once more: the second resume starts from a checkpoint a resumed run wrote.
+  again = _run(config, tmp_path / "killed", resume=True, stop_at=n + m)
+  assert int(again["state"].step) == n + m
+  resumed = _run(config, tmp_path / "killed", resume=True, stop_at=n + m + r)
+  assert int(resumed["state"].step) == n + m + r
   for a, b in zip(jax.tree.leaves(jax.device_get(full["state"])), jax.tree.leaves(jax.device_get(resumed["state"]))):
     np.testing.assert_array_equal(a, b)  # bit for bit: same batches, dropout bits and XLA program
   curve = lambda rows: [(r["step"], r["loss"], r["bce"], r["iou"], r["grad_norm"], r["lr"]) for r in rows]
-  assert [r["step"] for r in full["train_rows"]] == list(range(1, n + m + 1))
+  assert [r["step"] for r in full["train_rows"]] == list(range(1, n + m + r + 1))
   assert curve(full["train_rows"]) == curve(resumed["train_rows"])
   # Eval runs every 2 steps and at each stop: the killed run also evaluated its last step, 3.
-  assert [r["step"] for r in full["eval_rows"]] == [2, 4, 6]
-  assert [r["step"] for r in resumed["eval_rows"]] == [2, 3, 4, 6]
+  assert [r["step"] for r in full["eval_rows"]] == [2, 4, 6, 8]
+  assert [r["step"] for r in resumed["eval_rows"]] == [2, 3, 4, 6, 8]
   assert full["eval_rows"] == [r for r in resumed["eval_rows"] if r["step"] != 3]
   for f in ("metrics.csv", "eval.csv", "metrics.png", "config.json"):
     assert os.path.isfile(tmp_path / "killed" / f)
   # Only the last `keep_checkpoints` remain.
-  assert sorted(ckpt_lib.Checkpointer(tmp_path / "killed" / "checkpoints").manager.all_steps()) == [4, 6]
+  assert sorted(ckpt_lib.Checkpointer(tmp_path / "killed" / "checkpoints").manager.all_steps()) == [6, 8]
 
 
 def test_resume_rewrites_the_logged_tail_and_calls_the_eval_hook(config, tmp_path):

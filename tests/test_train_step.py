@@ -81,7 +81,9 @@ def worker():
   single, n_single = run_steps(jax.devices()[:1], state, batches)
   other, _ = run_steps(jax.devices()[:1], state, [random_batch(7), random_batch(1)])
   ok = all(np.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(jax.tree.leaves(multi), jax.tree.leaves(single)))
-  print(json.dumps(dict(devices=len(jax.devices()), shards_multi=n_multi, shards_single=n_single, allclose=ok,
+  import vsreid_jax  # pylint: disable=g-import-not-at-top
+  print(json.dumps(dict(package=os.path.dirname(os.path.abspath(vsreid_jax.__file__)), devices=len(jax.devices()),
+                        shards_multi=n_multi, shards_single=n_single, allclose=ok,
                         params_max_abs=_max_abs(multi["params"], single["params"]),
                         stats_max_abs=_max_abs(multi["batch_stats"], single["batch_stats"]),
                         update_max_abs=_max_abs(single["params"], state.params),
@@ -91,10 +93,15 @@ def worker():
 
 def test_eight_devices_equal_one_device():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  # The checkout's package, not an installed one: the script's own folder (tests/) comes first
+  # on its sys.path, so the repo root is put on PYTHONPATH.
+  env["PYTHONPATH"] = os.pathsep.join([repo] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
   out = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True, text=True,
-                       timeout=600, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                       timeout=600, cwd=repo)
   assert out.returncode == 0, out.stderr[-3000:]
   report = json.loads(out.stdout.strip().splitlines()[-1])
+  assert report["package"] == os.path.join(repo, "vsreid_jax"), report  # the code under test ran
   assert report["devices"] == 8 and report["shards_multi"] == 8 and report["shards_single"] == 1, report
   assert report["allclose"], report
   np.testing.assert_allclose(report["loss_multi"], report["loss_single"], rtol=1e-6)
@@ -111,6 +118,7 @@ def test_single_device_step_learns():
   model = TinyNet()
   tx, _ = state_lib.make_optimizer(sgd_config(0.05), 100)
   state = state_lib.create_train_state(model, state_lib.init_variables(model, jax.random.key(0), S), tx)
+  stats0 = jax.device_get(state.batch_stats)
   state = jax.device_put(state, step_lib.replicated(mesh))
   step = step_lib.make_train_step(mesh, jax.random.key(1))
   batch = step_lib.shard_batch(random_batch(0), mesh)
@@ -119,7 +127,14 @@ def test_single_device_step_learns():
     state, m = step(state, batch)
     losses.append(float(m["loss"]))
   assert losses[-1] < losses[0], losses
-  assert jax.tree.leaves(state.batch_stats)  # BN statistics are carried and updated
+  # BN statistics are carried from step to step and updated: after 8 steps at momentum 0.9 the
+  # running mean has moved 1 - 0.9^8 = 57% of the way from its initial 0 to the batch means.
+  stats = jax.device_get(state.batch_stats)
+  assert jax.tree.structure(stats) == jax.tree.structure(stats0) and jax.tree.leaves(stats0)
+  mean0, mean = stats0["BatchNorm_0"]["mean"], stats["BatchNorm_0"]["mean"]
+  np.testing.assert_array_equal(mean0, 0.0)
+  assert np.all(np.isfinite(mean)) and np.abs(mean).max() > 1e-2, mean
+  assert not np.allclose(stats["BatchNorm_0"]["var"], stats0["BatchNorm_0"]["var"])
 
 
 if __name__ == "__main__":

@@ -214,12 +214,12 @@ class Segmenter:
       return None
     if state.object_ids is None:
       raise ValueError("call add_mask(state, mask) before adapt(state)")
-    from vsreid_jax.configs import online as online_config  # pylint: disable=g-import-not-at-top
+    from vsreid_jax import configs  # pylint: disable=g-import-not-at-top
     from vsreid_jax.train import online  # pylint: disable=g-import-not-at-top
     net = self.propagator.net
     name = self.config.get("online_config", "") or (
-        net.config_name if net.config_name in online_config.CONFIGS else "lite_cpu")
-    cfg = online_config.get_config(name)
+        net.config_name if net.config_name in configs.names("online") else "lite_cpu")
+    cfg = configs.get("online", name)
     cfg.steps = steps
     cfg.seed = int(self.config.get("online_seed", cfg.seed))
     # The net's own crop and margin (what it was trained on); the compiled step is shared.

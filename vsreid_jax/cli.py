@@ -72,6 +72,9 @@ def _add_segment(sub):
   p.add_argument("--report", action="store_true", help="write the HTML report OUT/report/index.html at the end "
                  "(scores with --davis and --eval)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
+  p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                 help="set a field of configs/segment.py, after the options above (repeatable), e.g. "
+                 "propagation.lost_ratio=0.05; an unknown key is an error")
 
 
 def _add_eval(sub):
@@ -87,18 +90,20 @@ def _add_eval(sub):
 
 
 def _add_train(sub):
-  from vsreid_jax.configs import PROPAGATION_CONFIGS
+  from vsreid_jax import configs
   p = sub.add_parser("train", help="train the propagation net N_mp (resumable)",
                      description="Trains N_mp on the DAVIS roots in --data-dir (held-out sequences excluded); "
                      "orbax checkpoints, metrics.csv and metrics.png go to --workdir. After any stop, the same "
                      "command with --resume continues exactly.")
-  p.add_argument("--config", default="lite_cpu", choices=sorted(PROPAGATION_CONFIGS))
+  p.add_argument("--config", default="lite_cpu", choices=configs.names("train"))
   p.add_argument("--workdir", required=True, metavar="DIR")
   p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --workdir")
   p.add_argument("--steps", type=int, default=None, help="stop after this global step (schedule unchanged)")
   p.add_argument("--data-dir", default=os.path.join("..", "shared", "data"), metavar="DIR",
                  help="folder holding davis2016-train and davis2016-train-240p (default ../shared/data)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+  p.add_argument("--override", "--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
+                 help="set a field of configs/train_propagation.py (repeatable; --set is an alias), e.g. "
+                 "optimizer.lr=3e-4; an unknown key is an error")
   p.add_argument("--no-progress", action="store_true")
 
 
@@ -147,8 +152,9 @@ def build_parser():
 
 
 def _segment_config(args):
+  from vsreid_jax import configs
   from vsreid_jax.configs import segment as segment_config
-  config = segment_config.get_config()
+  config = configs.get("segment")
   if args.net:
     config.net = args.net
   if args.method:
@@ -180,6 +186,8 @@ def _segment_config(args):
       raise InputError(f"--max-size {args.max_size}: must be at least {MIN_MAX_SIZE} pixels (the long side to "
                        "segment at)")
     config.max_size = args.max_size
+  for assignment in args.override:
+    configs.override(config, assignment)
   if args.save_adapted and config.online_steps <= 0:
     raise InputError(f"--save-adapted {args.save_adapted}: nothing to save without --online-steps N (N > 0)")
   return config
@@ -346,17 +354,16 @@ def cmd_eval(args):
 
 def cmd_train(args):
   from vsreid_jax import configs
-  from vsreid_jax.configs import train_propagation
-  from vsreid_jax.train import loop
   from vsreid_jax.data.results import prepare_dir
   prepare_dir(args.workdir, "--workdir")
   if not os.path.isdir(args.data_dir):
     raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
-  config = train_propagation.get_config(args.config)
+  config = configs.get("train", args.config)
   config.data.data_dir = os.path.abspath(args.data_dir)
-  for assignment in args.set:
+  for assignment in args.override:
     configs.override(config, assignment)
   import jax  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.train import loop  # after the config checks: a bad key fails before jax loads
   loop.global_batch_size(config.data, jax.device_count())  # a bad batch fails before the workdir is made
   out = loop.train(config, args.workdir, resume=args.resume, stop_at=args.steps, progress=not args.no_progress)
   rows = out["train_rows"]

@@ -1,47 +1,87 @@
-"""configs: one `get_config()` ConfigDict per model / experiment.
+"""configs: one `get_config()` ConfigDict per model / experiment, all reached by `get(kind, name)`.
 
-Propagation (N_mp): `propagation_lite_cpu` (2-core CPU) and
-`propagation_paper_r101` (the paper's two ResNet-101 streams).
+Propagation (N_mp): `propagation_lite_cpu` (2-core CPU) and `propagation_paper_r101` (the paper's
+two ResNet-101 streams); their training (`train_propagation`) and online adaptation (`online`);
+the detector, the ReID net, RAFT, and `segment` (inference). `get` returns a locked config, so a
+misspelt key (`--override optimizer.lrr=3e-4`) is an error at once, before anything runs.
 """
 
 import ast
+import difflib
 import importlib
+
+import ml_collections
 
 from vsreid_jax.errors import InputError
 
-PROPAGATION_CONFIGS = {
-    "lite_cpu": "vsreid_jax.configs.propagation_lite_cpu",
-    "paper_r101": "vsreid_jax.configs.propagation_paper_r101",
+
+class ConfigError(InputError):
+  """An unknown config name or config key (a one-line user error, like every InputError)."""
+
+
+# Every config by kind and name: (module under vsreid_jax/configs, the get_config argument or None).
+# Names are those a weights file records (the detector and ReID nets record their module's name).
+REGISTRY = {
+    "segment": {"default": ("segment", None)},
+    "propagation": {"lite_cpu": ("propagation_lite_cpu", None), "paper_r101": ("propagation_paper_r101", None)},
+    "train": {"lite_cpu": ("train_propagation", "lite_cpu"), "paper_r101": ("train_propagation", "paper_r101")},
+    "online": {"lite_cpu": ("online", "lite_cpu"), "paper_r101": ("online", "paper_r101")},
+    "detector": {"detector_lite_cpu": ("detector_lite_cpu", None), "detector_r50_fpn": ("detector_r50_fpn", None)},
+    "reid": {"reid_lite_cpu": ("reid_lite_cpu", None)},
+    "raft": {"small": ("raft_small", None), "large": ("raft_large", None)},
 }
 
 
-def get_propagation_config(name: str):
-  """`get_config()` of a propagation config by short name."""
-  if name not in PROPAGATION_CONFIGS:
-    raise KeyError(f"Unknown propagation config {name!r}; "
-                   f"known: {sorted(PROPAGATION_CONFIGS)}")
-  return importlib.import_module(PROPAGATION_CONFIGS[name]).get_config()
+def names(kind: str):
+  """The config names of a kind, e.g. names("propagation") -> ("lite_cpu", "paper_r101")."""
+  if kind not in REGISTRY:
+    raise ConfigError(f"unknown config kind {kind!r}; known: {', '.join(REGISTRY)}")
+  return tuple(REGISTRY[kind])
 
 
-def override(config, assignment: str) -> None:
-  """Applies one `--set key.path=value` to a ConfigDict (value parsed as a Python literal, else a
-  plain string); the training entry points share it."""
+def check_name(kind: str, name: str) -> None:
+  """Raises ConfigError unless `name` is a config of `kind`."""
+  if name not in names(kind):
+    raise ConfigError(f"unknown {kind} config {name!r}; known: {', '.join(names(kind))}")
+
+
+def get(kind: str, name: str = None, *, lock: bool = True):
+  """The ConfigDict of config `name` of `kind` (the kind's first name when None), locked by
+  default: assigning a key it does not have raises instead of adding one (`config.unlocked()`
+  allows it where a config is composed from another)."""
+  name = names(kind)[0] if name is None else name
+  check_name(kind, name)
+  module, arg = REGISTRY[kind][name]
+  get_config = importlib.import_module(f"vsreid_jax.configs.{module}").get_config
+  config = get_config() if arg is None else get_config(arg)
+  if lock:
+    config.lock()
+  return config
+
+
+def override(config, assignment: str, flag: str = "--override") -> None:
+  """Applies one `KEY=VALUE` (`key.path=value`, the value parsed as a Python literal, else kept as a
+  plain string) to a ConfigDict; a key the config does not have is a ConfigError naming the keys
+  it has, whether the config is locked or not. Shared by every entry point with a config."""
   key, sep, value = assignment.partition("=")
   if not sep:
-    raise InputError(f"--set {assignment}: expected KEY=VALUE, e.g. optimizer.lr=3e-4")
+    raise ConfigError(f"{flag} {assignment}: expected KEY=VALUE, e.g. optimizer.lr=3e-4")
   try:
     value = ast.literal_eval(value)
   except (ValueError, SyntaxError):
     pass  # a plain string
   *path, last = key.split(".")
-  node, where = config, "the config"
-  for p in path + [last]:
-    if not hasattr(node, "keys") or p not in node:
-      fields = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none"
-      raise InputError(f"--set {assignment}: no field {p!r} in {where} (fields: {fields})")
-    if p != last:
-      node, where = node[p], p
+  node = config
+  for depth, p in enumerate(path + [last]):
+    if not isinstance(node, ml_collections.ConfigDict) or p not in node:
+      where = ".".join(path[:depth]) or "the config"
+      keys = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(p, keys, n=1)
+      hint = f"did you mean {close[0]!r}? " if close else ""
+      raise ConfigError(f"{flag} {assignment}: {where} has no key {p!r}; {hint}its keys: {', '.join(keys) or 'none'}")
+    if depth < len(path):
+      node = node[p]
   try:
     node[last] = value
-  except (TypeError, ValueError) as e:
-    raise InputError(f"--set {assignment}: {str(e).splitlines()[0]}") from None
+  except (TypeError, ValueError, AttributeError) as e:
+    raise ConfigError(f"{flag} {assignment}: {e}") from None

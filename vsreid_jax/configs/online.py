@@ -18,10 +18,8 @@ import dataclasses
 
 import ml_collections
 
+from vsreid_jax import configs
 from vsreid_jax.data.augment import DeformConfig
-
-CONFIGS = ("lite_cpu", "paper_r101")
-
 
 def synth_config() -> ml_collections.ConfigDict:
   """Strengths of the synthetic "current frame", relative to the objects' size sqrt(area)."""
@@ -40,8 +38,7 @@ def synth_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
-  if arg not in CONFIGS:
-    raise ValueError(f"unknown online config {arg!r}; choose one of {', '.join(CONFIGS)}")
+  configs.check_name("online", arg)
   c = ml_collections.ConfigDict()
   c.name = arg
   c.steps = 50

@@ -20,7 +20,6 @@ from vsreid_jax.data.augment import DeformConfig
 DATA_ROOTS = splits.DATA_ROOTS
 # Never trained on: the validation and test splits of data/splits.py.
 HELD_OUT = splits.held_out()
-MODELS = configs.PROPAGATION_CONFIGS  # model configs by short name
 
 
 def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
@@ -52,9 +51,8 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
-  if arg not in MODELS:
-    raise ValueError(f"unknown config {arg!r}; choose one of {', '.join(MODELS)}")
-  config = configs.get_propagation_config(arg)
+  configs.check_name("train", arg)
+  config = configs.get("propagation", arg, lock=False)  # extended below
   config.name = arg
   # References: the crops the net is trained on follow the model's test-time crop and margin.
   config.data = data_config(config.get_ref("crop_size"), config.get_ref("crop_margin"))

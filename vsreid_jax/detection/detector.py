@@ -4,27 +4,18 @@ Frames of any size are resized (aspect kept, top-left aligned) into the config's
 bucket, so one compiled function serves every frame of a given batch size; boxes come back in
 input pixels.
 """
-import importlib
 from typing import Dict, Tuple
 
 import cv2
 import jax
 import numpy as np
 
+from vsreid_jax import configs
 from vsreid_jax.detection import model as det_model
 from vsreid_jax.detection.train import prepare
 from vsreid_jax.errors import InputError
 from vsreid_jax.models import weights
 from vsreid_jax.models.weights import DEFAULT_DETECTOR_WEIGHTS
-
-DETECTOR_CONFIGS = ("detector_lite_cpu", "detector_r50_fpn")  # vsreid_jax/configs/<name>.py
-
-
-def detector_config(name: str):
-  if name not in DETECTOR_CONFIGS:
-    raise InputError(f"unknown detector config {name!r}; known: {', '.join(DETECTOR_CONFIGS)}")
-  return importlib.import_module(f"vsreid_jax.configs.{name}").get_config()
-
 
 class Detector:
   """Class-agnostic object boxes of RGB frames (Faster R-CNN FPN, fixed numbers of outputs)."""
@@ -44,7 +35,7 @@ class Detector:
     the model its config builds."""
     w = weights.load_net_weights(path, "detector")
     try:
-      config = w.config or detector_config(w.name)
+      config = w.config or configs.get("detector", w.name)
     except InputError as e:
       raise InputError(f"{w.path}: {e}") from None
     model = det_model.build_model(config)

@@ -34,10 +34,10 @@ DEFAULT_REID_WEIGHTS = os.path.join(WEIGHTS_DIR, "reid_lite_cpu.msgpack")
 
 
 def model_config(name: str):
-  """The propagation ConfigDict a weights file names (`configs.get_propagation_config`)."""
+  """The propagation ConfigDict a weights file names (`configs.get("propagation", name)`)."""
   try:
-    return configs.get_propagation_config(name)
-  except KeyError as e:
+    return configs.get("propagation", name)
+  except configs.ConfigError as e:
     raise InputError(f"weights name the unknown model config {name!r}: {e}") from None
 
 
@@ -49,14 +49,9 @@ NAMES = {"propagation": "propagation (N_mp)", "detector": "detector", "reid": "R
 
 def kind_of(config_name: str) -> Optional[str]:
   """The kind of net a config name builds; None for a name of no known config."""
-  from vsreid_jax.detection.detector import DETECTOR_CONFIGS  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.reid.model import REID_CONFIGS  # pylint: disable=g-import-not-at-top
-  if config_name in configs.PROPAGATION_CONFIGS:
-    return "propagation"
-  if config_name in DETECTOR_CONFIGS:
-    return "detector"
-  if config_name in REID_CONFIGS:
-    return "reid"
+  for kind in KINDS:
+    if config_name in configs.names(kind):
+      return kind
   return None
 
 

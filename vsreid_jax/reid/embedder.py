@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from vsreid_jax.errors import InputError
+from vsreid_jax import configs
 from vsreid_jax.models import weights as weights_lib
 from vsreid_jax.propagation.crops import MIN_BOX_SIDE
 from vsreid_jax.reid import model as model_lib
@@ -52,9 +53,9 @@ class Embedder:
     model its config builds."""
     w = weights_lib.load_net_weights(path, "reid")
     try:
-      config = w.config or model_lib.get_reid_config(w.name)
-    except KeyError as e:
-      raise InputError(f"{w.path}: weights name the unknown ReID config: {e}") from None
+      config = w.config or configs.get("reid", w.name)
+    except InputError as e:
+      raise InputError(f"{w.path}: weights name an unknown ReID config: {e}") from None
     init = functools.partial(model_lib.build_model(config.model).init, train=False)
     weights_lib.check_variables(w.path, w.variables, jax.eval_shape(
         init, jax.random.key(0), model_lib.dummy_crops(config.crop_size)), w.name)

@@ -5,7 +5,6 @@ similarity of two embeddings is their dot product. `crop_boxes` is the one crop 
 and at run time (propagation/crops.py: box grown by a margin, bilinear S x S).
 """
 import functools
-import importlib
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -16,15 +15,7 @@ import ml_collections
 from vsreid_jax.models import resnet
 from vsreid_jax.propagation import crops as crops_lib
 
-REID_CONFIGS = {"reid_lite_cpu": "vsreid_jax.configs.reid_lite_cpu"}
 NORM_EPS = 1e-12  # guards the L2 normalisation of an all-zero feature
-
-
-def get_reid_config(name: str) -> ml_collections.ConfigDict:
-  """`get_config()` of a ReID config by name (the name a weights file records)."""
-  if name not in REID_CONFIGS:
-    raise KeyError(f"Unknown ReID config {name!r}; known: {sorted(REID_CONFIGS)}")
-  return importlib.import_module(REID_CONFIGS[name]).get_config()
 
 
 def l2_normalize(x, axis: int = -1):
