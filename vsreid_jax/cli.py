@@ -55,6 +55,9 @@ def _add_segment(sub):
   p.add_argument("--overlay", action="store_true", help="also write OUT/<sequence>_overlay.mp4")
   p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
+  p.add_argument("--no-compile-cache", action="store_true",
+                 help="do not use the persistent compilation cache (~/.cache/vsreid_jax/xla, or "
+                 "$VSREID_COMPILE_CACHE; VSREID_COMPILE_CACHE=0 also turns it off)")
 
 
 def _add_eval(sub):
@@ -171,9 +174,11 @@ def cmd_segment(args):
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data import read_mask
   from vsreid_jax.data.results import SequenceWriter
-  from vsreid_jax.utils import StageTimer, peak_rss_mb
+  from vsreid_jax.utils import StageTimer, enable_compile_cache, peak_rss_mb
 
   config = _segment_config(args)
+  if not args.no_compile_cache:
+    enable_compile_cache()
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
   if seg.method == "vsreid":
     seg.reid_nets()  # bad detector/ReID weights fail here, before any output
