@@ -1,0 +1,113 @@
+r"""Peak host memory (RSS) against video length, both methods: does memory stay flat?
+
+  python experiments/bench_memory.py --lengths 300 3000 --size 320x180
+
+Writes one generated video per length (an .mp4 of two textured squares moving over a textured
+background; the second square slides out of the frame, stays out `--away` frames and is back in
+the middle, once every `--period` frames, so the default method has objects to re-identify in
+proportion to the length), then runs
+`vsreid segment --video ...` on it in a fresh process per (method, length) and reads the peak RSS
+the CLI prints. Each run is a separate process, so each figure is that run's own peak.
+The ratio column is RSS(longest) / RSS(shortest) per method (target: within 1.2x).
+
+`--pythonpath DIR` runs another checkout of the package (e.g. the code before a change).
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+
+def _texture(rng, h, w, scale):
+  small = rng.uniform(0, 255, (max(h // scale, 2), max(w // scale, 2), 3)).astype(np.float32)
+  return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+
+
+def write_video(path, n, width, height, period, away, seed=0):
+  """Writes an mp4 of n frames; returns the first frame's id mask (ids 1 and 2)."""
+  rng = np.random.default_rng(seed)
+  bg = _texture(rng, height, width, 8)
+  side = max(height // 5, 8)
+  tex = [_texture(rng, side, side, 3) for _ in range(2)]
+  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
+  first = None
+  for t in range(n):
+    frame, mask = bg.copy(), np.zeros((height, width), np.uint8)
+    # Object 1 circles in the left half; object 2 drifts right, leaves, and is back.
+    x1 = int(width * 0.25 + width * 0.1 * np.cos(t / 15)) - side // 2
+    y1 = int(height * 0.5 + height * 0.2 * np.sin(t / 15)) - side // 2
+    # Object 2 slides from the middle out of the right border, stays out `away` frames, and is back.
+    phase = t % period
+    x2 = int(width * 0.5 + (width * 0.5 + side) * min(phase / (period - away), 1.0))
+    y2 = int(height * 0.3)
+    for k, (x, y) in enumerate(((x1, y1), (x2, y2))):
+      xa, xb = max(x, 0), min(x + side, width)
+      if xb > xa:
+        frame[y:y + side, xa:xb] = tex[k][:, xa - x:xb - x]
+        mask[y:y + side, xa:xb] = k + 1
+    if first is None:
+      first = mask
+    writer.write(frame[..., ::-1])
+  writer.release()
+  return first
+
+
+def run(args, video, mask_path, method, out):
+  env = dict(os.environ)
+  if args.pythonpath:
+    env["PYTHONPATH"] = args.pythonpath
+  cmd = [sys.executable, "-m", "vsreid_jax.cli", "segment", "--video", video, "--mask", mask_path, "--out", out,
+         "--method", method, "--net", args.net, "--flow", args.flow, "--no-progress"]
+  t = time.perf_counter()
+  proc = subprocess.run(["nice", "-n", "5"] + cmd, env=env, capture_output=True, text=True)
+  wall = time.perf_counter() - t
+  if proc.returncode:
+    raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+  rss = float(re.search(r"peak RSS (\d+) MiB", proc.stdout).group(1))
+  fps = float(re.search(r"\(([\d.]+) frames/s end to end", proc.stdout).group(1))
+  retrievals = re.search(r"(\d+) retrievals", proc.stdout)
+  return rss, fps, wall, int(retrievals.group(1)) if retrievals else 0
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--lengths", type=int, nargs="+", default=[300, 3000])
+  p.add_argument("--size", default="320x180", help="WxH of the generated video")
+  p.add_argument("--methods", nargs="+", default=["propagate", "vsreid"])
+  p.add_argument("--net", default="default", help="propagation net (default: the shipped lite_cpu)")
+  p.add_argument("--flow", default="dis-ultrafast")
+  p.add_argument("--period", type=int, default=150, help="object 2 leaves once every PERIOD frames")
+  p.add_argument("--away", type=int, default=10, help="... for AWAY frames")
+  p.add_argument("--pythonpath", default=None, help="PYTHONPATH of the package to measure (default: this one)")
+  p.add_argument("--workdir", default=None)
+  args = p.parse_args(argv)
+  width, height = (int(v) for v in args.size.split("x"))
+  work = args.workdir or tempfile.mkdtemp(prefix="bench_memory-")
+  os.makedirs(work, exist_ok=True)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rows = []
+  for n in args.lengths:
+    video = os.path.join(work, f"gen{n}.mp4")
+    mask_path = os.path.join(work, f"gen{n}.png")
+    if not os.path.isfile(video):
+      Image.fromarray(write_video(video, n, width, height, args.period, args.away)).save(mask_path)
+    for method in args.methods:
+      rss, fps, wall, ret = run(args, video, mask_path, method, os.path.join(work, f"out-{method}-{n}"))
+      rows.append((method, n, rss, fps, wall, ret))
+      print(f"{method:<10} {n:>6} frames: peak RSS {rss:7.0f} MiB, {fps:5.1f} frames/s, {wall:6.1f} s wall, "
+            f"{ret} retrievals", flush=True)
+  print(f"\n{width}x{height}, net={args.net}, flow={args.flow}, package={args.pythonpath or 'this checkout'}")
+  print(f"{'method':<10} " + " ".join(f"{n:>8}f MiB" for n in args.lengths) + "   ratio")
+  for method in args.methods:
+    rss = [r[2] for r in rows if r[0] == method]
+    print(f"{method:<10} " + " ".join(f"{v:>12.0f}" for v in rss) + f"   {rss[-1] / rss[0]:.2f}x")
+
+
+if __name__ == "__main__":
+  main()
