@@ -188,3 +188,18 @@ def test_prob_store_keeps_thresholds_in_memory_or_on_disk(budget_mb):
   folder = store._tmp  # pylint: disable=protected-access
   store.close()
   assert folder is None or not os.path.exists(folder)
+
+
+def test_candidate_memory_is_bounded_and_evicted_batches_are_not_recomputed():
+  frames, masks = synthetic.leave_and_return(n_frames=12, out=(4, 8), textured_background=False)
+  counting = Counting(OracleNets(frames, masks))
+  source = caches.CandidateSource(ArrayFrames(frames), counting, counting, batch=4, memory_frames=4)
+  first = source.get([0, 5, 9])
+  assert counting.detect_calls == 3 and len(source._chunks) == 1  # pylint: disable=protected-access
+  again = source.get([0, 5, 9])  # read back from the temporary folder
+  assert counting.detect_calls == 3
+  np.testing.assert_array_equal(again.embeddings, first.embeddings)
+  spill = source._spill  # pylint: disable=protected-access
+  assert spill and os.listdir(spill)
+  source.close()
+  assert not os.path.exists(spill)

@@ -294,6 +294,8 @@ class Segmenter:
     state.result = Solver(self.propagator, cfg).solve(
         state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
         progress=progress, desc=state.name)
+    if cands is not None:
+      cands.close()
     return state.result
 
   def propagate(self, state: VideoState) -> Iterator[Tuple[int, np.ndarray]]:

@@ -13,6 +13,7 @@ Probabilities. `ProbStore` holds the solver's [T, Kb, H, W] maps as uint8 (a qua
 thresholding at 0.5 unchanged), in memory up to a budget and in a temporary file past it, so the
 memory of a solve does not grow with the video's length.
 """
+import collections
 import dataclasses
 import hashlib
 import math
@@ -28,6 +29,9 @@ from vsreid_jax.flow.cache import atomic_write, frames_fingerprint, warn_corrupt
 from vsreid_jax.utils import StageTimer
 
 FIELDS = ("boxes", "scores", "valid", "embeddings")
+# Frames of candidates held in memory (about 17 KB a frame with 32 boxes and 128-d embeddings);
+# older batches are read back from disk (the cache folder, else a temporary one).
+MEMORY_FRAMES = 512
 
 
 @dataclasses.dataclass
@@ -85,18 +89,22 @@ class CandidateSource:
   """Detector candidates and ReID embeddings of a video, computed when a retrieval rule asks.
 
   `get(frame_indices)` -> Candidates of those frames (in the order asked); frames never asked for
-  are never detected. `detector_batches` / `frames_computed` count the work done.
+  are never detected. `detector_batches` / `frames_computed` count the work done. At most
+  `memory_frames` frames are held in memory; without a cache folder, batches past that go to a
+  temporary folder removed by close().
   """
 
   def __init__(self, frames, detector, embedder, batch: int = 4, cache_dir: Optional[str] = None, key: str = "",
-               fingerprint: str = "", timer: Optional[StageTimer] = None):
+               fingerprint: str = "", timer: Optional[StageTimer] = None, memory_frames: int = MEMORY_FRAMES):
     self.frames, self.detector, self.embedder = frames, detector, embedder
     self.batch = int(batch)
     self.timer = timer or StageTimer()
     self._root = os.path.join(cache_dir, key) if cache_dir else None
     self._fingerprint = fingerprint
     self._dir = None
-    self._chunks = {}  # chunk index -> Candidates of frames [c * batch, (c + 1) * batch)
+    self._chunks = collections.OrderedDict()  # chunk c -> Candidates of frames [c * batch, (c + 1) * batch)
+    self._keep = max(1, int(memory_frames) // self.batch)
+    self._spill = None  # a private temporary folder when there is no cache folder
     self.frames_computed = 0
     self.detector_batches = 0
 
@@ -109,11 +117,25 @@ class CandidateSource:
       self._dir = os.path.join(self._root, f"candidates-{self._fingerprint}-{frames_fingerprint(self.frames)}")
     return self._dir
 
+  @property
+  def _store(self) -> Optional[str]:
+    """Where batches are read back from: the cache folder, or the temporary one of evictions."""
+    return self.cache_dir or self._spill
+
+  def close(self) -> None:
+    """Removes the temporary folder of batches evicted from memory (none with a cache folder)."""
+    if self._spill:
+      shutil.rmtree(self._spill, ignore_errors=True)
+      self._spill = None
+
+  def __del__(self):
+    self.close()
+
   def _chunk_frames(self, c):
     return list(range(c * self.batch, min((c + 1) * self.batch, len(self.frames))))
 
   def _path(self, c):
-    return os.path.join(self.cache_dir, f"b{self.batch}-{c:05d}.npz")
+    return os.path.join(self._store, f"b{self.batch}-{c:05d}.npz")
 
   def _load(self, c) -> Optional[Candidates]:
     path = self._path(c)
@@ -143,15 +165,23 @@ class CandidateSource:
     idx = np.asarray(frame_indices, np.int64).reshape(-1)
     if idx.size and (idx.min() < 0 or idx.max() >= len(self.frames)):
       raise IndexError(f"frames {idx.min()}..{idx.max()} outside a video of {len(self.frames)} frames")
+    parts = {}
     for c in sorted(set((idx // self.batch).tolist())):
-      if c not in self._chunks:
-        cands = self._load(c) if self.cache_dir else None
+      if c in self._chunks:
+        self._chunks.move_to_end(c)
+      else:
+        cands = self._load(c) if self._store else None
         self._chunks[c] = cands if cands is not None else self._compute(c)
+      parts[c] = self._chunks[c]
+      while len(self._chunks) > self._keep:
+        old, cands = self._chunks.popitem(last=False)
+        if not self.cache_dir:  # keep evicted batches on disk: the detector is the costly part
+          self._spill = self._spill or tempfile.mkdtemp(prefix="vsreid-candidates-")
+          atomic_write(self._path(old), lambda f, x=cands: np.savez(f, **{k: getattr(x, k) for k in FIELDS}))
     if not idx.size:
-      return self._chunks[0].get([]) if self._chunks else Candidates(
-          np.zeros((0, 0, 4), np.float32), np.zeros((0, 0), np.float32), np.zeros((0, 0), bool),
-          np.zeros((0, 0, 0), np.float32))
-    return concat([self._chunks[int(t) // self.batch].get([int(t) % self.batch]) for t in idx])
+      return Candidates(np.zeros((0, 0, 4), np.float32), np.zeros((0, 0), np.float32), np.zeros((0, 0), bool),
+                        np.zeros((0, 0, 0), np.float32))
+    return concat([parts[int(t) // self.batch].get([int(t) % self.batch]) for t in idx])
 
 
 def templates(embedder, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
