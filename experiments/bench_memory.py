@@ -65,7 +65,8 @@ def run(args, video, mask_path, method, out):
   cmd = [sys.executable, "-m", "vsreid_jax.cli", "segment", "--video", video, "--mask", mask_path, "--out", out,
          "--method", method, "--net", args.net, "--flow", args.flow, "--no-progress"]
   t = time.perf_counter()
-  proc = subprocess.run(["nice", "-n", "5"] + cmd, env=env, capture_output=True, text=True)
+  # cwd: not this checkout, or `python -m` would import the package from here whatever PYTHONPATH says.
+  proc = subprocess.run(["nice", "-n", "5"] + cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(out))
   wall = time.perf_counter() - t
   if proc.returncode:
     raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
