@@ -69,7 +69,8 @@ def paste_stage(logits, boxes, valid, *, height, width):
   return jnp.where(valid[:, None, None], full, 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("threshold",))
+# prob_sum is a temporary of segment(): its buffer is reused for the output (donated).
+@functools.partial(jax.jit, static_argnames=("threshold",), donate_argnames=("prob_sum",))
 def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, *, threshold):
   """Averages scales, zeroes dead objects, and marks objects whose area fell below the lost rule."""
   prob = prob_sum / n_scales
