@@ -29,7 +29,7 @@ def _texture(rng, h, w, scale):
   return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
 
 
-def write_video(path, n, width, height, period, away, seed=0):
+def write_video(path, n, width, height, period, away, seed=0, static=False):
   """Writes an mp4 of n frames; returns the first frame's id mask (ids 1 and 2)."""
   rng = np.random.default_rng(seed)
   bg = _texture(rng, height, width, 8)
@@ -45,6 +45,8 @@ def write_video(path, n, width, height, period, away, seed=0):
     # Object 2 slides from the middle out of the right border, stays out `away` frames, and is back.
     phase = t % period
     x2 = int(width * 0.5 + (width * 0.5 + side) * min(phase / (period - away), 1.0))
+    if static:  # nothing moves: the warp-only net never loses an object (no detector work)
+      x1, y1, x2 = int(width * 0.25), int(height * 0.4), int(width * 0.6)
     y2 = int(height * 0.3)
     for k, (x, y) in enumerate(((x1, y1), (x2, y2))):
       xa, xb = max(x, 0), min(x + side, width)
@@ -85,6 +87,7 @@ def main(argv=None):
   p.add_argument("--flow", default="dis-ultrafast")
   p.add_argument("--period", type=int, default=150, help="object 2 leaves once every PERIOD frames")
   p.add_argument("--away", type=int, default=10, help="... for AWAY frames")
+  p.add_argument("--static", action="store_true", help="objects hold still (none is ever lost)")
   p.add_argument("--pythonpath", default=None, help="PYTHONPATH of the package to measure (default: this one)")
   p.add_argument("--workdir", default=None)
   args = p.parse_args(argv)
@@ -94,16 +97,17 @@ def main(argv=None):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   rows = []
   for n in args.lengths:
-    video = os.path.join(work, f"gen{n}.mp4")
-    mask_path = os.path.join(work, f"gen{n}.png")
+    tag = f"gen{n}{'-static' if args.static else ''}"
+    video, mask_path = os.path.join(work, f"{tag}.mp4"), os.path.join(work, f"{tag}.png")
     if not os.path.isfile(video):
-      Image.fromarray(write_video(video, n, width, height, args.period, args.away)).save(mask_path)
+      Image.fromarray(write_video(video, n, width, height, args.period, args.away, static=args.static)).save(mask_path)
     for method in args.methods:
-      rss, fps, wall, ret = run(args, video, mask_path, method, os.path.join(work, f"out-{method}-{n}"))
+      rss, fps, wall, ret = run(args, video, mask_path, method, os.path.join(work, f"out-{method}-{tag}"))
       rows.append((method, n, rss, fps, wall, ret))
       print(f"{method:<10} {n:>6} frames: peak RSS {rss:7.0f} MiB, {fps:5.1f} frames/s, {wall:6.1f} s wall, "
             f"{ret} retrievals", flush=True)
-  print(f"\n{width}x{height}, net={args.net}, flow={args.flow}, package={args.pythonpath or 'this checkout'}")
+  print(f"\n{width}x{height}{' static' if args.static else ''}, net={args.net}, flow={args.flow}, "
+        f"package={args.pythonpath or 'this checkout'}")
   print(f"{'method':<10} " + " ".join(f"{n:>8}f MiB" for n in args.lengths) + "   ratio")
   for method in args.methods:
     rss = [r[2] for r in rows if r[0] == method]

@@ -132,6 +132,8 @@ def main(argv=None):
   if args.one:
     return one(args)
   os.makedirs(args.workdir, exist_ok=True)
+  if "paper_r101" in args.nets:  # written here, not in a measured process (it would add to its RSS)
+    paper_weights(os.path.join(args.workdir, f"paper_r101_random_{args.paper_crop}.msgpack"), args.paper_crop)
   if args.davis:
     args.images = os.path.join(args.davis, "JPEGImages", args.resolution, args.sequence)
     args.masks = os.path.join(args.davis, "Annotations", args.resolution, args.sequence)
