@@ -102,7 +102,7 @@ def main(argv=None):
     if not os.path.isfile(video):
       Image.fromarray(write_video(video, n, width, height, args.period, args.away, static=args.static)).save(mask_path)
     for method in args.methods:
-      rss, fps, wall, ret = run(args, video, mask_path, method, os.path.join(work, f"out-{method}-{tag}"))
+      rss, fps, wall, ret = run(args, video, mask_path, method, tempfile.mkdtemp(prefix=f"out-{method}-{tag}-", dir=work))
       rows.append((method, n, rss, fps, wall, ret))
       print(f"{method:<10} {n:>6} frames: peak RSS {rss:7.0f} MiB, {fps:5.1f} frames/s, {wall:6.1f} s wall, "
             f"{ret} retrievals", flush=True)
