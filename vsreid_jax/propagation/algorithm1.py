@@ -132,7 +132,8 @@ class Propagator:
       self.net_calls += 1
       with t.stage("paste", paste_stage):
         for g, (_, _, _, boxes, valid) in enumerate(cut):
-          full = paste_stage(logits[g * kb:(g + 1) * kb], boxes, valid, height=h, width=w)
+          part = logits if len(cut) == 1 else logits[g * kb:(g + 1) * kb]
+          full = paste_stage(part, boxes, valid, height=h, width=w)
           total = full if total is None else total + full
         total.block_until_ready()
     with t.stage("finish", finish_stage):
