@@ -123,6 +123,7 @@ def main(argv=None):
   p.add_argument("--paper-crop", type=int, default=129, help="paper_r101 crop (the paper: 449)")
   p.add_argument("--flow", default="medium", choices=["ultrafast", "fast", "medium"])
   p.add_argument("--before", default=None, metavar="DIR", help="another checkout to run too (ratios after/before)")
+  p.add_argument("--before-first", action="store_true", help="run the --before checkout first in each pair")
   p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "vsreid_bench_pipeline"))
   p.add_argument("--nice", type=int, default=5)
   p.add_argument("--images", default=None, help=argparse.SUPPRESS)
@@ -141,6 +142,8 @@ def main(argv=None):
   else:
     args.images, args.masks, args.name = os.path.join(demo, "JPEGImages"), os.path.join(demo, "Annotations"), "demo"
   packages = [("after", here)] + ([("before", os.path.abspath(args.before))] if args.before else [])
+  if args.before_first:  # the first process may pay for cold disk caches: check the order's effect
+    packages.reverse()
   results = {}
   header = (f"{'package/net/method':<34} {'fps*':>7} {'e2e fps':>7} {'compile':>8} {'RSS MiB':>7} {'dev MiB':>7} "
             f"{'ret':>4}  ms/frame per stage")
