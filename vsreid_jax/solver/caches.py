@@ -129,7 +129,10 @@ class CandidateSource:
       self._spill = None
 
   def __del__(self):
-    self.close()
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except  # at interpreter exit modules may be gone
+      pass
 
   def _chunk_frames(self, c):
     return list(range(c * self.batch, min((c + 1) * self.batch, len(self.frames))))
@@ -266,4 +269,7 @@ class ProbStore:
       self._file = None
 
   def __del__(self):
-    self.close()
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except  # at interpreter exit modules may be gone
+      pass
