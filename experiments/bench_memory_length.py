@@ -1,6 +1,6 @@
 r"""Peak host memory (RSS) against video length, both methods: does memory stay flat?
 
-  python experiments/bench_memory.py --lengths 300 3000 --size 320x180
+  python experiments/bench_memory_length.py --lengths 300 3000 --size 320x180
 
 Writes one generated video per length (an .mp4 of two textured squares moving over a textured
 background; the second square slides out of the frame, stays out `--away` frames and is back in
