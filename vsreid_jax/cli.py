@@ -170,15 +170,16 @@ def _jobs(args):
 
 
 def cmd_segment(args):
+  if not args.no_compile_cache:  # before anything compiles
+    from vsreid_jax.utils import enable_compile_cache  # pylint: disable=g-import-not-at-top
+    enable_compile_cache()
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data import read_mask
   from vsreid_jax.data.results import SequenceWriter
-  from vsreid_jax.utils import StageTimer, enable_compile_cache, peak_rss_mb
+  from vsreid_jax.utils import StageTimer, peak_rss_mb
 
   config = _segment_config(args)
-  if not args.no_compile_cache:
-    enable_compile_cache()
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
   if seg.method == "vsreid":
     seg.reid_nets()  # bad detector/ReID weights fail here, before any output
