@@ -78,6 +78,46 @@ def run(args, video, mask_path, method, out):
   return rss, fps, wall, int(retrievals.group(1)) if retrievals else 0
 
 
+CANDIDATES_CHILD = """
+import sys, numpy as np
+from vsreid_jax.solver import caches
+from vsreid_jax.utils import peak_rss_mb
+n, m, d = int(sys.argv[1]), 32, 128  # the shipped detector's boxes per frame, the ReID dimension
+
+class Frames:  # frames made on demand (none kept)
+  size = (144, 256)
+  def __len__(self): return n
+  def __getitem__(self, i): return np.full((144, 256, 3), i % 255, np.uint8)
+
+class Nets:  # stands in for the detector and ReID: outputs of the real shapes, at no cost
+  def detect(self, images):
+    b = len(images)
+    return (np.random.rand(b, m, 4).astype(np.float32), np.random.rand(b, m).astype(np.float32),
+            np.ones((b, m), bool))
+  def embed(self, images, boxes):
+    return np.random.rand(len(images), m, d).astype(np.float32)
+
+base = peak_rss_mb()
+source = caches.CandidateSource(Frames(), Nets(), Nets(), batch=4)
+for _ in range(2):  # every frame lost: two retrieval rounds, each reading blocks as the solver does
+  for start in range(0, n, 256):  # SolverConfig.search_block
+    source.get(range(start, min(start + 256, n)))
+print(f"{peak_rss_mb() - base:.0f}")
+"""
+
+
+def candidates_check(args):
+  """Peak RSS added by the candidates of a video where every frame is lost, per length."""
+  env = dict(os.environ)
+  if args.pythonpath:
+    env["PYTHONPATH"] = args.pythonpath
+  print("candidates of every frame (stub nets, 32 boxes, 128-d embeddings): RSS added by CandidateSource")
+  for n in args.lengths:
+    out = subprocess.run([sys.executable, "-c", CANDIDATES_CHILD, str(n)], env=env, capture_output=True, text=True,
+                         cwd=tempfile.gettempdir(), check=True).stdout.split()[-1]
+    print(f"{n:>6} frames: +{out} MiB")
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--lengths", type=int, nargs="+", default=[300, 3000])
@@ -88,9 +128,13 @@ def main(argv=None):
   p.add_argument("--period", type=int, default=150, help="object 2 leaves once every PERIOD frames")
   p.add_argument("--away", type=int, default=10, help="... for AWAY frames")
   p.add_argument("--static", action="store_true", help="objects hold still (none is ever lost)")
+  p.add_argument("--candidates", action="store_true",
+                 help="only measure the candidate store of a fully lost video (stub detector and ReID)")
   p.add_argument("--pythonpath", default=None, help="PYTHONPATH of the package to measure (default: this one)")
   p.add_argument("--workdir", default=None)
   args = p.parse_args(argv)
+  if args.candidates:
+    return candidates_check(args)
   width, height = (int(v) for v in args.size.split("x"))
   work = args.workdir or tempfile.mkdtemp(prefix="bench_memory-")
   os.makedirs(work, exist_ok=True)

@@ -203,3 +203,21 @@ def test_candidate_memory_is_bounded_and_evicted_batches_are_not_recomputed():
   assert spill and os.listdir(spill)
   source.close()
   assert not os.path.exists(spill)
+
+
+def test_retrieval_reading_candidates_in_blocks_finds_the_same_retrievals():
+  from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.solver.algorithm3 import Solver, SolverConfig  # pylint: disable=g-import-not-at-top
+  frames, masks = synthetic.leave_and_return(n_frames=12, out=(4, 8), textured_background=False)
+  seq = ArrayFrames(frames)
+  first = np.stack([(masks[0] == k).astype(np.float32) for k in (1, 2)])
+  logs = []
+  for block in (256, 1):
+    nets = Counting(OracleNets(frames, masks))
+    solver = Solver(Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),))),
+                    SolverConfig(rho_reid=0.5, rho_occ=0.3, recover_passes=2, guide_size=33, search_block=block))
+    result = solver.solve(seq, FlowCache(seq, DISFlow("ultrafast")), first, first.sum(axis=(1, 2)), 2,
+                          caches.CandidateSource(seq, nets, nets, batch=4),
+                          lambda n=nets: caches.templates(n, frames[0], first))
+    logs.append(result.retrievals)
+  assert logs[0] and logs[0] == logs[1]

@@ -42,6 +42,7 @@ class SolverConfig:
   recover_passes: int = 5  # N_mp passes at the retrieved frame: the guided one + 4 fed back
   guide_size: int = 129  # resolution at which the frame-0 patch is moved into the box
   prob_memory_mb: float = 128.0  # uint8 probabilities past this size go to a temporary file
+  search_block: int = 256  # frames whose candidates Algorithm 2 reads at once (memory flat in length)
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "size"))
@@ -134,19 +135,23 @@ class Solver:
     return np.flatnonzero(lost.any(axis=1))
 
   def _retrieve(self, candidates, templates, lost, boxes, present, tried, timer):
-    """Algorithm 2 over the frames of `search_frames`, their candidates fetched on demand."""
+    """Algorithm 2 over the frames of `search_frames`, their candidates fetched on demand, a block
+    of `search_block` frames at a time (the best over blocks: the earliest frame wins ties)."""
     cfg = self.config
     frames = self.search_frames(lost)
-    if not frames.size:
-      return None
-    cands = candidates.get(frames)  # runs the detector on frames not seen before
-    tmpl = templates()
-    pos = {int(t): p for p, t in enumerate(frames)}
-    skip = {(pos[t], o) for t, o in tried if t in pos}
-    with timer.stage("reid"):
-      ret = best_retrieval(cands, tmpl, lost[frames], boxes[frames], present[frames], cfg.rho_reid, cfg.rho_occ,
-                           skip=skip)
-    return None if ret is None else dataclasses.replace(ret, frame=int(frames[ret.frame]))
+    best = None
+    for start in range(0, frames.size, cfg.search_block):
+      block = frames[start:start + cfg.search_block]
+      cands = candidates.get(block)  # runs the detector on frames not seen before
+      pos = {int(t): p for p, t in enumerate(block)}
+      skip = {(pos[t], o) for t, o in tried if t in pos}
+      tmpl = templates()
+      with timer.stage("reid"):
+        ret = best_retrieval(cands, tmpl, lost[block], boxes[block], present[block], cfg.rho_reid, cfg.rho_occ,
+                             skip=skip)
+      if ret is not None and (best is None or ret.score > best.score):
+        best = dataclasses.replace(ret, frame=int(block[ret.frame]))
+    return best
 
   @staticmethod
   def _read(frames, i, timer):
