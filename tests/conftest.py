@@ -1,9 +1,14 @@
 """Shared fixtures: generated clips, and the real data at ../shared/data when present."""
+import os
 import pathlib
 
 import pytest
 
 from vsreid_jax.data import synthetic
+
+# Tests never write to the user's persistent compilation cache (tests/test_utils.py turns it on in
+# a temporary folder where it is under test).
+os.environ.setdefault("VSREID_COMPILE_CACHE", "0")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -61,7 +61,8 @@ def test_segment_davis_root_writes_palette_pngs(shapes_root, tmp_path, capsys):
     assert log["sequence"] == seq and log["net_calls"] > 0 and isinstance(log["retrievals"], list)
   assert not [f for f in os.listdir(out) if f.startswith(".")]  # no partial folders left
   assert "method=vsreid" in text
-  assert "frames/s" in text and "flow" in text and "net" in text and "detect" in text and "embed" in text
+  # The detector and ReID run only on frames where an object is lost (tests/test_solver_caches.py).
+  assert "frames/s" in text and "flow" in text and "net" in text
 
 
 def test_segment_frame_folder_with_mask(shapes_root, tmp_path):

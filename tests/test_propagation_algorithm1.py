@@ -179,3 +179,23 @@ def test_binarize_prior_warps_the_thresholded_mask():
   np.testing.assert_allclose(outs[False][10, 14], 0.6, atol=1e-3)
   np.testing.assert_allclose(outs[True][10, 14], 1.0, atol=1e-3)
   assert outs[True][1, 1] == 0.0
+
+
+def test_scales_of_one_crop_size_run_in_one_net_call():
+  frames, masks = synthetic.moving_shapes(n_frames=2, height=48, width=64, n_objects=2, seed=1, grow=1.0)
+  first = pad_objects(np.stack([(masks[0] == k).astype(np.float32) for k in (1, 2)]), 2)
+  flow = DISFlow("ultrafast").flow(frames[1], frames[0])
+  batches = []
+
+  def counting_net(image, flow, prob):
+    batches.append(image.shape[0])
+    return identity_net(image, flow, prob)
+
+  def run(scales):
+    prop = Propagator(counting_net, PropagationConfig(scales=scales))
+    return prop.step(jnp.asarray(first), frames[1], flow, jnp.array([True, True]), jnp.asarray(first.sum((1, 2))))[0]
+
+  both = run(((0.15, 33), (0.4, 33)))
+  assert batches == [4]  # 2 objects x 2 scales, one call
+  mean = (run(((0.15, 33),)) + run(((0.4, 33),))) / 2
+  np.testing.assert_allclose(np.asarray(both), np.asarray(mean), atol=1e-5)

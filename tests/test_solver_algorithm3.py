@@ -163,7 +163,7 @@ def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, t
   assert state.result.retrievals and state.result.retrievals[0]["frame"] == 8
   assert ((out[10] == 2) & (masks[10] == 2)).sum() > 0.7 * (masks[10] == 2).sum()
   # Candidates were cached on disk under the sequence's key and are reused.
-  assert list((tmp_path / "clip").glob("candidates-oracle-*.npz"))
+  assert list((tmp_path / "clip").glob("candidates-oracle-*/b4-*.npz"))
   seg.config.method = "propagate"
   seg.method = "propagate"
   state2 = seg.init_state(frames, name="clip")

@@ -196,7 +196,7 @@ class Segmenter:
     return SolverConfig(rho_reid=float(embedder.rho_reid if s.rho_reid is None else s.rho_reid),
                         rho_occ=float(embedder.rho_occ if s.rho_occ is None else s.rho_occ),
                         max_retrievals=int(s.max_retrievals), recover_passes=int(s.recover_passes),
-                        guide_size=int(s.guide_size))
+                        guide_size=int(s.guide_size), prob_memory_mb=float(s.prob_memory_mb))
 
   @property
   def can_adapt(self) -> bool:
@@ -338,20 +338,24 @@ class Segmenter:
       raise ValueError("call add_mask(state, mask) before segment(state)")
     k = len(state.object_ids)
     cands = tmpl = None
-    cfg = SolverConfig()
+    cfg = SolverConfig(prob_memory_mb=float(self.config.solver.prob_memory_mb))
     if reid:
       detector, embedder, fingerprint = self.reid_nets()
       cfg = self.solver_config()
-      cands = caches.cached_candidates(state.frames, detector, embedder, self.flow_cache_dir, state.name, fingerprint,
-                                       batch=int(self.config.solver.candidate_batch), progress=progress,
-                                       timer=state.timer)
-      with state.timer.stage("embed", embedder):
-        tmpl = caches.templates(embedder, state.frames[0], state.first_prob[:k])
+      # Detector and ReID run only on the frames the solver asks for (where an object is lost).
+      cands = caches.CandidateSource(state.frames, detector, embedder, int(self.config.solver.candidate_batch),
+                                     self.flow_cache_dir, state.name, fingerprint, state.timer)
+
+      def tmpl():
+        with state.timer.stage("embed", embedder):
+          return caches.templates(embedder, state.frames[0], state.first_prob[:k])
     if isinstance(self.propagator.net, SwappableNet):
       self.propagator.net.use(state.variables)
     state.result = Solver(self.propagator, cfg).solve(
         state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
         progress=progress, desc=state.name)
+    if cands is not None:
+      cands.close()
     return state.result
 
   def propagate(self, state: VideoState) -> Iterator[Tuple[int, np.ndarray]]:

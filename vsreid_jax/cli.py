@@ -75,6 +75,9 @@ def _add_segment(sub):
   p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                  help="set a field of configs/segment.py, after the options above (repeatable), e.g. "
                  "propagation.lost_ratio=0.05; an unknown key is an error")
+  p.add_argument("--no-compile-cache", action="store_true",
+                 help="do not use the persistent compilation cache (~/.cache/vsreid_jax/xla, or "
+                 "$VSREID_COMPILE_CACHE; VSREID_COMPILE_CACHE=0 also turns it off)")
 
 
 def _add_eval(sub):
@@ -230,6 +233,9 @@ def _jobs(args):
 
 
 def cmd_segment(args):
+  if not args.no_compile_cache:  # before anything compiles
+    from vsreid_jax.utils import enable_compile_cache  # pylint: disable=g-import-not-at-top
+    enable_compile_cache()
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data.palette import read_prompt_mask

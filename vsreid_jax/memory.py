@@ -1,8 +1,10 @@
 """The memory a segmentation needs, estimated before it starts, against what the machine has.
 
 Peak resident memory of `vsreid segment` grows with objects x pixels (the probability maps of a
-step and their intermediates) and, for the vsreid solver, with frames x objects x pixels (it keeps
-every frame's float16 maps to rewrite them). Peaks measured by experiments/bench_memory.py
+step and their intermediates); with video length only up to fixed budgets (the flow cache keeps
+the last few flows in memory, the vsreid solver its uint8 maps up to 128 MiB, the rest on disk).
+The table below was measured before those budgets (float16 maps and every flow in memory), so its
+estimates for long videos are now higher than the need. Peaks measured by experiments/bench_memory.py
 (`vsreid segment --net identity` on generated clips of moving textured rectangles, 2-core CPU),
 against this estimate:
 
@@ -27,6 +29,7 @@ import os
 from typing import Optional, Sequence
 
 from vsreid_jax.errors import InputError
+from vsreid_jax.flow.cache import RECENT_FLOWS
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, object_bucket
 
 GIB = 2 ** 30
@@ -39,9 +42,12 @@ PIXEL_BYTES = 220
 WORK_BYTES = 18
 # Per object slot of the bucket, whatever the size: per-object buffers and compiled shapes.
 OBJECT_BYTES = 10 * MIB
-# Per object-bucket pixel and frame: the vsreid solver keeps [T, Kb, H, W] float16 maps.
-STORED_BYTES = 2
-# Per pixel and frame: the flow cache keeps float32 (dx, dy) of every pair it computed.
+# Per object-bucket pixel and frame: the vsreid solver keeps [T, Kb, H, W] uint8 maps, in memory up
+# to its budget (SolverConfig.prob_memory_mb) and in a temporary file past it.
+STORED_BYTES = 1
+STORED_MEMORY_BYTES = 128 * MIB  # = configs/segment.py solver.prob_memory_mb
+# Per pixel and flow field: float32 (dx, dy); the flow cache keeps the RECENT_FLOWS last used in
+# memory (the rest are recomputed or read back from its folder).
 FLOW_BYTES = 8
 # Long sides --max-size suggests, largest first (common video sizes, then halvings).
 SUGGESTED_SIZES = (2560, 1920, 1280, 960, 854, 640, 480, 320, 240, 160, 128, 96, 64)
@@ -57,9 +63,10 @@ def estimate_bytes(num_frames: int, height: int, width: int, num_objects: int, m
     raise ValueError(f"method {method!r}: one of {sorted(BASE_BYTES)}")
   px = height * width
   kb = object_bucket(max(num_objects, 1), buckets)
-  total = BASE_BYTES[method] + PIXEL_BYTES * px + WORK_BYTES * kb * px + OBJECT_BYTES * kb + FLOW_BYTES * num_frames * px
+  flows = min(num_frames, RECENT_FLOWS)
+  total = BASE_BYTES[method] + PIXEL_BYTES * px + WORK_BYTES * kb * px + OBJECT_BYTES * kb + FLOW_BYTES * flows * px
   if method == "vsreid":
-    total += STORED_BYTES * num_frames * kb * px
+    total += min(STORED_BYTES * num_frames * kb * px, STORED_MEMORY_BYTES)
   return int(total)
 
 

@@ -5,6 +5,13 @@ import os
 import resource
 import sys
 import time
+import warnings
+from typing import Optional
+
+# Persistent XLA compilation cache: "0"/"off" turns it off, a path moves it.
+COMPILE_CACHE_ENV = "VSREID_COMPILE_CACHE"
+# Compilations faster than this are not written to the cache (loading costs about as much).
+COMPILE_CACHE_MIN_SECONDS = 0.05
 
 
 def jit_cache_size(fn) -> int:
@@ -65,3 +72,34 @@ def peak_rss_mb() -> float:
   """Peak resident memory of this process in MiB."""
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def compile_cache_dir() -> Optional[str]:
+  """The persistent compilation cache folder: $VSREID_COMPILE_CACHE, else
+  $XDG_CACHE_HOME/vsreid_jax/xla (default ~/.cache/vsreid_jax/xla); None when turned off."""
+  env = os.environ.get(COMPILE_CACHE_ENV, "").strip()
+  if env.lower() in ("0", "off", "false", "no"):
+    return None
+  if env:
+    return os.path.expanduser(env)
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "vsreid_jax", "xla")
+
+
+def enable_compile_cache(folder: Optional[str] = "default") -> Optional[str]:
+  """Turns on JAX's persistent compilation cache in `folder` ("default": `compile_cache_dir()`;
+  None: leaves it off), so a second run on this machine loads compiled functions instead of
+  compiling them. Call before the first compilation. Returns the folder used, or None (off, or
+  the folder cannot be created: a warning, never an error)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  folder = compile_cache_dir() if folder == "default" else folder
+  if not folder:
+    return None
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    warnings.warn(f"{folder}: cannot create the compilation cache ({e}); compiling without it")
+    return None
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", COMPILE_CACHE_MIN_SECONDS)
+  return folder

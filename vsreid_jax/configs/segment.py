@@ -20,6 +20,9 @@ def get_config():
   c.solver.recover_passes = 5  # N_mp passes at a retrieved frame (the guided one + 4 fed back)
   c.solver.guide_size = 129  # resolution of the frame-0 patch moved into the retrieved box
   c.solver.candidate_batch = 4  # frames per detector / ReID call
+  # Probabilities are kept as uint8; past this many MiB (e.g. 200 frames of 854x480 with 4 objects
+  # take 78 MiB) in a temporary file, so memory does not grow with the video's length.
+  c.solver.prob_memory_mb = 128.0
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only

@@ -69,7 +69,8 @@ def paste_stage(logits, boxes, valid, *, height, width):
   return jnp.where(valid[:, None, None], full, 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("threshold",))
+# prob_sum is a temporary of segment(): its buffer is reused for the output (donated).
+@functools.partial(jax.jit, static_argnames=("threshold",), donate_argnames=("prob_sum",))
 def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, *, threshold):
   """Averages scales, zeroes dead objects, and marks objects whose area fell below the lost rule."""
   prob = prob_sum / n_scales
@@ -106,24 +107,34 @@ class Propagator:
 
   def segment(self, prior, image, flow, alive, first_area, timer: StageTimer = None):
     """N_mp around a prior already aligned with `image` (the warped previous mask; in the solver's
-    recovery, the frame-0 patch pasted into a retrieved box): crop, net, paste, per scale."""
+    recovery, the frame-0 patch pasted into a retrieved box): crop, net, paste, per scale. The
+    objects of all scales that share a crop size go through the net in one call."""
     cfg = self.config
     h, w = prior.shape[1:]
     t = timer or self.timer
     warped = prior
     image = jnp.asarray(image, jnp.float32)
     total = None
+    sizes = {}  # crop size -> margins: scales of one crop size run through the net in one call
     for margin, size in cfg.scales:
-      kw = dict(margin=float(margin), size=int(size), use_box=cfg.use_box, threshold=cfg.threshold)
+      sizes.setdefault(int(size), []).append(float(margin))
+    kb = prior.shape[0]
+    for size, margins in sizes.items():
       with t.stage("crop", crop_stage):
-        img_c, flow_c, prob_c, boxes, valid = crop_stage(image, flow, warped, **kw)
-        jax.block_until_ready(prob_c)
+        cut = [crop_stage(image, flow, warped, margin=m, size=size, use_box=cfg.use_box, threshold=cfg.threshold)
+               for m in margins]
+        jax.block_until_ready(cut[-1][2])
       with t.stage("net", self.net):
-        logits = self.net(img_c, flow_c, prob_c).block_until_ready()
+        inputs = [c[:3] for c in cut]
+        if len(cut) > 1:  # objects x scales in one batch
+          inputs = [tuple(jnp.concatenate(x) for x in zip(*inputs))]
+        logits = self.net(*inputs[0]).block_until_ready()
       self.net_calls += 1
       with t.stage("paste", paste_stage):
-        full = paste_stage(logits, boxes, valid, height=h, width=w)
-        total = full if total is None else total + full
+        for g, (_, _, _, boxes, valid) in enumerate(cut):
+          part = logits if len(cut) == 1 else logits[g * kb:(g + 1) * kb]
+          full = paste_stage(part, boxes, valid, height=h, width=w)
+          total = full if total is None else total + full
         total.block_until_ready()
     with t.stage("finish", finish_stage):
       prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,

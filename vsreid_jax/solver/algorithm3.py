@@ -29,7 +29,7 @@ from vsreid_jax.data.objects import mask_box
 from vsreid_jax.propagation import crops
 from vsreid_jax.propagation.algorithm1 import Propagator, binarize
 from vsreid_jax.reid.algorithm2 import Retrieval, best_retrieval
-from vsreid_jax.solver.caches import Candidates
+from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
 
@@ -41,6 +41,8 @@ class SolverConfig:
   max_retrievals: int = 20  # cap on recover-and-propagate rounds per video
   recover_passes: int = 5  # N_mp passes at the retrieved frame: the guided one + 4 fed back
   guide_size: int = 129  # resolution at which the frame-0 patch is moved into the box
+  prob_memory_mb: float = 128.0  # uint8 probabilities past this size go to a temporary file
+  search_block: int = 256  # frames whose candidates Algorithm 2 reads at once (memory flat in length)
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "size"))
@@ -52,7 +54,7 @@ def guide_prior(first_prob, src_box, dst_box, *, height, width, size):
 
 @dataclasses.dataclass
 class SolveResult:
-  probs: np.ndarray  # [T, Kb, H, W] float16
+  probs: ProbStore  # [T, Kb, H, W] uint8 in memory or on disk; probs[t] -> float32 [Kb, H, W]
   alive: np.ndarray  # [T, Kb] the object is present (not lost) in the frame
   checkpoints: np.ndarray  # [T, K] frame whose mask each (frame, object) was propagated from
   retrievals: List[dict]  # one entry per round: frame, object, score, box, frames rewritten
@@ -75,10 +77,12 @@ class Solver:
     return self.propagator.jitted + (guide_prior, merge_probs)
 
   def solve(self, frames, flows, first_prob: np.ndarray, first_area: np.ndarray, num_objects: int,
-            candidates: Optional[Candidates], templates: Optional[np.ndarray],
-            timer: Optional[StageTimer] = None, progress: bool = False, desc: str = "") -> SolveResult:
+            candidates, templates, timer: Optional[StageTimer] = None, progress: bool = False,
+            desc: str = "") -> SolveResult:
     """frames (a frame sequence), flows (a FlowCache), first_prob[Kb, H, W] with num_objects real
-    objects, first_area[Kb]; candidates None: propagation only (no re-identification)."""
+    objects, first_area[Kb]; candidates: a solver.caches.CandidateSource (or Candidates of every
+    frame), asked only for the frames the retrieval rule reads (`search_frames`); templates[K, D] or
+    a function returning them (called at the first retrieval); candidates None: propagation only."""
     start = time.perf_counter()
     timer = timer or StageTimer()
     prop = self.propagator
@@ -86,7 +90,7 @@ class Solver:
     n = len(frames)
     kb, h, w = first_prob.shape
     k = num_objects
-    probs = np.zeros((n, kb, h, w), np.float16)
+    probs = ProbStore((n, kb, h, w), self.config.prob_memory_mb)
     alive = np.zeros((n, kb), bool)
     probs[0] = first_prob
     alive[0] = first_area > 0
@@ -101,20 +105,19 @@ class Solver:
     log: List[dict] = []
     if candidates is not None and k > 0:
       boxes = np.zeros((n, k, 4), np.float32)
-      for i in range(n):
-        for j in range(k):
-          if alive[i, j]:
-            boxes[i, j] = mask_box(probs[i, j] > 0.5)
+      for i in np.flatnonzero(alive[:, :k].any(axis=1)):
+        p = probs[i]
+        for j in np.flatnonzero(alive[i, :k]):
+          boxes[i, j] = mask_box(p[j] > 0.5)
       first_boxes = [mask_box(first_prob[j] > 0.5) for j in range(k)]
       tried = set()
       cfg = self.config
+      templates = functools.lru_cache(maxsize=None)(templates if callable(templates) else lambda t=templates: t)
       for _ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
                     leave=False):
         lost = ~alive[:, :k]
         lost[0] = False  # frame 0 is given
-        with timer.stage("reid"):
-          ret = best_retrieval(candidates, templates, lost, boxes, alive[:, :k], cfg.rho_reid, cfg.rho_occ,
-                               skip=tried)
+        ret = self._retrieve(candidates, templates, lost, boxes, alive[:, :k], tried, timer)
         if ret is None:
           break
         tried.add((ret.frame, ret.object_index))
@@ -124,6 +127,31 @@ class Solver:
                         box=[round(v, 1) for v in ret.box], frames_rewritten=rewritten,
                         first=min(rewritten) if rewritten else None, last=max(rewritten) if rewritten else None))
     return SolveResult(probs, alive, ckpt, log, prop.net_calls - calls0, time.perf_counter() - start)
+
+  @staticmethod
+  def search_frames(lost: np.ndarray) -> np.ndarray:
+    """The frames whose candidates the retrieval rule reads: those where some object is lost
+    (lost[T, K]). A rule that also looks at suspect objects adds their frames here."""
+    return np.flatnonzero(lost.any(axis=1))
+
+  def _retrieve(self, candidates, templates, lost, boxes, present, tried, timer):
+    """Algorithm 2 over the frames of `search_frames`, their candidates fetched on demand, a block
+    of `search_block` frames at a time (the best over blocks: the earliest frame wins ties)."""
+    cfg = self.config
+    frames = self.search_frames(lost)
+    best = None
+    for start in range(0, frames.size, cfg.search_block):
+      block = frames[start:start + cfg.search_block]
+      cands = candidates.get(block)  # runs the detector on frames not seen before
+      pos = {int(t): p for p, t in enumerate(block)}
+      skip = {(pos[t], o) for t, o in tried if t in pos}
+      tmpl = templates()
+      with timer.stage("reid"):
+        ret = best_retrieval(cands, tmpl, lost[block], boxes[block], present[block], cfg.rho_reid, cfg.rho_occ,
+                             skip=skip)
+      if ret is not None and (best is None or ret.score > best.score):
+        best = dataclasses.replace(ret, frame=int(block[ret.frame]))
+    return best
 
   @staticmethod
   def _read(frames, i, timer):
