@@ -124,11 +124,34 @@ def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]
   path = weights.DEFAULT_WEIGHTS if name == "default" else name
   config_name, _, variables = weights.load_weights(path)
   model_cfg = weights.model_config(config_name)
-  if streams:
-    model_cfg.model.streams = tuple(streams)
+  # A single-stream net (e.g. trained with `vsreid train --stage rgb`) brings only its streams.
+  trained = tuple(s for s in model_cfg.model.streams if f"{s}_stream" in variables.get("params", {}))
+  if streams and not set(streams) <= set(trained):
+    raise InputError(f"{path}: has no {' / '.join(sorted(set(streams) - set(trained)))} stream (it has "
+                     f"{', '.join(trained)}); use a net trained with those streams")
+  model_cfg.model.streams = tuple(streams) if streams else trained
   fn = SwappableNet(build_model(model_cfg.model), variables, model_cfg.test_flip if flip is None else flip,
                     config_name, model_cfg)
   return fn, model_cfg
+
+
+def net_scales(model_cfg: ml_collections.ConfigDict) -> Tuple[Tuple[float, int], ...]:
+  """The net's own test scales: (its margin, its crop size x f) for each f of `test_scales`, the crop
+  rounded to the nearest (multiple of the output stride) + 1, like the training crop (161 = 10 x 16 + 1:
+  0.8 -> 129, 1.2 -> 193)."""
+  stride = int(model_cfg.model.backbone.output_stride)
+  crop = int(model_cfg.crop_size)
+  return tuple((float(model_cfg.crop_margin), int(round((crop - 1) * float(f) / stride)) * stride + 1)
+               for f in model_cfg.get("test_scales", (1.0,)))
+
+
+def check_retrieval_rule(config: ml_collections.ConfigDict) -> None:
+  """Refuses a retrieval rule this build's solver does not implement (no silent fallback)."""
+  from vsreid_jax.solver.algorithm3 import SolverConfig  # pylint: disable=g-import-not-at-top
+  rule = config.solver.get("retrieval_rule", "original")
+  if rule != "original" and "retrieval_rule" not in {f.name for f in dataclasses.fields(SolverConfig)}:
+    raise InputError(f"--retrieval-rule {rule}: this build's solver has only the original rule "
+                     "(reid/algorithm2.py); use --retrieval-rule original")
 
 
 def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> PropagationConfig:
@@ -137,7 +160,7 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
   if p.scales is not None:
     scales = p.scales
   elif model_cfg is not None:
-    scales = ((model_cfg.crop_margin, model_cfg.crop_size),)
+    scales = net_scales(model_cfg)
   else:
     scales = DEFAULT_SCALES
   binarize = p.binarize_prior
@@ -158,6 +181,8 @@ class Segmenter:
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
     self.method = resolve_method(self.config)
+    if self.method == "vsreid":
+      check_retrieval_rule(self.config)
     self._reid = None  # (detector, embedder, fingerprint), loaded on first use
 
   def reid_nets(self):

@@ -1,7 +1,8 @@
 """configs: one `get_config()` ConfigDict per model / experiment.
 
 Propagation (N_mp): `propagation_lite_cpu` (2-core CPU) and
-`propagation_paper_r101` (the paper's two ResNet-101 streams).
+`propagation_paper_r101` (the paper's two ResNet-101 streams, the original's deep stem) and
+`propagation_paper_r101_tvstem` (the same with torchvision's stem, for its ImageNet weights).
 """
 
 import ast
@@ -12,6 +13,7 @@ from vsreid_jax.errors import InputError
 PROPAGATION_CONFIGS = {
     "lite_cpu": "vsreid_jax.configs.propagation_lite_cpu",
     "paper_r101": "vsreid_jax.configs.propagation_paper_r101",
+    "paper_r101_tvstem": "vsreid_jax.configs.propagation_paper_r101_tvstem",
 }
 
 

@@ -18,6 +18,9 @@ def get_config():
   c.solver.recover_passes = 5  # N_mp passes at a retrieved frame (the guided one + 4 fed back)
   c.solver.guide_size = 129  # resolution of the frame-0 patch moved into the retrieved box
   c.solver.candidate_batch = 4  # frames per detector / ReID call
+  # Algorithm 2's per-pair rule (reid/algorithm2.py): "original" (the original test code: only lost
+  # objects, a candidate free of present objects' boxes) or "paper" (every (frame, object) pair).
+  c.solver.retrieval_rule = "original"
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only
@@ -49,3 +52,31 @@ def parse_scales(text: str):
     return tuple((float(m), int(s)) for m, s in (x.split(":") for x in text.split(",")))
   except ValueError:
     raise InputError(f"--scales {text}: expected margin:crop pairs like 0.15:449,0.3:449") from None
+
+
+# Test-time extensions beyond the paper, each with its default here, its `vsreid segment` switch and
+# the paper's setting (README "The paper's test-time setting"). `--preset paper` applies PAPER.
+PRESETS = ("paper",)
+PAPER = {
+    "flip": False,  # flip averaging: the original test code's; the paper does not mention it
+    "solver.recover_passes": 1,  # the paper recovers with one N_mp pass; the original code feeds back 4 more
+    "solver.retrieval_rule": "paper",  # the paper's Algorithm 2: every (frame, object) pair
+    "propagation.lost_ratio": 0.0,  # the original code's 1/10-area "lost" rule; the paper has none
+    # The paper's Algorithm 3 runs until no retrieval is accepted; no cap in effect (each (frame,
+    # object) pair is tried at most once, so the rounds end).
+    "solver.max_retrievals": 1_000_000,
+    "propagation.scales": None,  # multi-scale testing as the net's config says (its test_scales)
+}
+
+
+def apply_preset(config, name: str) -> None:
+  """Sets the preset's fields (PAPER for "paper"); switches given after it refine them."""
+  if name not in PRESETS:
+    raise InputError(f"--preset {name}: choose one of {', '.join(PRESETS)}")
+  for key, value in PAPER.items():
+    node = config
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+

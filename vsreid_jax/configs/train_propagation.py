@@ -51,7 +51,10 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   return d
 
 
-def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
+def get_config(arg: str = "lite_cpu", stage: str = "joint") -> ml_collections.ConfigDict:
+  """`stage` (train/stages.py): "joint" (both streams; from random init unless
+  init.from_stage_workdir names a flow-stage workdir), or one of the paper's earlier stages
+  "rgb_static", "rgb", "flow"; it sets config.stage, model.streams and, for rgb_static, the priors."""
   if arg not in MODELS:
     raise ValueError(f"unknown config {arg!r}; choose one of {', '.join(MODELS)}")
   config = configs.get_propagation_config(arg)
@@ -100,4 +103,10 @@ def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
 
   if "init" not in config:
     config.init = ml_collections.ConfigDict(dict(torch_checkpoint=""))
+  # Staged training (train/stages.py): the previous stage's workdir, and how the flow stream's
+  # first conv is made from the RGB stream's ("mean" of the colour filters per flow channel, "zeros").
+  config.init.from_stage_workdir = ""
+  config.init.flow_channel_init = "mean"
+  from vsreid_jax.train import stages  # pylint: disable=g-import-not-at-top
+  stages.apply_stage(config, stage)
   return config
