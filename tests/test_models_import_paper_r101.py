@@ -100,8 +100,13 @@ def _input():
   return np.random.RandomState(0).randn(1, 3, 33, 33).astype(np.float32)
 
 
-def test_paper_r101_tvstem_imports_torchvision_resnet101():
-  model = _torch_resnet101(deep_stem=False)
+@pytest.fixture(scope="module")
+def tv_model():
+  return _torch_resnet101(deep_stem=False)
+
+
+def test_paper_r101_tvstem_imports_torchvision_resnet101(tv_model):
+  model = tv_model
   x = _input()
   got, flow = _imported_stream_features("paper_r101_tvstem", model.state_dict(), x)
   _assert_close(got, _torch_features(model, x, deep_stem=False))
@@ -139,6 +144,9 @@ def test_paper_r101_imports_the_pspnet_deep_stem_resnet101_in_both_namings():
   np.testing.assert_array_equal(got_caffe, got)
 
 
-def test_torchvision_weights_do_not_fit_the_deep_stem():
-  with pytest.raises(ValueError, match="shape"):
-    _imported_stream_features("paper_r101", _torch_resnet101(deep_stem=False).state_dict(), _input())
+def test_torchvision_weights_do_not_fit_the_deep_stem(tv_model):
+  m = configs.get_propagation_config("paper_r101").model
+  model = propagation.build_model(m)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), *propagation.dummy_inputs(33))
+  with pytest.raises(ValueError, match="conv1.weight: checkpoint shape"):
+    import_torch.import_propagation_backbones(shapes, tv_model.state_dict())

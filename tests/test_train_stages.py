@@ -1,8 +1,9 @@
 """The paper's training stages through `vsreid train --stage ... --init-from ...`, on the lite
 config shrunk to tiny crops: rgb_static -> rgb -> flow -> joint, each starting from the previous
-stage's weights, and a stage resumed after a kill ending where an uninterrupted one ends."""
+stage's weights, and a stage resumed after a kill ending where an uninterrupted one ends.
+Slow on a loaded 2-core machine (three models compiled for train, eval and init)."""
+import functools
 import json
-import os
 
 import jax
 import numpy as np
@@ -13,10 +14,9 @@ from vsreid_jax import configs
 from vsreid_jax.configs import train_propagation
 from vsreid_jax.data import synthetic
 from vsreid_jax.errors import InputError
+from vsreid_jax.models import propagation
 from vsreid_jax.models.propagation import build_model
-from vsreid_jax.train import loop
 from vsreid_jax.train import stages
-from vsreid_jax.train import state as state_lib
 
 # The lite model at its smallest: one block per stage, width 8, crops of 33 (output stride 16).
 SHRINK = ["model.backbone.stage_sizes=(1,1,1,1)", "model.backbone.width=8", "model.aspp.branch_channels=8",
@@ -36,6 +36,20 @@ def data_dir(tmp_path_factory):
   return root
 
 
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+  """A persistent XLA cache for this module: the stages share programs (rgb_static and rgb are one
+  model; a resumed run is the same program), each run of the CLI would otherwise compile anew."""
+  keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+          "jax_persistent_cache_min_entry_size_bytes")
+  old = {k: getattr(jax.config, k) for k in keys}
+  for k, v in zip(keys, (str(tmp_path_factory.mktemp("xla")), 0.0, 0)):
+    jax.config.update(k, v)
+  yield
+  for k, v in old.items():
+    jax.config.update(k, v)
+
+
 def _train(data_dir, workdir, stage, init_from=None, steps=None, resume=False):
   argv = ["train", "--config", "lite_cpu", "--stage", stage, "--workdir", str(workdir), "--data-dir", str(data_dir),
           "--no-progress"]
@@ -44,6 +58,19 @@ def _train(data_dir, workdir, stage, init_from=None, steps=None, resume=False):
   argv += ["--steps", str(steps)] if steps else []
   argv += ["--resume"] if resume else []
   return cli.main(argv)
+
+
+@pytest.fixture(scope="module")
+def chain(data_dir, tmp_path_factory, compile_cache):
+  """The four stages run end to end, each from the previous one's workdir: {stage: workdir}."""
+  del compile_cache
+  root = tmp_path_factory.mktemp("stages")
+  w = {s: root / s for s in stages.STAGES}
+  assert _train(data_dir, w["rgb_static"], "rgb_static") == 0
+  assert _train(data_dir, w["rgb"], "rgb", init_from=w["rgb_static"]) == 0
+  assert _train(data_dir, w["flow"], "flow", init_from=w["rgb"]) == 0
+  assert _train(data_dir, w["joint"], "joint", init_from=w["flow"]) == 0
+  return w
 
 
 def _stream(variables, stream):
@@ -58,23 +85,19 @@ def _assert_tree_equal(a, b):
 
 
 def _start(stage, init_from):
-  """The variables a stage starts from (what train() builds before its first step)."""
+  """The variables a stage starts from: what `loop.init_state` fills in (shapes for the rest)."""
   config = train_propagation.get_config("lite_cpu", stage=stage)
   for a in SHRINK:
     configs.override(config, a)
   config.init.from_stage_workdir = str(init_from)
-  tx, _ = state_lib.make_optimizer(config.optimizer, config.train.steps)
-  state = loop.init_state(config, build_model(config.model), tx, jax.random.key(0))
-  return jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  model = build_model(config.model)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                          *propagation.dummy_inputs(config.data.crop_size))
+  return stages.init_from_stage(config, shapes)
 
 
-def test_stage_chain_each_stage_starts_from_the_previous_and_resumes_exactly(data_dir, tmp_path):
-  w = {s: tmp_path / s for s in stages.STAGES}
-  assert _train(data_dir, w["rgb_static"], "rgb_static") == 0
-  assert _train(data_dir, w["rgb"], "rgb", init_from=w["rgb_static"]) == 0
-  assert _train(data_dir, w["flow"], "flow", init_from=w["rgb"]) == 0
-  assert _train(data_dir, w["joint"], "joint", init_from=w["flow"]) == 0
-
+def test_stage_chain_each_stage_starts_from_the_previous(chain):
+  w = chain
   cfg = {s: json.load(open(w[s] / "config.json")) for s in stages.STAGES}
   assert cfg["rgb_static"]["data"]["prior_probs"] == [0.0, 1.0, 0.0]  # deformed GT masks only
   assert cfg["rgb"]["data"]["prior_probs"] != [0.0, 1.0, 0.0]  # DAVIS pairs: real-warp priors too
@@ -85,7 +108,6 @@ def test_stage_chain_each_stage_starts_from_the_previous_and_resumes_exactly(dat
     assert step == 4
     assert sorted(trained[s]["params"]) == sorted(f"{x}_stream" for x in stages.STREAMS[s])
 
-  # Each stage starts from the previous stage's final weights.
   starts = {s: _start(s, w[prev]) for s, prev in (("rgb", "rgb_static"), ("flow", "rgb"), ("joint", "flow"))}
   _assert_tree_equal(_stream(starts["rgb"], "rgb"), _stream(trained["rgb_static"], "rgb"))
   _assert_tree_equal(_stream(starts["joint"], "rgb"), _stream(trained["rgb"], "rgb"))  # up the chain
@@ -100,21 +122,32 @@ def test_stage_chain_each_stage_starts_from_the_previous_and_resumes_exactly(dat
   np.testing.assert_array_equal(flow_k[:, :, 2], rgb_k[:, :, 3])
   _assert_tree_equal(flow_p["aspp"], rgb_p["aspp"])
   _assert_tree_equal(_stream(starts["flow"], "flow")["batch_stats"], _stream(trained["rgb"], "rgb")["batch_stats"])
-  # Training moved the joint stage away from where it started.
-  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained["joint"]), jax.tree.leaves(starts["joint"])))
-
-  # The joint stage killed at step 2 and resumed ends where the uninterrupted one ended.
-  killed = tmp_path / "joint_killed"
-  assert _train(data_dir, killed, "joint", init_from=w["flow"], steps=2) == 0
-  assert _train(data_dir, killed, "joint", init_from=w["flow"], resume=True) == 0
-  _assert_tree_equal(stages.load_workdir_variables(str(killed))[0], trained["joint"])
+  # Each stage trained away from where it started.
+  for s in ("rgb", "flow", "joint"):
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained[s]["params"]),
+                                                        jax.tree.leaves(starts[s]["params"])))
 
 
-def test_a_stage_refuses_a_workdir_that_is_not_its_predecessor(data_dir, tmp_path, capsys):
-  assert _train(data_dir, tmp_path / "static", "rgb_static", steps=2) == 0
-  assert _train(data_dir, tmp_path / "flow", "flow", init_from=tmp_path / "static") == 2
-  assert "a rgb_static stage workdir, but stage flow starts from rgb stage" in capsys.readouterr().err
+def test_a_stage_trains_from_the_previous_stage_and_resumes_exactly(chain, data_dir, tmp_path):
+  killed = tmp_path / "joint"
+  assert _train(data_dir, killed, "joint", init_from=chain["flow"], steps=1) == 0
+  # Step 1 runs at learning rate 0 (warmup from 0): the saved parameters are the starting ones.
+  first, step = stages.load_workdir_variables(str(killed))
+  assert step == 1
+  _assert_tree_equal(first["params"], _start("joint", chain["flow"])["params"])
+  # Resumed from its own checkpoint, it ends where the uninterrupted stage ended, bit for bit.
+  assert _train(data_dir, killed, "joint", init_from=chain["flow"], resume=True) == 0
+  _assert_tree_equal(stages.load_workdir_variables(str(killed))[0],
+                     stages.load_workdir_variables(str(chain["joint"]))[0])
+
+
+def test_a_stage_refuses_a_workdir_that_is_not_its_predecessor(chain, data_dir, tmp_path, capsys):
+  assert _train(data_dir, tmp_path / "flow", "flow", init_from=chain["rgb_static"]) == 2
+  err = capsys.readouterr().err
+  assert "a rgb_static stage workdir, but stage flow starts from rgb stage" in err and err.count("\n") == 1
+  assert _train(data_dir, tmp_path / "rgb", "rgb", init_from=tmp_path / "nowhere") == 2
+  assert "no config.json" in capsys.readouterr().err
+  config = train_propagation.get_config("lite_cpu")
+  config.stage = "flow"  # as `--set stage=flow` through the API, the streams left as they were
   with pytest.raises(InputError, match="pass --stage flow"):
-    config = train_propagation.get_config("lite_cpu")
-    config.stage = "flow"  # as `--set stage=flow` through the API, streams not set
     stages.check_stage(config)

@@ -35,7 +35,7 @@ from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
 
-# Crop scales for nets that bring none (identity): the paper's margin and crop size.
+# Crop scales for nets that bring none (identity): the original test code's margin and crop size.
 DEFAULT_SCALES = ((0.15, 449),)
 
 

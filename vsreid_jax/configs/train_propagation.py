@@ -4,8 +4,12 @@ The model part comes from `propagation_<arg>.py` (model, crop_size, crop_margin,
 the data (roots, held-out split, prior mix), the optimiser, the loop and the initialisation.
 
   lite_cpu:   sized to train in <= 2 h on 2 CPU cores (about 0.3-0.6 s a step).
-  paper_r101: the original two-stream ResNet-101 OS8 net, 449x449 crops, 2 crops per device,
-              SGD momentum 0.9, lr 1e-3 poly: meant for GPUs/TPUs.
+  paper_r101: the original's two-stream ResNet-101 OS8 net, 449x449 crops, 2 crops per device,
+              SGD momentum 0.9, lr 1e-3 poly (DeepLab's recipe; the original's own training
+              hyper-parameters were never published): meant for GPUs/TPUs.
+  paper_r101_tvstem: the same with torchvision's stem (its ImageNet weights fit).
+Stages (train/stages.py): `get_config(arg, stage=...)`, the paper's rgb_static -> rgb -> flow ->
+joint schedule; the default "joint" trains both streams at once (ours).
 """
 import dataclasses
 
@@ -90,7 +94,8 @@ def get_config(arg: str = "lite_cpu", stage: str = "joint") -> ml_collections.Co
     t.eval_every = 500
     t.max_seconds = 2 * 3600.0
   else:
-    # DeepLab recipe of the original: SGD momentum 0.9, lr 1e-3, poly 0.9, weight decay 5e-4.
+    # DeepLab's published recipe (SGD momentum 0.9, lr 1e-3, poly 0.9, weight decay 5e-4); the
+    # original's own values are not published, so this choice is ours.
     config.data.batch_size = 0
     config.data.batch_per_device = 2
     o.name, o.schedule = "sgd", "poly"

@@ -215,8 +215,10 @@ def import_propagation_backbones(variables, state_dict,
 
   The RGB stream (RGB + prob, 4 channels) gets the RGB filters plus the
   extra channel per `extra_channel_init`; the flow stream (flow + prob,
-  3 channels) takes the 3-channel filters as they are, as the paper
-  initialised the flow stream from RGB weights.
+  3 channels) takes the 3-channel filters as they are, read as (flow x,
+  flow y, probability). The paper initialises the flow stream from its
+  trained RGB stream (train/stages.py does that); this ImageNet start for
+  both streams is ours.
   """
   state_dict = load_state_dict(state_dict)
   for stream in ("rgb_stream", "flow_stream"):
