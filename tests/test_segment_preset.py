@@ -102,3 +102,12 @@ def test_ablation_rows_share_the_preset_and_use_the_rgb_net():
   args.rgb_net = None
   rows = dict(ablation.row_configs(args))
   assert rows["baseline"].net == "two.msgpack" and rows["baseline"].streams == ("rgb",)
+
+
+def test_switches_join_a_parser_that_already_has_retrieval_rule():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--retrieval-rule", choices=["original", "paper"])  # as segment may define it itself
+  cli.add_test_time_switches(parser)
+  config = segment_config.get_config()
+  cli.apply_test_time_switches(config, parser.parse_args(["--retrieval-rule", "paper", "--no-flip"]))
+  assert config.solver.retrieval_rule == "paper" and config.flip is False

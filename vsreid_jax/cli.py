@@ -71,9 +71,11 @@ def add_test_time_switches(p):
   p.add_argument("--lost-ratio", type=float, default=None, metavar="R",
                  help="an object below R x its first-frame area is lost and stops propagating "
                  "(default 0.1, the original code's; 0: only an empty mask is lost)")
-  p.add_argument("--retrieval-rule", default=None, choices=["original", "paper"],
-                 help="Algorithm 2: original (lost objects only, the original test code; default) or "
-                 "paper (every frame-object pair)")
+  if "--retrieval-rule" not in p._option_string_actions:  # pylint: disable=protected-access
+    # (segment's own parser may define it beside --rho-reid: one definition, whichever came first)
+    p.add_argument("--retrieval-rule", default=None, choices=["original", "paper"],
+                   help="Algorithm 2: original (lost objects only, the original test code; default) or "
+                   "paper (every frame-object pair)")
 
 
 def apply_test_time_switches(config, args):

@@ -18,8 +18,9 @@ def get_config():
   c.solver.recover_passes = 5  # N_mp passes at a retrieved frame (the guided one + 4 fed back)
   c.solver.guide_size = 129  # resolution of the frame-0 patch moved into the retrieved box
   c.solver.candidate_batch = 4  # frames per detector / ReID call
-  # Algorithm 2's per-pair rule (reid/algorithm2.py): "original" (the original test code: only lost
-  # objects, a candidate free of present objects' boxes) or "paper" (every (frame, object) pair).
+  # Which (frame, object) pairs Algorithm 2 considers (DESIGN.md "Retrieval, two readings"):
+  # "original": lost objects only (the original test code); "paper": every pair, accepted when the
+  # most similar candidate is > rho_reid and its IoU with the object's current mask box < rho_occ.
   c.solver.retrieval_rule = "original"
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
