@@ -18,9 +18,10 @@ from vsreid_jax.models import propagation
 from vsreid_jax.models.propagation import build_model
 from vsreid_jax.train import stages
 
-# The lite model at its smallest: one block per stage, width 8, crops of 33 (output stride 16).
+# The lite model at its smallest (compiles dominate): one block per stage, width 8, one ASPP branch,
+# no skip decoder, crops of 33 (output stride 16).
 SHRINK = ["model.backbone.stage_sizes=(1,1,1,1)", "model.backbone.width=8", "model.aspp.branch_channels=8",
-          "model.aspp.out_channels=8", "model.skip.channels=4", "model.skip.decoder_channels=8",
+          "model.aspp.out_channels=8", "model.aspp.rates=(1,)", "model.skip.channels=0",
           "data.crop_size=33", "data.source='python'", "data.roots=(('davis','480p'),)", "data.held_out=('b',)",
           "data.batch_size=2", "data.num_val_examples=2", "data.prefetch=0", "optimizer.warmup_steps=1",
           "train.steps=4", "train.log_every=1", "train.checkpoint_every=2", "train.eval_every=100",
