@@ -110,7 +110,7 @@ def describe_run(seg, config) -> str:
   if seg.method == "vsreid":
     s = config.solver
     parts += [f"rule={s.retrieval_rule}", f"recover_passes={s.recover_passes}",
-              f"max_retrievals={'none' if s.max_retrievals >= 1_000_000 else s.max_retrievals}"]
+              f"max_retrievals={'none' if s.max_retrievals >= segment_config.NO_CAP else s.max_retrievals}"]
   return " ".join(parts)
 
 

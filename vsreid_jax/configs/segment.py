@@ -58,14 +58,15 @@ def parse_scales(text: str):
 # Test-time extensions beyond the paper, each with its default here, its `vsreid segment` switch and
 # the paper's setting (README "The paper's test-time setting"). `--preset paper` applies PAPER.
 PRESETS = ("paper",)
+# The paper's Algorithm 3 runs until no retrieval is accepted: a cap never reached (each (frame,
+# object) pair is tried at most once, so the rounds end).
+NO_CAP = 1_000_000
 PAPER = {
     "flip": False,  # flip averaging: the original test code's; the paper does not mention it
     "solver.recover_passes": 1,  # the paper recovers with one N_mp pass; the original code feeds back 4 more
     "solver.retrieval_rule": "paper",  # the paper's Algorithm 2: every (frame, object) pair
     "propagation.lost_ratio": 0.0,  # the original code's 1/10-area "lost" rule; the paper has none
-    # The paper's Algorithm 3 runs until no retrieval is accepted; no cap in effect (each (frame,
-    # object) pair is tried at most once, so the rounds end).
-    "solver.max_retrievals": 1_000_000,
+    "solver.max_retrievals": NO_CAP,  # the paper's Algorithm 3 has no cap
     "propagation.scales": None,  # multi-scale testing as the net's config says (its test_scales)
 }
 
