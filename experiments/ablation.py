@@ -15,8 +15,15 @@ per-row results OUT/<row>/<root>/<sequence>/*.png (+ <sequence>_retrievals.json 
   python experiments/ablation.py --davis ../shared/data/davis2016-train:480p \
       --davis ../shared/data/davis2016-train-240p:240p --set train --held-out --out /tmp/ablation-val
 
-The single-stream rows run the shipped two-stream weights with the flow stream left out (the
-paper trained a separate RGB-only net); the ablation shows structure, not the paper's numbers.
+What the paper's rows measured, and what these run: the paper's single-stream rows are a
+separately trained RGB-only net; here they run `--rgb-net FILE` (a net trained with `vsreid train
+--stage rgb`) when given, else the two-stream weights with the flow stream left out (the table's
+`ran` column says which). Every other test-time setting is the same in every row: with `--preset
+paper` the paper's (no flip, one recovery pass, the paper's per-pair retrieval rule, no lost-area
+rule, no retrieval cap, the net's test scales), else this project's defaults (flip as the net's
+config says, 5 recovery passes, the original code's lost-only rule and 1/10 lost area, at most 20
+retrievals); the switches of `vsreid segment` (--no-flip, --recover-passes, --lost-ratio,
+--retrieval-rule) refine either. The `ran` column lists each row's resolved settings.
 """
 import argparse
 import csv
@@ -28,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from vsreid_jax import cli  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import HELD_OUT  # pylint: disable=wrong-import-position
@@ -55,9 +63,12 @@ def row_configs(args):
   for name, change in ROWS:
     state.update(change)
     c = segment_config.get_config()
+    cli.apply_test_time_switches(c, args)  # the same in every row
     c.net = args.net
     c.method = state["method"]
     c.streams = state.get("streams")
+    if c.streams == ("rgb",) and getattr(args, "rgb_net", None):
+      c.net, c.streams = args.rgb_net, None  # a separately trained single-stream net, as the paper's rows
     c.propagation.use_box = state["use_box"]
     if state.get("multi_scale"):
       c.propagation.scales = segment_config.parse_scales(args.multi_scales)
@@ -83,6 +94,24 @@ def jobs_of(args):
   if not jobs:
     raise InputError("no sequences selected; check --set, --sequences and --held-out")
   return jobs
+
+
+def describe_run(seg, config) -> str:
+  """The resolved settings a row ran with: net and streams, crop, method and test-time extensions."""
+  net = seg.propagator.net
+  model_cfg = getattr(net, "model_config", None)
+  p = seg.propagator.config
+  parts = [f"net={os.path.basename(str(config.net))}"]
+  if model_cfg is not None:
+    parts.append("streams=" + "+".join(model_cfg.model.streams))
+    parts.append(f"flip={'on' if (model_cfg.test_flip if config.flip is None else config.flip) else 'off'}")
+  parts += [f"box={'on' if p.use_box else 'off'}", "scales=" + ",".join(f"{m}:{c}" for m, c in p.scales),
+            f"lost_ratio={p.lost_ratio}", f"method={seg.method}"]
+  if seg.method == "vsreid":
+    s = config.solver
+    parts += [f"rule={s.retrieval_rule}", f"recover_passes={s.recover_passes}",
+              f"max_retrievals={'none' if s.max_retrievals >= segment_config.NO_CAP else s.max_retrievals}"]
+  return " ".join(parts)
 
 
 def run_row(name, config, jobs, out_dir, cache_dir, progress):
@@ -113,7 +142,7 @@ def run_row(name, config, jobs, out_dir, cache_dir, progress):
     objects += [(j, f) for _, j, f in res.per_object]
     per_root[os.path.basename(os.path.normpath(ds.root))] = res.global_["J&F-Mean"]
   j, f = float(np.mean([o[0] for o in objects])), float(np.mean([o[1] for o in objects]))
-  return dict(row=name, method=seg.method, jf=(j + f) / 2, j=j, f=f, per_root=per_root, objects=len(objects),
+  return dict(row=name, ran=describe_run(seg, config), method=seg.method, jf=(j + f) / 2, j=j, f=f, per_root=per_root, objects=len(objects),
               frames=frames_done, wall_s=wall, ms_per_frame=1000 * steady / max(frames_done, 1),
               net_calls=seg.propagator.net_calls - calls0, retrievals=retrievals)
 
@@ -127,6 +156,10 @@ def main(argv=None):
   ap.add_argument("--held-out", action="store_true", help="only the held-out sequences of the training roots")
   ap.add_argument("--out", required=True, help="output folder")
   ap.add_argument("--net", default="default", help="N_mp weights (default: shipped)")
+  ap.add_argument("--rgb-net", default=None, metavar="FILE",
+                  help="single-stream (RGB) N_mp weights for the baseline and +bbox crop rows, e.g. exported from "
+                  "`vsreid train --stage rgb` (default: --net with its flow stream left out)")
+  cli.add_test_time_switches(ap)
   ap.add_argument("--multi-scales", default="0.15:129,0.15:161,0.15:193",
                   help="margin:crop pairs of the +multi-scale row")
   ap.add_argument("--max-retrievals", type=int, default=None)
@@ -136,6 +169,7 @@ def main(argv=None):
   args = ap.parse_args(argv)
   try:
     jobs = jobs_of(args)
+    row_configs(args)  # bad switches fail here, before any row runs
   except InputError as e:
     print(f"ablation: error: {e}", file=sys.stderr)
     return 2
@@ -151,9 +185,9 @@ def main(argv=None):
     print(f"{name}: J&F {r['jf']:.3f} (J {r['j']:.3f}, F {r['f']:.3f}) in {r['wall_s']:.0f} s, "
           f"{r['net_calls']} N_mp calls, {r['retrievals']} retrievals", flush=True)
   columns = ("row", "J&F", "J", "F", "paper J&F (test-dev)", "wall s", "ms/frame (no flow/detect)", "N_mp calls",
-             "retrievals")
+             "retrievals", "ran")
   rows = [(r["row"], r["jf"], r["j"], r["f"], PAPER[r["row"]], f"{r['wall_s']:.0f}", f"{r['ms_per_frame']:.0f}",
-           r["net_calls"], r["retrievals"]) for r in results]
+           r["net_calls"], r["retrievals"], r["ran"]) for r in results]
   table = markdown_table(columns, rows)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "ablation.md"), "w") as f:

@@ -39,7 +39,7 @@ from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
 
-# Crop scales for nets that bring none (identity): the paper's margin and crop size.
+# Crop scales for nets that bring none (identity): the original test code's margin and crop size.
 DEFAULT_SCALES = ((0.15, 449),)
 
 
@@ -134,6 +134,12 @@ def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]
     model_cfg = w.config or weights.model_config(w.name)
   except InputError as e:
     raise InputError(f"{path}: {e}") from None
+  # A single-stream net (e.g. trained with `vsreid train --stage rgb`) brings only its streams.
+  trained = tuple(s for s in model_cfg.model.streams if f"{s}_stream" in w.variables.get("params", {}))
+  if streams and not set(streams) <= set(trained):
+    raise InputError(f"{path}: has no {' / '.join(sorted(set(streams) - set(trained)))} stream (it has "
+                     f"{', '.join(trained)}); use a net trained with those streams")
+  model_cfg.model.streams = trained
   init = functools.partial(build_model(model_cfg.model).init, train=False)
   weights.check_variables(path, w.variables, jax.eval_shape(init, jax.random.key(0), *dummy_inputs(model_cfg.crop_size)),
                           w.name)
@@ -144,13 +150,32 @@ def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]
   return fn, model_cfg
 
 
+def net_scales(model_cfg: ml_collections.ConfigDict) -> Tuple[Tuple[float, int], ...]:
+  """The net's own test scales: (its margin, its crop size x f) for each f of `test_scales`, the crop
+  rounded to the nearest (multiple of the output stride) + 1, like the training crop (161 = 10 x 16 + 1:
+  0.8 -> 129, 1.2 -> 193)."""
+  stride = int(model_cfg.model.backbone.output_stride)
+  crop = int(model_cfg.crop_size)
+  return tuple((float(model_cfg.crop_margin), int(round((crop - 1) * float(f) / stride)) * stride + 1)
+               for f in model_cfg.get("test_scales", (1.0,)))
+
+
+def check_retrieval_rule(config: ml_collections.ConfigDict) -> None:
+  """Refuses a retrieval rule this build's solver does not implement (no silent fallback)."""
+  from vsreid_jax.solver.algorithm3 import SolverConfig  # pylint: disable=g-import-not-at-top
+  rule = config.solver.get("retrieval_rule", "original")
+  if rule != "original" and "retrieval_rule" not in {f.name for f in dataclasses.fields(SolverConfig)}:
+    raise InputError(f"--retrieval-rule {rule}: this build's solver has only the original rule "
+                     "(reid/algorithm2.py); use --retrieval-rule original")
+
+
 def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> PropagationConfig:
   """Algorithm 1 settings: the segment config's, where it leaves them None the net's own."""
   p = config.propagation
   if p.scales is not None:
     scales = p.scales
   elif model_cfg is not None:
-    scales = ((model_cfg.crop_margin, model_cfg.crop_size),)
+    scales = net_scales(model_cfg)
   else:
     scales = DEFAULT_SCALES
   binarize = p.binarize_prior
@@ -172,6 +197,8 @@ class Segmenter:
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
     self.method = resolve_method(self.config)
+    if self.method == "vsreid":
+      check_retrieval_rule(self.config)
     self._reid = None  # (detector, embedder, fingerprint), loaded on first use
 
   def reid_nets(self):

@@ -60,6 +60,7 @@ def _add_segment(sub):
   p.add_argument("--max-size", type=int, default=None, metavar="N",
                  help="segment frames shrunk so the long side is at most N pixels (less memory and time); "
                  "masks are written at the input size (nearest-neighbour upsampling)")
+  add_test_time_switches(p)
   p.add_argument("--online-steps", type=int, default=None, metavar="N",
                  help="fine-tune the net on each video's first frame for N steps before propagating "
                  "(0: off; default from the config: 0)")
@@ -78,6 +79,48 @@ def _add_segment(sub):
   p.add_argument("--no-compile-cache", action="store_true",
                  help="do not use the persistent compilation cache (~/.cache/vsreid_jax/xla, or "
                  "$VSREID_COMPILE_CACHE; VSREID_COMPILE_CACHE=0 also turns it off)")
+
+
+def add_test_time_switches(p):
+  """--preset and the switches of the test-time extensions (README "The paper's test-time setting");
+  `vsreid segment` and experiments/ablation.py share them."""
+  p.add_argument("--preset", default=None, choices=["paper"],
+                 help="paper: the paper's test-time behaviour (no flip, one recovery pass, the paper's "
+                 "per-pair retrieval rule, no lost-area rule, no retrieval cap, the net's test scales); "
+                 "switches given with it refine it")
+  p.add_argument("--no-flip", action="store_true", help="no flip averaging, whatever the net's config says")
+  p.add_argument("--recover-passes", type=int, default=None, metavar="N",
+                 help="N_mp passes at a retrieved box: the guided one + N-1 fed back (default 5; paper 1)")
+  p.add_argument("--lost-ratio", type=float, default=None, metavar="R",
+                 help="an object below R x its first-frame area is lost and stops propagating "
+                 "(default 0.1, the original code's; 0: only an empty mask is lost)")
+  if "--retrieval-rule" not in p._option_string_actions:  # pylint: disable=protected-access
+    # (segment's own parser may define it beside --rho-reid: one definition, whichever came first)
+    p.add_argument("--retrieval-rule", default=None, choices=["original", "paper"],
+                   help="Algorithm 2: original (lost objects only, the original test code; default) or "
+                   "paper (every frame-object pair)")
+
+
+def apply_test_time_switches(config, args):
+  """The preset first, then each switch given (a segment ConfigDict, changed in place)."""
+  from vsreid_jax.configs import segment as segment_config
+  get = lambda name: getattr(args, name, None)  # callers' namespaces may lack switches they never add
+  if get("preset"):
+    segment_config.apply_preset(config, args.preset)
+  if get("no_flip"):
+    if get("flip"):
+      raise InputError("--flip and --no-flip: choose one")
+    config.flip = False
+  if get("recover_passes") is not None:
+    if args.recover_passes < 1:
+      raise InputError(f"--recover-passes {args.recover_passes}: must be >= 1 (the guided pass)")
+    config.solver.recover_passes = args.recover_passes
+  if get("lost_ratio") is not None:
+    if not 0.0 <= args.lost_ratio < 1.0:
+      raise InputError(f"--lost-ratio {args.lost_ratio}: must be in [0, 1)")
+    config.propagation.lost_ratio = args.lost_ratio
+  if get("retrieval_rule"):
+    config.solver.retrieval_rule = args.retrieval_rule
 
 
 def _add_eval(sub):
@@ -107,6 +150,12 @@ def _add_train(sub):
   p.add_argument("--override", "--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                  help="set a field of configs/train_propagation.py (repeatable; --set is an alias), e.g. "
                  "optimizer.lr=3e-4; an unknown key is an error")
+  p.add_argument("--stage", default=None, choices=["rgb_static", "rgb", "flow", "joint"],
+                 help="the paper's training stages (train/stages.py): rgb_static (RGB stream, single frames "
+                 "with deformed GT masks as the guide), rgb (RGB stream on DAVIS pairs), flow (flow stream "
+                 "initialised from the RGB stream), joint (both streams; default)")
+  p.add_argument("--init-from", default=None, metavar="WORKDIR",
+                 help="start from the previous stage's workdir (rgb <- rgb_static <- ..., joint <- flow)")
   p.add_argument("--no-progress", action="store_true")
 
 
@@ -158,6 +207,7 @@ def _segment_config(args):
   from vsreid_jax import configs
   from vsreid_jax.configs import segment as segment_config
   config = configs.get("segment")
+  apply_test_time_switches(config, args)
   if args.net:
     config.net = args.net
   if args.method:
@@ -364,10 +414,18 @@ def cmd_train(args):
   prepare_dir(args.workdir, "--workdir")
   if not os.path.isdir(args.data_dir):
     raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
+  # The stage sets several fields (streams, priors): applied first, so --override can still refine them.
+  stage = args.stage or next((a.split("=", 1)[1] for a in reversed(args.override) if a.startswith("stage=")),
+                             "joint")
+  from vsreid_jax.train import stages  # pylint: disable=g-import-not-at-top
   config = configs.get("train", args.config)
+  stages.apply_stage(config, stage)
   config.data.data_dir = os.path.abspath(args.data_dir)
   for assignment in args.override:
-    configs.override(config, assignment)
+    if not assignment.startswith("stage="):
+      configs.override(config, assignment)
+  if args.init_from:
+    config.init.from_stage_workdir = os.path.abspath(args.init_from)
   import jax  # pylint: disable=g-import-not-at-top
   from vsreid_jax.train import loop  # after the config checks: a bad key fails before jax loads
   loop.global_batch_size(config.data, jax.device_count())  # a bad batch fails before the workdir is made

@@ -1,9 +1,11 @@
 """configs: one `get_config()` ConfigDict per model / experiment, all reached by `get(kind, name)`.
 
-Propagation (N_mp): `propagation_lite_cpu` (2-core CPU) and `propagation_paper_r101` (the paper's
-two ResNet-101 streams); their training (`train_propagation`) and online adaptation (`online`);
-the detector, the ReID net, RAFT, and `segment` (inference). `get` returns a locked config, so a
-misspelt key (`--override optimizer.lrr=3e-4`) is an error at once, before anything runs.
+Propagation (N_mp): `propagation_lite_cpu` (2-core CPU), `propagation_paper_r101` (the paper's
+two ResNet-101 streams, the original's deep stem) and `propagation_paper_r101_tvstem` (the same with
+torchvision's stem, for its ImageNet weights); their training (`train_propagation`) and online
+adaptation (`online`); the detector, the ReID net, RAFT, and `segment` (inference). `get` returns
+a locked config, so a misspelt key (`--override optimizer.lrr=3e-4`) is an error at once, before
+anything runs.
 """
 
 import ast
@@ -23,8 +25,10 @@ class ConfigError(InputError):
 # Names are those a weights file records (the detector and ReID nets record their module's name).
 REGISTRY = {
     "segment": {"default": ("segment", None)},
-    "propagation": {"lite_cpu": ("propagation_lite_cpu", None), "paper_r101": ("propagation_paper_r101", None)},
-    "train": {"lite_cpu": ("train_propagation", "lite_cpu"), "paper_r101": ("train_propagation", "paper_r101")},
+    "propagation": {"lite_cpu": ("propagation_lite_cpu", None), "paper_r101": ("propagation_paper_r101", None),
+                    "paper_r101_tvstem": ("propagation_paper_r101_tvstem", None)},
+    "train": {"lite_cpu": ("train_propagation", "lite_cpu"), "paper_r101": ("train_propagation", "paper_r101"),
+              "paper_r101_tvstem": ("train_propagation", "paper_r101_tvstem")},
     "online": {"lite_cpu": ("online", "lite_cpu"), "paper_r101": ("online", "paper_r101")},
     "detector": {"detector_lite_cpu": ("detector_lite_cpu", None), "detector_r50_fpn": ("detector_r50_fpn", None)},
     "reid": {"reid_lite_cpu": ("reid_lite_cpu", None)},

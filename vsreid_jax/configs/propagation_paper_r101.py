@@ -1,8 +1,13 @@
-"""N_mp as in the paper: two ResNet-101 (deep stem, output stride 8) + ASPP.
+"""N_mp of the paper and the original test code: two ResNet-101 (deep stem, output stride 8) + ASPP.
 
-Crop 449, rates 6/12/18/24/1 with 512 channels, RGB as BGR minus the Caffe
-mean (DESIGN.md, "Reference facts"). About 2 s per stream-pair forward at
-321x321 on 2 CPU cores: meant for an accelerator.
+What is whose (DESIGN.md, "Reference facts"): the paper describes two streams (RGB and flow, each
+with the warped probability) on the enlarged box crop; the layout below comes from the original's
+public test code: deep stem 64-64-128, strides [1,2,1,1] with dilations [1,1,2,4], ASPP rates
+6/12/18/24/1 of 512 channels, crop 449 with margin 0.15, RGB as BGR minus the Caffe mean, flip
+averaging at test (`test_flip`). Ours: one sigmoid logit per stream, averaged (models/propagation.py:
+the same model as the original's two-class softmax, summed). ImageNet weights: the PSPNet-style
+deep-stem ResNet-101 (models/import_torch.py); `paper_r101_tvstem` takes torchvision's instead.
+About 2 s per stream-pair forward at 321x321 on 2 CPU cores: meant for an accelerator.
 """
 
 import ml_collections
@@ -12,8 +17,9 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.crop_size = 449
   config.crop_margin = 0.15  # box enlarged by 15% of its size on each side
+  # Crop-size factors averaged at test time (api.net_scales; --scales overrides): one scale here.
   config.test_scales = (1.0,)
-  config.test_flip = True  # average with the flipped crop (flow x negated)
+  config.test_flip = True  # average with the flipped crop (flow x negated): the original test code's
 
   m = config.model = ml_collections.ConfigDict()
   m.streams = ("rgb", "flow")

@@ -23,6 +23,10 @@ def get_config():
   # Probabilities are kept as uint8; past this many MiB (e.g. 200 frames of 854x480 with 4 objects
   # take 78 MiB) in a temporary file, so memory does not grow with the video's length.
   c.solver.prob_memory_mb = 128.0
+  # Which (frame, object) pairs Algorithm 2 considers (DESIGN.md "Retrieval, two readings"):
+  # "original": lost objects only (the original test code); "paper": every pair, accepted when the
+  # most similar candidate is > rho_reid and its IoU with the object's current mask box < rho_occ.
+  c.solver.retrieval_rule = "original"
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only
@@ -69,3 +73,32 @@ def parse_scales(text: str):
     if size < 1:
       raise InputError(f"--scales {text}: crop size {size} must be a positive number of pixels, e.g. 449")
   return scales
+
+
+# Test-time extensions beyond the paper, each with its default here, its `vsreid segment` switch and
+# the paper's setting (README "The paper's test-time setting"). `--preset paper` applies PAPER.
+PRESETS = ("paper",)
+# The paper's Algorithm 3 runs until no retrieval is accepted: a cap never reached (each (frame,
+# object) pair is tried at most once, so the rounds end).
+NO_CAP = 1_000_000
+PAPER = {
+    "flip": False,  # flip averaging: the original test code's; the paper does not mention it
+    "solver.recover_passes": 1,  # the paper recovers with one N_mp pass; the original code feeds back 4 more
+    "solver.retrieval_rule": "paper",  # the paper's Algorithm 2: every (frame, object) pair
+    "propagation.lost_ratio": 0.0,  # the original code's 1/10-area "lost" rule; the paper has none
+    "solver.max_retrievals": NO_CAP,  # the paper's Algorithm 3 has no cap
+    "propagation.scales": None,  # multi-scale testing as the net's config says (its test_scales)
+}
+
+
+def apply_preset(config, name: str) -> None:
+  """Sets the preset's fields (PAPER for "paper"); switches given after it refine them."""
+  if name not in PRESETS:
+    raise InputError(f"--preset {name}: choose one of {', '.join(PRESETS)}")
+  for key, value in PAPER.items():
+    node = config
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+

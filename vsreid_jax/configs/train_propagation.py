@@ -4,8 +4,12 @@ The model part comes from `propagation_<arg>.py` (model, crop_size, crop_margin,
 the data (roots, held-out split, prior mix), the optimiser, the loop and the initialisation.
 
   lite_cpu:   sized to train in <= 2 h on 2 CPU cores (about 0.3-0.6 s a step).
-  paper_r101: the original two-stream ResNet-101 OS8 net, 449x449 crops, 2 crops per device,
-              SGD momentum 0.9, lr 1e-3 poly: meant for GPUs/TPUs.
+  paper_r101: the original's two-stream ResNet-101 OS8 net, 449x449 crops, 2 crops per device,
+              SGD momentum 0.9, lr 1e-3 poly (DeepLab's recipe; the original's own training
+              hyper-parameters were never published): meant for GPUs/TPUs.
+  paper_r101_tvstem: the same with torchvision's stem (its ImageNet weights fit).
+Stages (train/stages.py): `get_config(arg, stage=...)`, the paper's rgb_static -> rgb -> flow ->
+joint schedule; the default "joint" trains both streams at once (ours).
 """
 import dataclasses
 
@@ -50,7 +54,10 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   return d
 
 
-def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
+def get_config(arg: str = "lite_cpu", stage: str = "joint") -> ml_collections.ConfigDict:
+  """`stage` (train/stages.py): "joint" (both streams; from random init unless
+  init.from_stage_workdir names a flow-stage workdir), or one of the paper's earlier stages
+  "rgb_static", "rgb", "flow"; it sets config.stage, model.streams and, for rgb_static, the priors."""
   configs.check_name("train", arg)
   config = configs.get("propagation", arg, lock=False)  # extended below
   config.name = arg
@@ -85,7 +92,8 @@ def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
     t.eval_every = 500
     t.max_seconds = 2 * 3600.0
   else:
-    # DeepLab recipe of the original: SGD momentum 0.9, lr 1e-3, poly 0.9, weight decay 5e-4.
+    # DeepLab's published recipe (SGD momentum 0.9, lr 1e-3, poly 0.9, weight decay 5e-4); the
+    # original's own values are not published, so this choice is ours.
     config.data.batch_size = 0
     config.data.batch_per_device = 2
     o.name, o.schedule = "sgd", "poly"
@@ -98,4 +106,10 @@ def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
 
   if "init" not in config:
     config.init = ml_collections.ConfigDict(dict(torch_checkpoint=""))
+  # Staged training (train/stages.py): the previous stage's workdir, and how the flow stream's
+  # first conv is made from the RGB stream's ("mean" of the colour filters per flow channel, "zeros").
+  config.init.from_stage_workdir = ""
+  config.init.flow_channel_init = "mean"
+  from vsreid_jax.train import stages  # pylint: disable=g-import-not-at-top
+  stages.apply_stage(config, stage)
   return config

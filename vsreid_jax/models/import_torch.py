@@ -3,9 +3,24 @@
 `resnet.ResNet` names its layers like torchvision (`layer2_0/conv1`,
 `layer2_0/downsample_conv`, ...), so the import is a rename plus layout change:
 conv OIHW -> HWIO; BN weight/bias -> params scale/bias, running_mean/var ->
-batch_stats mean/var. `fc.*` and `num_batches_tracked` are ignored. A deep
-stem (conv1..3/bn1..3 at the top level, as in the original N_mp checkpoints)
-maps the same way.
+batch_stats mean/var. `fc.*` and `num_batches_tracked` are ignored.
+
+Two ImageNet ResNet-101 layouts are accepted (`import_resnet`):
+- torchvision's `resnet101` state_dict (7x7 stem): into a backbone with
+  `deep_stem=False`, e.g. the `paper_r101_tvstem` config.
+- The PSPNet-style deep-stem ResNet-101 (three 3x3 stem convs 64-64-128, first
+  stride 2, the stem of the original N_mp), into `deep_stem=True` (`paper_r101`),
+  in either naming:
+  * the PyTorch semseg layout (hszhao/semseg `model/resnet.py`, deep_base=True,
+    its `resnet101_v2.pth`): torchvision's keys plus `conv2.weight`, `bn2.*`,
+    `conv3.weight`, `bn3.*` at the top level (the stem's 2nd and 3rd conv);
+  * the Caffe PSPNet layer names, as in a state_dict converted from
+    `pspnet101` caffemodels: `conv1_1_3x3_s2`, `conv1_2_3x3`, `conv1_3_3x3`
+    (stem), `conv{s+2}_{b+1}_1x1_reduce` / `_3x3` / `_1x1_increase` /
+    `_1x1_proj` (block b of stage s: its conv1 / conv2 / conv3 / downsample)
+    with `.weight`, and each BN as `<conv name>_bn.{weight, bias,
+    running_mean, running_var}`. `caffe_pspnet_to_torch_keys` renames them to
+    the semseg layout (`import_resnet` does so when it sees `conv1_1_3x3_s2`).
 
 Extra input channels (the warped probability): when the flax first conv has
 more input channels than the checkpoint, the checkpoint's filters fill the
@@ -61,6 +76,41 @@ def _flax_module_path(torch_module: str) -> Tuple[str, ...]:
   return tuple(parts)
 
 
+_CAFFE_STEM = {"conv1_1_3x3_s2": "1", "conv1_2_3x3": "2", "conv1_3_3x3": "3"}
+_CAFFE_BLOCK = {"1x1_reduce": "conv1", "3x3": "conv2", "1x1_increase": "conv3", "1x1_proj": "downsample.0"}
+_CAFFE_BLOCK_BN = {"conv1": "bn1", "conv2": "bn2", "conv3": "bn3", "downsample.0": "downsample.1"}
+
+
+def caffe_pspnet_to_torch_keys(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
+  """Caffe PSPNet layer names -> the semseg / torchvision layout (see module docstring).
+
+  'conv1_2_3x3.weight' -> 'conv2.weight'; 'conv1_2_3x3_bn.running_var' -> 'bn2.running_var';
+  'conv4_3_1x1_proj_bn.bias' -> 'layer3.2.downsample.1.bias'. Keys of no known layer (the
+  classifier, `conv5_3_pool*`, ...) are dropped; a key that looks like a layer but does not
+  parse raises ValueError.
+  """
+  out = {}
+  for key, value in state_dict.items():
+    module, _, leaf = key.rpartition(".")
+    is_bn = module.endswith("_bn")
+    name = module[:-3] if is_bn else module
+    if name in _CAFFE_STEM:
+      out[f"{'bn' if is_bn else 'conv'}{_CAFFE_STEM[name]}.{leaf}"] = value
+      continue
+    parts = name.split("_", 2)
+    if len(parts) != 3 or not parts[0].startswith("conv") or parts[2] not in _CAFFE_BLOCK:
+      continue
+    try:
+      stage, block = int(parts[0][len("conv"):]) - 2, int(parts[1]) - 1
+    except ValueError:
+      raise ValueError(f"{key}: not a Caffe PSPNet layer name (conv<stage>_<block>_<kind>)") from None
+    if not 0 <= stage <= 3 or block < 0:
+      raise ValueError(f"{key}: stage {stage + 2} / block {block + 1} out of range")
+    conv = _CAFFE_BLOCK[parts[2]]
+    out[f"layer{stage + 1}.{block}.{_CAFFE_BLOCK_BN[conv] if is_bn else conv}.{leaf}"] = value
+  return out
+
+
 def _widen_kernel(kernel: np.ndarray, in_channels: int, how: str) -> np.ndarray:
   """HWIO kernel with I < in_channels -> extra input channels per `how`."""
   extra = in_channels - kernel.shape[2]
@@ -111,6 +161,8 @@ def import_resnet(variables, state_dict, prefix: Tuple[str, ...] = (),
     New variables (nested dicts; the input is not modified).
   """
   state_dict = load_state_dict(state_dict)
+  if "conv1_1_3x3_s2.weight" in state_dict:
+    state_dict = caffe_pspnet_to_torch_keys(state_dict)
   out = _unfreeze(variables)
   filled = set()
   for key, value in state_dict.items():
@@ -163,8 +215,10 @@ def import_propagation_backbones(variables, state_dict,
 
   The RGB stream (RGB + prob, 4 channels) gets the RGB filters plus the
   extra channel per `extra_channel_init`; the flow stream (flow + prob,
-  3 channels) takes the 3-channel filters as they are, as the paper
-  initialised the flow stream from RGB weights.
+  3 channels) takes the 3-channel filters as they are, read as (flow x,
+  flow y, probability). The paper initialises the flow stream from its
+  trained RGB stream (train/stages.py does that); this ImageNet start for
+  both streams is ours.
   """
   state_dict = load_state_dict(state_dict)
   for stream in ("rgb_stream", "flow_stream"):

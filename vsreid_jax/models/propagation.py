@@ -135,11 +135,10 @@ class TwoStreamPropagation(nn.Module):
     return x
 
 
-def build_model(config: ml_collections.ConfigDict) -> TwoStreamPropagation:
-  """Constructs TwoStreamPropagation from a `config.model` ConfigDict."""
-  dtype = jnp.dtype(config.get("dtype", "float32"))
-  b, h = config.backbone, config.aspp
-  backbone = functools.partial(
+def build_backbone(config: ml_collections.ConfigDict):
+  """The `resnet.ResNet` constructor of each stream, from a `config.model` ConfigDict."""
+  b = config.backbone
+  return functools.partial(
       resnet.ResNet,
       stage_sizes=tuple(b.stage_sizes),
       block_cls=resnet.BLOCKS[b.block],
@@ -147,6 +146,13 @@ def build_model(config: ml_collections.ConfigDict) -> TwoStreamPropagation:
       output_stride=b.output_stride,
       deep_stem=b.deep_stem,
       dilate_first_block=b.dilate_first_block)
+
+
+def build_model(config: ml_collections.ConfigDict) -> TwoStreamPropagation:
+  """Constructs TwoStreamPropagation from a `config.model` ConfigDict."""
+  dtype = jnp.dtype(config.get("dtype", "float32"))
+  h = config.aspp
+  backbone = build_backbone(config)
   head = functools.partial(
       aspp_lib.ASPP,
       rates=tuple(h.rates),

@@ -24,6 +24,7 @@ from vsreid_jax.data import propagation_examples as pe
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import checkpoint as ckpt_lib
 from vsreid_jax.train import metrics as metrics_lib
+from vsreid_jax.train import stages
 from vsreid_jax.train import state as state_lib
 from vsreid_jax.train import step as step_lib
 
@@ -89,9 +90,12 @@ def iou_eval_fn(records: List[dict], mesh, batch_size: int) -> EvalFn:
   return fn
 
 
-def init_state(config, model, tx, rng):
+def init_state(config, model, tx, rng, from_stage: bool = True):
   """Random init; then, with `config.init.torch_checkpoint`, each stream's ResNet backbone from a
-  torchvision-layout state_dict (the flow stream starts from the same RGB weights, as in the paper)."""
+  torchvision-layout state_dict (ours: the flow stream takes the same ImageNet filters, its three
+  input channels read as flow x, flow y, probability); then, with `from_stage` and
+  `config.init.from_stage_workdir`, the streams a previous training stage trained (stages.py: the
+  paper's RGB -> flow -> joint schedule)."""
   variables = state_lib.init_variables(model, rng, config.data.crop_size)
   path = config.init.get("torch_checkpoint", "")
   if path:
@@ -103,6 +107,8 @@ def init_state(config, model, tx, rng):
       variables = import_torch.import_resnet(
           variables, state_dict, prefix=(f"{stream}_stream", "backbone"),
           extra_channel_init=config.init.get("extra_channel_init", "zeros"), strict=config.init.get("strict", True))
+  if from_stage and config.init.get("from_stage_workdir", ""):
+    variables = stages.init_from_stage(config, variables)
   return state_lib.create_train_state(model, variables, tx)
 
 
@@ -120,6 +126,7 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
   workdir = os.path.abspath(workdir or t.workdir)
   if not workdir:
     raise InputError("no workdir: pass --workdir DIR (or set config.train.workdir)")
+  stages.check_stage(config)
   ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
 
   mesh = step_lib.make_mesh(devices)
@@ -129,7 +136,9 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
     model = build_model(config.model)
   tx, schedule = state_lib.make_optimizer(config.optimizer, t.steps)
   rng = jax.random.key(t.seed)
-  state = init_state(config, model, tx, jax.random.fold_in(rng, 0))
+  # A resumed stage restores its own checkpoint below: no need to read the previous stage's.
+  state = init_state(config, model, tx, jax.random.fold_in(rng, 0),
+                     from_stage=not (resume and ckpt.latest_step() is not None))
   state = jax.device_put(state, step_lib.replicated(mesh))
 
   train_log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS)

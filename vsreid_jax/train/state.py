@@ -35,7 +35,10 @@ def decay_mask(params):
 
 
 def make_optimizer(opt, total_steps: int) -> Tuple[optax.GradientTransformation, Callable]:
-  """SGD + momentum (the paper's DeepLab recipe) or AdamW, with optional global-norm clipping."""
+  """SGD + momentum with a poly schedule (DeepLab's published recipe, which the original's Caffe-era
+  DeepLab nets used; neither the paper's text nor public code gives the original's training
+  hyper-parameters, so the values in configs/train_propagation.py are ours) or AdamW (ours, the
+  CPU net's), with optional global-norm clipping (ours)."""
   schedule = learning_rate_schedule(opt, total_steps)
   if opt.name == "sgd":
     tx = optax.chain(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
