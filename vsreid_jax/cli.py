@@ -62,7 +62,12 @@ def _add_segment(sub):
                  "weights to DIR/<sequence>.msgpack")
   p.add_argument("--flow-cache", metavar="DIR",
                  help="keep computed flow fields and detector/ReID candidates here (.npy/.npz) for reuse")
-  p.add_argument("--overlay", action="store_true", help="also write OUT/<sequence>_overlay.mp4")
+  p.add_argument("--overlay", action="store_true", help="also write the overlay video OUT/<sequence>_overlay.mp4 "
+                 "(H.264) or .webm (VP9), whichever this OpenCV can encode, at the source size and frame rate")
+  p.add_argument("--fps", type=float, default=None, metavar="F", help="frame rate of the overlay video (default: "
+                 "the video's own; 24 for frame folders)")
+  p.add_argument("--per-object", action="store_true", help="also write each object's binary mask (0/255 PNG) "
+                 "to OUT/<sequence>/objects/<id>/<frame>.png")
   p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
   p.add_argument("--report", action="store_true", help="write the HTML report OUT/report/index.html at the end "
                  "(scores with --davis and --eval)")
@@ -171,7 +176,33 @@ def _segment_config(args):
     config.online_steps = args.online_steps
   if args.save_adapted and config.online_steps <= 0:
     raise InputError(f"--save-adapted {args.save_adapted}: nothing to save without --online-steps N (N > 0)")
+  if args.fps is not None:
+    if not 0 < args.fps < float("inf"):
+      raise InputError(f"--fps {args.fps}: must be a positive number of frames per second, e.g. 24")
+    config.overlay_fps = args.fps
   return config
+
+
+def _overlay_fps(args, config, frames) -> float:
+  """The overlay's frame rate: --fps, else the video's own, else the config's (frame folders)."""
+  if args.fps is not None:
+    return args.fps
+  return getattr(frames, "fps", 0.0) or float(config.overlay_fps)
+
+
+def _phase_callback(bar, seq):
+  """callback(phase, done, total) for Segmenter.segment: the outer bar follows the solver's phases
+  (detect+reid, propagate, re-id) while it runs the whole video before the first frame comes out."""
+  shown = [None]
+
+  def callback(phase, done, total):
+    if phase != shown[0]:
+      shown[0] = phase
+      bar.reset(total=total)
+      bar.set_description(f"{seq} {phase}", refresh=False)
+    bar.n = done
+    bar.refresh()
+  return callback
 
 
 def _selected_sequences(ds, args):
@@ -214,7 +245,8 @@ def cmd_segment(args):
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data.palette import read_prompt_mask
-  from vsreid_jax.data.results import SequenceWriter, check_destination, clean_stale, inside_any, prepare_dir
+  from vsreid_jax.data.results import (SequenceWriter, check_destination, clean_stale, inside_any, overlay_suffix,
+                                       prepare_dir)
   from vsreid_jax.report.layout import write_timing
   from vsreid_jax.solver.algorithm3 import write_retrievals
   from vsreid_jax.utils import StageTimer, peak_rss_mb
@@ -235,6 +267,8 @@ def cmd_segment(args):
         raise InputError(f"{path}: is inside the results folder {os.path.join(args.out, seq)}, which is replaced "
                          "when written; pass a folder outside it")
     check_destination(args.out, seq, inputs, input_folders)
+  if args.overlay:
+    overlay_suffix()  # no browser codec: refused before any work
   for line in clean_stale(args.out):
     print(line)
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
@@ -260,11 +294,16 @@ def cmd_segment(args):
             f"(+{info['compile_seconds']:.1f} s compile), loss {info['loss'][0]:.4f} -> {info['loss'][-1]:.4f}")
       if args.save_adapted:
         seg.save_adapted(state, os.path.join(args.save_adapted, f"{seq}.msgpack"))
-    with SequenceWriter(args.out, seq, overlay_fps=24.0 if args.overlay else 0.0) as writer:
-      bar = tqdm(seg.segment(state, progress=not args.no_progress), total=len(frames), desc=seq, unit="frame",
-                 disable=args.no_progress, leave=False)
-      for i, ids in bar:
+    fps = _overlay_fps(args, config, frames) if args.overlay else 0.0
+    per_object = state.object_ids if args.per_object else None
+    bar = tqdm(total=len(frames), desc=seq, unit="frame", disable=args.no_progress, leave=False)
+    with SequenceWriter(args.out, seq, overlay_fps=fps, object_ids=per_object) as writer, bar:
+      callback = _phase_callback(bar, seq)
+      for i, ids in seg.segment(state, callback=callback):
+        if i == 0:
+          callback("write", 0, len(frames))
         writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
+        bar.update(1)
       if state.result is not None:
         write_retrievals(writer.side_path("_retrievals.json"), seq, state.result, state.object_ids)
       write_timing(writer.side_path("_timing.json"), seq, len(frames), len(state.object_ids), state.timer,
@@ -274,6 +313,7 @@ def cmd_segment(args):
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
     if state.result is not None:
       _report_retrievals(args.out, seq, state)
+    _print_outputs(writer, fps)
   wall = time.perf_counter() - start
   print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
@@ -283,6 +323,23 @@ def cmd_segment(args):
   evaluation = _run_eval(args, args.out) if args.eval and args.davis else None
   if args.report:
     _segment_report(args, jobs, evaluation)
+
+
+def _print_outputs(writer, fps: float) -> None:
+  """Where each output of a sequence went (the side files as the manifest lists them)."""
+  out = writer.out_dir
+  print(f"  masks: {writer.final}{os.sep} ({writer.count} palette PNGs, the DAVIS results layout)")
+  if writer.objects_dir:
+    print(f"  per-object masks: {os.path.join(writer.objects_dir, '<id>', '<frame>.png')} "
+          f"(ids {', '.join(str(i) for i in writer.object_ids)}; 0/255)")
+  for name in writer.manifest["side_files"]:
+    path = os.path.join(out, name)
+    if name.endswith(("_overlay.mp4", "_overlay.webm")):
+      print(f"  overlay: {path} ({'H.264 MP4' if name.endswith('.mp4') else 'VP9 WebM'}, {fps:g} fps)")
+    elif name.endswith("_retrievals.json"):
+      print(f"  retrieval log: {path}")
+    elif name.endswith("_timing.json"):
+      print(f"  timing: {path}")
 
 
 def _segment_report(args, jobs, evaluation):

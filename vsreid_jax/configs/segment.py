@@ -47,6 +47,9 @@ def get_config():
   c.online_steps = 0
   c.online_config = ""  # configs/online.py arg; "": the net's config name if it has one, else lite_cpu
   c.online_seed = 0
+  # Frame rate of the overlay video for frame folders (DAVIS, YouTube-VOS), which carry none:
+  # DAVIS was shot at 24 fps. Videos keep their container's rate; `--fps` overrides both.
+  c.overlay_fps = 24.0
   return c
 
 

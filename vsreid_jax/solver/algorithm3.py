@@ -76,9 +76,12 @@ class Solver:
 
   def solve(self, frames, flows, first_prob: np.ndarray, first_area: np.ndarray, num_objects: int,
             candidates: Optional[Candidates], templates: Optional[np.ndarray],
-            timer: Optional[StageTimer] = None, progress: bool = False, desc: str = "") -> SolveResult:
+            timer: Optional[StageTimer] = None, progress: bool = False, desc: str = "",
+            callback=None) -> SolveResult:
     """frames (a frame sequence), flows (a FlowCache), first_prob[Kb, H, W] with num_objects real
-    objects, first_area[Kb]; candidates None: propagation only (no re-identification)."""
+    objects, first_area[Kb]; candidates None: propagation only (no re-identification).
+    callback(phase, done, total), if given, after each step: ("propagate", frames done, T - 1),
+    then ("re-id", rounds done, max_retrievals), e.g. to move a caller's progress bar."""
     start = time.perf_counter()
     timer = timer or StageTimer()
     prop = self.propagator
@@ -97,6 +100,8 @@ class Solver:
     for i in tqdm(range(1, n), desc=f"{desc} propagate".strip(), unit="frame", disable=not progress, leave=False):
       prob, a, _ = prop.step(prob, self._read(frames, i, timer), flows.get(i, i - 1, timer), a, area, timer)
       probs[i], alive[i] = np.asarray(prob), np.asarray(a)
+      if callback is not None:
+        callback("propagate", i, n - 1)
 
     log: List[dict] = []
     if candidates is not None and k > 0:
@@ -108,8 +113,10 @@ class Solver:
       first_boxes = [mask_box(first_prob[j] > 0.5) for j in range(k)]
       tried = set()
       cfg = self.config
-      for _ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
-                    leave=False):
+      for round_ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
+                         leave=False):
+        if callback is not None:
+          callback("re-id", round_, cfg.max_retrievals)
         lost = ~alive[:, :k]
         lost[0] = False  # frame 0 is given
         with timer.stage("reid"):

@@ -38,10 +38,11 @@ def file_fingerprint(*paths) -> str:
 
 
 def compute_candidates(frames, detector, embedder, batch: int = 4, progress: bool = False,
-                       desc: str = "", timer: Optional[StageTimer] = None) -> Candidates:
+                       desc: str = "", timer: Optional[StageTimer] = None, callback=None) -> Candidates:
   """Runs detector.detect and embedder.embed over all frames in batches of `batch` (the last batch
   is padded with repeats of its final frame, so both nets compile once). With a timer, the time
-  goes to stages "detect" and "embed" (compilation to "compile")."""
+  goes to stages "detect" and "embed" (compilation to "compile"); `callback("detect+reid", frames
+  done, frames)` after each batch (progress of a caller's own bar)."""
   timer = timer or StageTimer()
   n = len(frames)
   out = {"boxes": [], "scores": [], "valid": [], "embeddings": []}
@@ -56,22 +57,25 @@ def compute_candidates(frames, detector, embedder, batch: int = 4, progress: boo
     keep = min(batch, n - start)
     for key, val in zip(("boxes", "scores", "valid", "embeddings"), (boxes, scores, valid, emb)):
       out[key].append(np.asarray(val)[:keep])
+    if callback is not None:
+      callback("detect+reid", start + keep, n)
   arrays = {k: np.concatenate(v) for k, v in out.items()}
   return Candidates(arrays["boxes"].astype(np.float32), arrays["scores"].astype(np.float32),
                     arrays["valid"].astype(bool), arrays["embeddings"].astype(np.float32))
 
 
 def cached_candidates(frames, detector, embedder, cache_dir: Optional[str], key: str, fingerprint: str,
-                      batch: int = 4, progress: bool = False, timer: Optional[StageTimer] = None) -> Candidates:
+                      batch: int = 4, progress: bool = False, timer: Optional[StageTimer] = None,
+                      callback=None) -> Candidates:
   """compute_candidates, read from / written to <cache_dir>/<key>/candidates-<fingerprint>-<T>x<H>x<W>.npz."""
   if not cache_dir:
-    return compute_candidates(frames, detector, embedder, batch, progress, key, timer)
+    return compute_candidates(frames, detector, embedder, batch, progress, key, timer, callback)
   h, w = frames.size
   path = os.path.join(cache_dir, key, f"candidates-{fingerprint}-{len(frames)}x{h}x{w}.npz")
   if os.path.isfile(path):
     with np.load(path) as z:
       return Candidates(z["boxes"], z["scores"], z["valid"], z["embeddings"])
-  cands = compute_candidates(frames, detector, embedder, batch, progress, key, timer)
+  cands = compute_candidates(frames, detector, embedder, batch, progress, key, timer, callback)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + ".tmp.npz"
   np.savez(tmp, boxes=cands.boxes, scores=cands.scores, valid=cands.valid, embeddings=cands.embeddings)
