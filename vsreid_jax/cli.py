@@ -30,9 +30,14 @@ def _add_segment(sub):
   src.add_argument("--davis", metavar="ROOT", help="a DAVIS-layout root (segments every sequence of --set)")
   src.add_argument("--video", metavar="PATH", help="a video file or a folder of frames (needs --mask)")
   src.add_argument("--demo", action="store_true", help="the short DAVIS clip shipped in the package")
+  src.add_argument("--youtube-vos", metavar="ROOT", help="a YouTube-VOS / MOSE split folder (JPEGImages/, "
+                   "Annotations/, meta.json): segments every video from its first annotated frame; results in "
+                   "OUT/Annotations/<video>/<frame>.png")
   p.add_argument("--set", default="val", help="DAVIS ImageSets/2017/<set>.txt (default: val)")
-  p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set")
+  p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set (or videos)")
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
+  p.add_argument("--zip", action="store_true", help="with --youtube-vos: also write OUT/submission.zip "
+                 "(Annotations/<video>/<frame>.png), what the YouTube-VOS / MOSE servers take")
   p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K; "
                  "a grey 0/255 PNG is one object)")
   p.add_argument("--resize-mask", action="store_true",
@@ -216,9 +221,16 @@ def _selected_sequences(ds, args):
   return names
 
 
+def _results_dir(args) -> str:
+  """Where segment writes OUT/<sequence>/: OUT itself, or OUT/Annotations for --youtube-vos."""
+  from vsreid_jax.data import youtube_vos
+  return os.path.join(args.out, youtube_vos.RESULTS_DIR) if args.youtube_vos else args.out
+
+
 def _jobs(args):
-  """(sequence name, frames, first-mask path, inputs, input folders) for every video to segment:
-  `inputs` and `input_folders` are what the results may not overlap (`check_destination`)."""
+  """(sequence name, frames, first-mask path, inputs, input folders, names of frames before the
+  prompt frame) for every video to segment: `inputs` and `input_folders` are what the results may
+  not overlap (`check_destination`); frames before the prompt frame are written as background."""
   from vsreid_jax.data import DavisDataset, open_frames
   from vsreid_jax.data.results import sequence_name
   if args.davis:
@@ -227,21 +239,38 @@ def _jobs(args):
     for seq in _selected_sequences(ds, args):
       frames = ds.frames(seq)
       mask = ds.annotation_path(seq, frames.names[0])
-      yield seq, frames, mask, (frames.folder, mask), folders
+      yield seq, frames, mask, (frames.folder, mask), folders, ()
+  elif args.youtube_vos:
+    from vsreid_jax.data import youtube_vos
+    ds = youtube_vos.YouTubeVOSDataset(args.youtube_vos)
+    videos = ds.videos()
+    if args.sequences:
+      unknown = sorted(set(args.sequences) - set(videos))
+      if unknown:
+        raise InputError(f"--sequences: {', '.join(unknown)} not among the videos of {ds.root}")
+      videos = [v for v in videos if v in args.sequences]
+    for video in videos:
+      prompt = ds.prompt(video)
+      if prompt.later:
+        print(youtube_vos.later_objects_note(video, prompt))
+      frames = ds.frames_from(video, prompt.frame_index)
+      before = ds.frames(video).names[:prompt.frame_index]
+      yield video, frames, prompt.mask_path, (frames.folder, prompt.mask_path), (ds.image_dir, ds.anno_dir), before
   elif args.demo:
     seq = "demo"
     frames = open_frames(os.path.join(DEMO_DIR, "JPEGImages"))
     mask = os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
-    yield seq, frames, mask, (frames.folder, mask), (DEMO_DIR,)
+    yield seq, frames, mask, (frames.folder, mask), (DEMO_DIR,), ()
   else:
     if not args.mask:
       raise InputError(f"{args.video}: --video needs --mask FIRST_FRAME.png (an indexed PNG of object ids)")
     frames = open_frames(args.video)
     folders = (args.video,) if os.path.isdir(args.video) else ()
-    yield sequence_name(args.video), frames, args.mask, (args.video, args.mask), folders
+    yield sequence_name(args.video), frames, args.mask, (args.video, args.mask), folders, ()
 
 
 def cmd_segment(args):
+  import numpy as np
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data.palette import read_prompt_mask
@@ -256,20 +285,25 @@ def cmd_segment(args):
     if path is not None:
       prepare_dir(path, option)
   jobs = list(_jobs(args))
-  for seq, frames, _, inputs, input_folders in jobs:  # every output checked before any work
+  if args.report and args.youtube_vos:
+    raise InputError("--report: not available with --youtube-vos yet (its results are sparse); run without it")
+  if args.zip and not args.youtube_vos:
+    raise InputError("--zip: only with --youtube-vos (the submission layout of its servers)")
+  out = _results_dir(args)
+  for seq, frames, _, inputs, input_folders, _ in jobs:  # every output checked before any work
     if getattr(frames, "note", None):
       print(frames.note)
     for path in (args.flow_cache, args.save_adapted):
       folder = inside_any(path, input_folders) if path is not None else None
       if folder is not None:
         raise InputError(f"{path}: is inside the input folder {folder}; pass a folder outside the inputs")
-      if path is not None and inside_any(path, [os.path.join(args.out, seq)]):
-        raise InputError(f"{path}: is inside the results folder {os.path.join(args.out, seq)}, which is replaced "
+      if path is not None and inside_any(path, [os.path.join(out, seq)]):
+        raise InputError(f"{path}: is inside the results folder {os.path.join(out, seq)}, which is replaced "
                          "when written; pass a folder outside it")
-    check_destination(args.out, seq, inputs, input_folders)
+    check_destination(out, seq, inputs, input_folders)
   if args.overlay:
     overlay_suffix()  # no browser codec: refused before any work
-  for line in clean_stale(args.out):
+  for line in clean_stale(out):
     print(line)
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
   if seg.method == "vsreid":
@@ -281,7 +315,7 @@ def cmd_segment(args):
   start = time.perf_counter()
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
-  for seq, frames, mask_path, _, _ in jobs:
+  for seq, frames, mask_path, _, _, before in jobs:
     seq_start = time.perf_counter()
     state = seg.init_state(frames, name=seq)
     mask, notes = read_prompt_mask(mask_path, frames.size, resize=args.resize_mask)
@@ -297,7 +331,9 @@ def cmd_segment(args):
     fps = _overlay_fps(args, config, frames) if args.overlay else 0.0
     per_object = state.object_ids if args.per_object else None
     bar = tqdm(total=len(frames), desc=seq, unit="frame", disable=args.no_progress, leave=False)
-    with SequenceWriter(args.out, seq, overlay_fps=fps, object_ids=per_object) as writer, bar:
+    with SequenceWriter(out, seq, overlay_fps=fps, object_ids=per_object) as writer, bar:
+      for name in before:  # no object yet: background (a prompt on a later frame starts the video there)
+        writer.write(name, np.zeros(frames.size, np.uint8))
       callback = _phase_callback(bar, seq)
       for i, ids in seg.segment(state, callback=callback):
         if i == 0:
@@ -310,9 +346,9 @@ def cmd_segment(args):
                    time.perf_counter() - seq_start)
     total.merge(state.timer)
     n_frames += len(frames)
-    print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
+    print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(out, seq)}")
     if state.result is not None:
-      _report_retrievals(args.out, seq, state)
+      _report_retrievals(out, seq, state)
     _print_outputs(writer, fps)
   wall = time.perf_counter() - start
   print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
@@ -323,6 +359,11 @@ def cmd_segment(args):
   evaluation = _run_eval(args, args.out) if args.eval and args.davis else None
   if args.report:
     _segment_report(args, jobs, evaluation)
+  if args.youtube_vos and args.zip:
+    from vsreid_jax.data import youtube_vos
+    path = youtube_vos.write_submission(args.out, [seq for seq, *_ in jobs],
+                                        youtube_vos.YouTubeVOSDataset(args.youtube_vos))
+    print(f"submission: {path} (Annotations/<video>/<frame>.png of {len(jobs)} videos)")
 
 
 def _print_outputs(writer, fps: float) -> None:
