@@ -93,16 +93,22 @@ def _add_eval(sub):
 
 def _add_train(sub):
   from vsreid_jax.configs import PROPAGATION_CONFIGS
-  p = sub.add_parser("train", help="train the propagation net N_mp (resumable)",
-                     description="Trains N_mp on the DAVIS roots in --data-dir (held-out sequences excluded); "
-                     "orbax checkpoints, metrics.csv and metrics.png go to --workdir. After any stop, the same "
+  p = sub.add_parser("train", help="train N_mp, the detector or the ReID net (resumable)",
+                     description="Trains a net (--net) on the DAVIS roots in --data-dir (held-out sequences "
+                     "excluded); orbax checkpoints and metrics go to --workdir. After any stop, the same "
                      "command with --resume continues exactly.")
-  p.add_argument("--config", default="lite_cpu", choices=sorted(PROPAGATION_CONFIGS))
+  p.add_argument("--net", default="propagation", choices=["propagation", "detector", "reid"],
+                 help="propagation: N_mp (default); detector, reid: the retrieval nets of Algorithm 2")
+  p.add_argument("--config", default=None, help=f"propagation: {', '.join(sorted(PROPAGATION_CONFIGS))} "
+                 "(default lite_cpu); detector: lite_cpu, r50_fpn (default lite_cpu); reid: reid_lite_cpu")
   p.add_argument("--workdir", required=True, metavar="DIR")
   p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --workdir")
   p.add_argument("--steps", type=int, default=None, help="stop after this global step (schedule unchanged)")
-  p.add_argument("--data-dir", default=os.path.join("..", "shared", "data"), metavar="DIR",
-                 help="folder holding davis2016-train and davis2016-train-240p (default ../shared/data)")
+  p.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding davis2016-train and "
+                 "davis2016-train-240p (default: ../shared/data beside the repository checkout, wherever the "
+                 "command runs; a path given here is relative to the current folder)")
+  p.add_argument("--export", metavar="FILE", help="detector, reid: write the float16 inference weights here "
+                 "at the end (what segment --detector/--reid load)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
   p.add_argument("--no-progress", action="store_true")
 
@@ -431,12 +437,23 @@ def cmd_eval(args):
 def cmd_train(args):
   from vsreid_jax import configs
   from vsreid_jax.configs import train_propagation
+  from vsreid_jax.data.splits import shared_data_dir
   from vsreid_jax.train import loop
   from vsreid_jax.data.results import prepare_dir
   prepare_dir(args.workdir, "--workdir")
+  args.data_dir = args.data_dir or str(shared_data_dir())
   if not os.path.isdir(args.data_dir):
     raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
-  config = train_propagation.get_config(args.config)
+  if args.net != "propagation":
+    return _train_retrieval_net(args)
+  if args.export:
+    raise InputError(f"--export {args.export}: for --net propagation use experiments/export_weights.py "
+                     "--workdir WORKDIR --out FILE --float16")
+  from vsreid_jax.configs import PROPAGATION_CONFIGS
+  if (args.config or "lite_cpu") not in PROPAGATION_CONFIGS:
+    raise InputError(f"--config {args.config}: not a propagation config; one of "
+                     f"{', '.join(sorted(PROPAGATION_CONFIGS))}")
+  config = train_propagation.get_config(args.config or "lite_cpu")
   config.data.data_dir = os.path.abspath(args.data_dir)
   for assignment in args.set:
     configs.override(config, assignment)
@@ -446,6 +463,24 @@ def cmd_train(args):
   rows = out["train_rows"]
   if rows:
     print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
+
+
+def _train_retrieval_net(args):
+  """vsreid train --net detector|reid (vsreid_jax/train/retrieval_nets.py)."""
+  from vsreid_jax.train import retrieval_nets
+  if args.export:
+    if not args.export.endswith(".msgpack") or os.path.isdir(args.export):
+      raise InputError(f"--export {args.export}: pass the .msgpack weights file to write")
+    parent = os.path.dirname(os.path.abspath(args.export))
+    if not os.path.isdir(parent):
+      raise InputError(f"--export {args.export}: folder {parent} does not exist; create it first")
+  kw = dict(resume=args.resume, steps=args.steps, export=args.export, progress=not args.no_progress)
+  if args.net == "detector":
+    config = retrieval_nets.detector_config(args.config or "lite_cpu", args.set)
+    retrieval_nets.train_detector(config, args.workdir, os.path.abspath(args.data_dir), **kw)
+  else:
+    config = retrieval_nets.reid_config(args.config or "reid_lite_cpu", args.set)
+    retrieval_nets.train_reid(config, args.workdir, os.path.abspath(args.data_dir), **kw)
 
 
 def cmd_report(args):
