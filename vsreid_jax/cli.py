@@ -375,7 +375,7 @@ def cmd_segment(args):
 def _print_outputs(writer, fps: float) -> None:
   """Where each output of a sequence went (the side files as the manifest lists them)."""
   out = writer.out_dir
-  print(f"  masks: {writer.final}{os.sep} ({writer.count} palette PNGs, the DAVIS results layout)")
+  print(f"  masks: {writer.final}{os.sep} ({writer.count} palette PNGs)")
   if writer.objects_dir:
     print(f"  per-object masks: {os.path.join(writer.objects_dir, '<id>', '<frame>.png')} "
           f"(ids {', '.join(str(i) for i in writer.object_ids)}; 0/255)")
