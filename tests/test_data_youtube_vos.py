@@ -86,3 +86,11 @@ def test_broken_meta_json_is_one_line(ytvos_root, tmp_path, capsys):
   assert err.startswith("vsreid: error: ") and "meta.json: not a YouTube-VOS meta.json" in err and "\n" not in err
   assert cli.main(["segment", "--demo", "--out", str(tmp_path / "out"), "--zip"] + FAST) == 2
   assert "--zip: only with --youtube-vos" in capsys.readouterr().err
+
+
+def test_out_at_the_root_is_refused_so_annotations_are_never_overwritten(ytvos_root, tmp_path, capsys, snapshot):
+  before = snapshot(ytvos_root)
+  assert cli.main(["segment", "--youtube-vos", ytvos_root, "--out", ytvos_root] + FAST) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("vsreid: error: ") and "inside the input folder" in err and "\n" not in err
+  assert snapshot(ytvos_root) == before
