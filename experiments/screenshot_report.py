@@ -74,12 +74,17 @@ def probe_videos(chromium, report_dir: str) -> dict:
   with open(os.path.join(report_dir, "index.html"), encoding="utf-8") as f:
     sources = re.findall(r'<source src="([^"]+)"', f.read())
   urls = ["file://" + os.path.abspath(os.path.join(report_dir, s)) for s in sources]
+  result = probe_sources(chromium, urls)
+  return {src: result[url] for src, url in zip(sources, urls)}
+
+
+def probe_sources(chromium, urls) -> dict:
+  """{url: {ok, width, height, seconds} or {ok: False, error}}: Chromium loading each video."""
   with tempfile.TemporaryDirectory() as tmp:
     page = os.path.join(tmp, "probe.html")
     with open(page, "w") as f:
-      f.write(PROBE % json.dumps(urls))
-    result = _result(_run(chromium, f"--virtual-time-budget={BUDGET_MS}", "--dump-dom", "file://" + page))
-  return {src: result[url] for src, url in zip(sources, urls)}
+      f.write(PROBE % json.dumps(list(urls)))
+    return _result(_run(chromium, f"--virtual-time-budget={BUDGET_MS}", "--dump-dom", "file://" + page))
 
 
 CLICK = """<script>

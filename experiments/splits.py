@@ -10,16 +10,12 @@ from typing import Dict, List, Optional, Tuple
 
 from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT
 from vsreid_jax.data.davis import DavisDataset
+from vsreid_jax.data.splits import shared_data_dir
 
 ROOT_480P, ROOT_240P = (name for name, _ in DATA_ROOTS)
 RESOLUTION = dict(DATA_ROOTS)  # root folder name -> resolution folder
 HELD_OUT_480P = HELD_OUT[ROOT_480P]
 HELD_OUT_240P = HELD_OUT[ROOT_240P]
-
-
-def shared_data_dir() -> pathlib.Path:
-  """<repo>/../shared/data, where the DAVIS 2016 train roots live."""
-  return pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def root_path(name: str, data_dir: Optional[pathlib.Path] = None) -> pathlib.Path:

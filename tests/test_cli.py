@@ -6,12 +6,13 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
 from vsreid_jax import cli
 from vsreid_jax.data import read_mask, write_mask
-from vsreid_jax.data.results import MANIFEST, SequenceWriter
+from vsreid_jax.data.results import MANIFEST, SequenceWriter, overlay_suffix
 
 
 def test_help_and_version(capsys):
@@ -45,17 +46,34 @@ def _assert_tracks(out_dir, gt_dir, files):
 def test_segment_davis_root_writes_palette_pngs(shapes_root, tmp_path, capsys):
   out = tmp_path / "out"
   # The warp-only net (the shipped N_mp is trained on real video, not on these generated shapes).
-  assert cli.main(["segment", "--davis", shapes_root, "--set", "val", "--out", str(out), "--no-progress",
+  assert cli.main(["segment", "--davis", shapes_root, "--set", "val", "--out", str(out),
                    "--scales", "0.15:65", "--overlay", "--net", "identity"]) == 0
-  text = capsys.readouterr().out
+  captured = capsys.readouterr()
+  text = captured.out
+  # The outer bar moves through propagation and re-identification before any frame is written
+  # (the solver runs the whole video first), then counts the frames written.
+  for seq, n in (("two-objects", 10), ("one-object", 8)):
+    order = [captured.err.find(f"{seq} {phase}") for phase in ("propagate", "re-id", "write")]
+    assert all(i >= 0 for i in order) and order == sorted(order), captured.err[-2000:]
+    assert f"{seq} propagate: 100%" in captured.err and f"{n - 1}/{n - 1}" in captured.err
+  suffix = overlay_suffix()  # H.264 MP4 where this OpenCV can encode it, else VP9 WebM
   for seq, n in (("two-objects", 10), ("one-object", 8)):
     files = sorted(os.listdir(out / seq))
     assert files == [MANIFEST] + [f"{i:05d}.png" for i in range(n)]
-    assert json.loads((out / seq / MANIFEST).read_text())["side_files"] == [f"{seq}_overlay.mp4",
+    assert json.loads((out / seq / MANIFEST).read_text())["side_files"] == [f"{seq}{suffix}",
                                                                           f"{seq}_retrievals.json",
                                                                           f"{seq}_timing.json"]
     _assert_tracks(out / seq, os.path.join(shapes_root, "Annotations", "480p", seq), files[1:])
-    assert (out / f"{seq}_overlay.mp4").stat().st_size > 0
+    # The overlay is at the source size, and at DAVIS's 24 fps (frame folders carry no rate).
+    cap = cv2.VideoCapture(str(out / f"{seq}{suffix}"))
+    h, w = read_mask(os.path.join(shapes_root, "Annotations", "480p", seq, "00000.png")).shape
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (w, h)
+    assert cap.get(cv2.CAP_PROP_FPS) == 24.0
+    assert sum(1 for _ in iter(lambda: cap.read()[0], False)) == n
+    # Every output is printed with its path.
+    for line in (f"masks: {out / seq}{os.sep} ({n} palette PNGs", f"overlay: {out / seq}{suffix}",
+                 f"retrieval log: {out / seq}_retrievals.json", f"timing: {out / seq}_timing.json"):
+      assert line in text
     # The default method is the full solver: its retrieval log is written beside the masks.
     log = json.loads((out / f"{seq}_retrievals.json").read_text())
     assert log["sequence"] == seq and log["net_calls"] > 0 and isinstance(log["retrievals"], list)

@@ -13,7 +13,7 @@ import pytest
 from vsreid_jax import cli
 from vsreid_jax.data import read_mask, write_mask
 from vsreid_jax.data import results as results_lib
-from vsreid_jax.data.results import MANIFEST, SequenceWriter
+from vsreid_jax.data.results import MANIFEST, SequenceWriter, overlay_suffix
 from vsreid_jax.errors import InputError
 
 FAST = ["--method", "propagate", "--net", "identity", "--scales", "0.15:33", "--flow", "dis-ultrafast",
@@ -114,11 +114,13 @@ def test_folder_not_written_by_vsreid_is_never_replaced(tmp_path, capsys, snapsh
   assert cli.main(["segment", "--video", str(tmp_path / "clip"), "--mask", mask, "--out", str(out)] + FAST) == 2
   one_line_error(capsys, "a file is in the way")
   (out / "clip").unlink()
-  (out / "clip_overlay.mp4").write_bytes(b"holiday video")
-  assert cli.main(["segment", "--video", str(tmp_path / "clip"), "--mask", mask, "--out", str(out),
-                   "--overlay"] + FAST) == 2
-  one_line_error(capsys, "clip_overlay.mp4: file exists and was not written by vsreid")
-  assert (out / "clip_overlay.mp4").read_bytes() == b"holiday video"
+  for suffix in ("_overlay.mp4", "_overlay.webm"):  # whichever codec this OpenCV has
+    (out / f"clip{suffix}").write_bytes(b"holiday video")
+    assert cli.main(["segment", "--video", str(tmp_path / "clip"), "--mask", mask, "--out", str(out),
+                     "--overlay"] + FAST) == 2
+    one_line_error(capsys, f"clip{suffix}: file exists and was not written by vsreid")
+    assert (out / f"clip{suffix}").read_bytes() == b"holiday video"
+    (out / f"clip{suffix}").unlink()
 
 
 def test_symlink_at_the_sequence_folder_is_refused_up_front(tmp_path, capsys, snapshot):
@@ -143,7 +145,8 @@ def test_own_results_are_replaced_whole_and_an_empty_folder_is_filled(tmp_path):
       w.write(name, np.ones((8, 8), np.uint8), np.zeros((8, 8, 3), np.uint8))
   manifest = json.loads((out / "seq" / MANIFEST).read_text())
   assert manifest["program"] == "vsreid-jax" and manifest["complete"] and manifest["frames"] == 2
-  assert manifest["side_files"] == ["seq_overlay.mp4"] and (out / "seq_overlay.mp4").stat().st_size > 0
+  suffix = overlay_suffix()
+  assert manifest["side_files"] == [f"seq{suffix}"] and (out / f"seq{suffix}").stat().st_size > 0
   with SequenceWriter(out, "seq") as w:  # our own results: replaced, stale frames and overlay gone
     w.write("c", np.full((8, 8), 2, np.uint8))
   assert sorted(os.listdir(out)) == ["seq"]

@@ -341,24 +341,28 @@ class Segmenter:
     """An id mask at the input size (nearest neighbour when processed smaller)."""
     return ids if state.input_size is None else resize_ids(ids, state.input_size)
 
-  def segment(self, state: VideoState, progress: bool = False) -> Iterator[Tuple[int, np.ndarray]]:
+  def segment(self, state: VideoState, progress: bool = False, callback=None) -> Iterator[Tuple[int, np.ndarray]]:
     """Yields (frame index, id mask uint8 [H, W]) for every frame with the configured method.
 
     "vsreid" solves the whole video first (Algorithm 3 needs every frame's candidates and may
     rewrite any frame), then yields; state.result keeps its probabilities and retrieval log.
+    `callback(phase, done, total)` reports that work before the first frame comes out (phases
+    "propagate", "re-id"; see `solve`), so a progress bar can move meanwhile.
     """
     if self.method == "propagate":
       yield from self.propagate(state)
       return
-    result = self.solve(state, progress=progress)
+    result = self.solve(state, progress=progress, callback=callback)
     for i in range(len(state.frames)):
       with state.timer.stage("merge", merge_probs):
         ids = result.ids(i, state.object_ids)
       yield i, self._output(state, ids)
 
-  def solve(self, state: VideoState, progress: bool = False, reid: bool = True):
+  def solve(self, state: VideoState, progress: bool = False, reid: bool = True, callback=None):
     """Algorithm 3 on one video -> solver.algorithm3.SolveResult (also kept in state.result).
-    reid=False: the same solver with no re-identification (propagation only)."""
+    reid=False: the same solver with no re-identification (propagation only).
+    callback(phase, done, total): progress of the phases ("propagate" frames,
+    "re-id" rounds)."""
     from vsreid_jax.solver import caches  # pylint: disable=g-import-not-at-top
     from vsreid_jax.solver.algorithm3 import Solver, SolverConfig  # pylint: disable=g-import-not-at-top
     if state.object_ids is None:
@@ -380,7 +384,7 @@ class Segmenter:
       self.propagator.net.use(state.variables)
     state.result = Solver(self.propagator, cfg).solve(
         state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
-        progress=progress, desc=state.name)
+        progress=progress, desc=state.name, callback=callback)
     if cands is not None:
       cands.close()
     return state.result

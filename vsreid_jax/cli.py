@@ -32,9 +32,14 @@ def _add_segment(sub):
   src.add_argument("--davis", metavar="ROOT", help="a DAVIS-layout root (segments every sequence of --set)")
   src.add_argument("--video", metavar="PATH", help="a video file or a folder of frames (needs --mask)")
   src.add_argument("--demo", action="store_true", help="the short DAVIS clip shipped in the package")
+  src.add_argument("--youtube-vos", metavar="ROOT", help="a YouTube-VOS / MOSE split folder (JPEGImages/, "
+                   "Annotations/, meta.json): segments every video from its first annotated frame; results in "
+                   "OUT/Annotations/<video>/<frame>.png")
   p.add_argument("--set", default="val", help="DAVIS ImageSets/2017/<set>.txt (default: val)")
-  p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set")
+  p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set (or videos)")
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
+  p.add_argument("--zip", action="store_true", help="with --youtube-vos: also write OUT/submission.zip "
+                 "(Annotations/<video>/<frame>.png), what the YouTube-VOS / MOSE servers take")
   p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K; "
                  "a grey 0/255 PNG is one object)")
   p.add_argument("--resize-mask", action="store_true",
@@ -68,7 +73,12 @@ def _add_segment(sub):
                  "weights to DIR/<sequence>.msgpack")
   p.add_argument("--flow-cache", metavar="DIR",
                  help="keep computed flow fields and detector/ReID candidates here (.npy/.npz) for reuse")
-  p.add_argument("--overlay", action="store_true", help="also write OUT/<sequence>_overlay.mp4")
+  p.add_argument("--overlay", action="store_true", help="also write the overlay video OUT/<sequence>_overlay.mp4 "
+                 "(H.264) or .webm (VP9), whichever this OpenCV can encode, at the source size and frame rate")
+  p.add_argument("--fps", type=float, default=None, metavar="F", help="frame rate of the overlay video (default: "
+                 "the video's own; 24 for frame folders)")
+  p.add_argument("--per-object", action="store_true", help="also write each object's binary mask (0/255 PNG) "
+                 "to OUT/<sequence>/objects/<id>/<frame>.png")
   p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
   p.add_argument("--report", action="store_true", help="write the HTML report OUT/report/index.html at the end "
                  "(scores with --davis and --eval)")
@@ -137,23 +147,29 @@ def _add_eval(sub):
 
 def _add_train(sub):
   from vsreid_jax import configs
-  p = sub.add_parser("train", help="train the propagation net N_mp (resumable)",
-                     description="Trains N_mp on the DAVIS roots in --data-dir (held-out sequences excluded); "
-                     "orbax checkpoints, metrics.csv and metrics.png go to --workdir. After any stop, the same "
+  p = sub.add_parser("train", help="train N_mp, the detector or the ReID net (resumable)",
+                     description="Trains a net (--net) on the DAVIS roots in --data-dir (held-out sequences "
+                     "excluded); orbax checkpoints and metrics go to --workdir. After any stop, the same "
                      "command with --resume continues exactly.")
-  p.add_argument("--config", default="lite_cpu", choices=configs.names("train"))
+  p.add_argument("--net", default="propagation", choices=["propagation", "detector", "reid"],
+                 help="propagation: N_mp (default); detector, reid: the retrieval nets of Algorithm 2")
+  p.add_argument("--config", default=None, help=f"propagation: {', '.join(configs.names('train'))} "
+                 "(default lite_cpu); detector: lite_cpu, r50_fpn (default lite_cpu); reid: reid_lite_cpu")
   p.add_argument("--workdir", required=True, metavar="DIR")
   p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --workdir")
   p.add_argument("--steps", type=int, default=None, help="stop after this global step (schedule unchanged)")
-  p.add_argument("--data-dir", default=os.path.join("..", "shared", "data"), metavar="DIR",
-                 help="folder holding davis2016-train and davis2016-train-240p (default ../shared/data)")
+  p.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding davis2016-train and "
+                 "davis2016-train-240p (default: ../shared/data beside the repository checkout, wherever the "
+                 "command runs; a path given here is relative to the current folder)")
+  p.add_argument("--export", metavar="FILE", help="detector, reid: write the float16 inference weights here "
+                 "at the end (what segment --detector/--reid load)")
   p.add_argument("--override", "--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
-                 help="set a field of configs/train_propagation.py (repeatable; --set is an alias), e.g. "
+                 help="set a field of the net's training config (repeatable; --set is an alias), e.g. "
                  "optimizer.lr=3e-4; an unknown key is an error")
   p.add_argument("--stage", default=None, choices=["rgb_static", "rgb", "flow", "joint"],
-                 help="the paper's training stages (train/stages.py): rgb_static (RGB stream, single frames "
-                 "with deformed GT masks as the guide), rgb (RGB stream on DAVIS pairs), flow (flow stream "
-                 "initialised from the RGB stream), joint (both streams; default)")
+                 help="propagation: the paper's training stages (train/stages.py): rgb_static (RGB stream, "
+                 "single frames with deformed GT masks as the guide), rgb (RGB stream on DAVIS pairs), flow "
+                 "(flow stream initialised from the RGB stream), joint (both streams; default)")
   p.add_argument("--init-from", default=None, metavar="WORKDIR",
                  help="start from the previous stage's workdir (rgb <- rgb_static <- ..., joint <- flow)")
   p.add_argument("--no-progress", action="store_true")
@@ -243,7 +259,33 @@ def _segment_config(args):
     configs.override(config, assignment)
   if args.save_adapted and config.online_steps <= 0:
     raise InputError(f"--save-adapted {args.save_adapted}: nothing to save without --online-steps N (N > 0)")
+  if args.fps is not None:
+    if not 0 < args.fps < float("inf"):
+      raise InputError(f"--fps {args.fps}: must be a positive number of frames per second, e.g. 24")
+    config.overlay_fps = args.fps
   return config
+
+
+def _overlay_fps(args, config, frames) -> float:
+  """The overlay's frame rate: --fps, else the video's own, else the config's (frame folders)."""
+  if args.fps is not None:
+    return args.fps
+  return getattr(frames, "fps", 0.0) or float(config.overlay_fps)
+
+
+def _phase_callback(bar, seq):
+  """callback(phase, done, total) for Segmenter.segment: the outer bar follows the solver's phases
+  (detect+reid, propagate, re-id) while it runs the whole video before the first frame comes out."""
+  shown = [None]
+
+  def callback(phase, done, total):
+    if phase != shown[0]:
+      shown[0] = phase
+      bar.reset(total=total)
+      bar.set_description(f"{seq} {phase}", refresh=False)
+    bar.n = done
+    bar.refresh()
+  return callback
 
 
 def _selected_sequences(ds, args):
@@ -257,9 +299,16 @@ def _selected_sequences(ds, args):
   return names
 
 
+def _results_dir(args) -> str:
+  """Where segment writes OUT/<sequence>/: OUT itself, or OUT/Annotations for --youtube-vos."""
+  from vsreid_jax.data import youtube_vos
+  return os.path.join(args.out, youtube_vos.RESULTS_DIR) if args.youtube_vos else args.out
+
+
 def _jobs(args):
-  """(sequence name, frames, first-mask path, inputs, input folders) for every video to segment:
-  `inputs` and `input_folders` are what the results may not overlap (`check_destination`)."""
+  """(sequence name, frames, first-mask path, inputs, input folders, names of frames before the
+  prompt frame) for every video to segment: `inputs` and `input_folders` are what the results may
+  not overlap (`check_destination`); frames before the prompt frame are written as background."""
   from vsreid_jax.data import DavisDataset, open_frames
   from vsreid_jax.data.results import sequence_name
   if args.davis:
@@ -268,28 +317,46 @@ def _jobs(args):
     for seq in _selected_sequences(ds, args):
       frames = ds.frames(seq)
       mask = ds.annotation_path(seq, frames.names[0])
-      yield seq, frames, mask, (frames.folder, mask), folders
+      yield seq, frames, mask, (frames.folder, mask), folders, ()
+  elif args.youtube_vos:
+    from vsreid_jax.data import youtube_vos
+    ds = youtube_vos.YouTubeVOSDataset(args.youtube_vos)
+    videos = ds.videos()
+    if args.sequences:
+      unknown = sorted(set(args.sequences) - set(videos))
+      if unknown:
+        raise InputError(f"--sequences: {', '.join(unknown)} not among the videos of {ds.root}")
+      videos = [v for v in videos if v in args.sequences]
+    for video in videos:
+      prompt = ds.prompt(video)
+      if prompt.later:
+        print(youtube_vos.later_objects_note(video, prompt))
+      frames = ds.frames_from(video, prompt.frame_index)
+      before = ds.frames(video).names[:prompt.frame_index]
+      yield video, frames, prompt.mask_path, (frames.folder, prompt.mask_path), (ds.image_dir, ds.anno_dir), before
   elif args.demo:
     seq = "demo"
     frames = open_frames(os.path.join(DEMO_DIR, "JPEGImages"))
     mask = os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
-    yield seq, frames, mask, (frames.folder, mask), (DEMO_DIR,)
+    yield seq, frames, mask, (frames.folder, mask), (DEMO_DIR,), ()
   else:
     if not args.mask:
       raise InputError(f"{args.video}: --video needs --mask FIRST_FRAME.png (an indexed PNG of object ids)")
     frames = open_frames(args.video)
     folders = (args.video,) if os.path.isdir(args.video) else ()
-    yield sequence_name(args.video), frames, args.mask, (args.video, args.mask), folders
+    yield sequence_name(args.video), frames, args.mask, (args.video, args.mask), folders, ()
 
 
 def cmd_segment(args):
   if not args.no_compile_cache:  # before anything compiles
     from vsreid_jax.utils import enable_compile_cache  # pylint: disable=g-import-not-at-top
     enable_compile_cache()
+  import numpy as np
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
   from vsreid_jax.data.palette import read_prompt_mask
-  from vsreid_jax.data.results import SequenceWriter, check_destination, clean_stale, inside_any, prepare_dir
+  from vsreid_jax.data.results import (SequenceWriter, check_destination, clean_stale, inside_any, overlay_suffix,
+                                       prepare_dir)
   from vsreid_jax.report.layout import write_timing
   from vsreid_jax.solver.algorithm3 import write_retrievals
   from vsreid_jax.utils import StageTimer, peak_rss_mb
@@ -299,18 +366,25 @@ def cmd_segment(args):
     if path is not None:
       prepare_dir(path, option)
   jobs = list(_jobs(args))
-  for seq, frames, _, inputs, input_folders in jobs:  # every output checked before any work
+  if args.report and args.youtube_vos:
+    raise InputError("--report: not available with --youtube-vos yet (its results are sparse); run without it")
+  if args.zip and not args.youtube_vos:
+    raise InputError("--zip: only with --youtube-vos (the submission layout of its servers)")
+  out = _results_dir(args)
+  for seq, frames, _, inputs, input_folders, _ in jobs:  # every output checked before any work
     if getattr(frames, "note", None):
       print(frames.note)
     for path in (args.flow_cache, args.save_adapted):
       folder = inside_any(path, input_folders) if path is not None else None
       if folder is not None:
         raise InputError(f"{path}: is inside the input folder {folder}; pass a folder outside the inputs")
-      if path is not None and inside_any(path, [os.path.join(args.out, seq)]):
-        raise InputError(f"{path}: is inside the results folder {os.path.join(args.out, seq)}, which is replaced "
+      if path is not None and inside_any(path, [os.path.join(out, seq)]):
+        raise InputError(f"{path}: is inside the results folder {os.path.join(out, seq)}, which is replaced "
                          "when written; pass a folder outside it")
-    check_destination(args.out, seq, inputs, input_folders)
-  for line in clean_stale(args.out):
+    check_destination(out, seq, inputs, input_folders)
+  if args.overlay:
+    overlay_suffix()  # no browser codec: refused before any work
+  for line in clean_stale(out):
     print(line)
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
   if seg.method == "vsreid":
@@ -322,7 +396,7 @@ def cmd_segment(args):
   start = time.perf_counter()
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
-  for seq, frames, mask_path, _, _ in jobs:
+  for seq, frames, mask_path, _, _, before in jobs:
     seq_start = time.perf_counter()
     state = seg.init_state(frames, name=seq)
     mask, notes = read_prompt_mask(mask_path, frames.size, resize=args.resize_mask)
@@ -336,12 +410,19 @@ def cmd_segment(args):
             f"(+{info['compile_seconds']:.1f} s compile), loss {info['loss'][0]:.4f} -> {info['loss'][-1]:.4f}")
       if args.save_adapted:
         seg.save_adapted(state, os.path.join(args.save_adapted, f"{seq}.msgpack"))
-    with SequenceWriter(args.out, seq, overlay_fps=24.0 if args.overlay else 0.0) as writer:
-      bar = tqdm(seg.segment(state, progress=not args.no_progress), total=len(frames), desc=seq, unit="frame",
-                 disable=args.no_progress, leave=False)
-      for i, ids in bar:
+    fps = _overlay_fps(args, config, frames) if args.overlay else 0.0
+    per_object = state.object_ids if args.per_object else None
+    bar = tqdm(total=len(frames), desc=seq, unit="frame", disable=args.no_progress, leave=False)
+    with SequenceWriter(out, seq, overlay_fps=fps, object_ids=per_object) as writer, bar:
+      for name in before:  # no object yet: background (a prompt on a later frame starts the video there)
+        writer.write(name, np.zeros(frames.size, np.uint8))
+      callback = _phase_callback(bar, seq)
+      for i, ids in seg.segment(state, callback=callback):
+        if i == 0:
+          callback("write", 0, len(frames))
         signals.check()  # a signal swallowed on the way (see signals.py) stops the run here
         writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
+        bar.update(1)
       signals.check()
       if state.result is not None:
         write_retrievals(writer.side_path("_retrievals.json"), seq, state.result, state.object_ids)
@@ -349,9 +430,10 @@ def cmd_segment(args):
                    time.perf_counter() - seq_start)
     total.merge(state.timer)
     n_frames += len(frames)
-    print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(args.out, seq)}")
+    print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(out, seq)}")
     if state.result is not None:
-      _report_retrievals(args.out, seq, state)
+      _report_retrievals(out, seq, state)
+    _print_outputs(writer, fps)
   wall = time.perf_counter() - start
   print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
@@ -361,6 +443,28 @@ def cmd_segment(args):
   evaluation = _run_eval(args, args.out) if args.eval and args.davis else None
   if args.report:
     _segment_report(args, jobs, evaluation)
+  if args.youtube_vos and args.zip:
+    from vsreid_jax.data import youtube_vos
+    path = youtube_vos.write_submission(args.out, [seq for seq, *_ in jobs],
+                                        youtube_vos.YouTubeVOSDataset(args.youtube_vos))
+    print(f"submission: {path} (Annotations/<video>/<frame>.png of {len(jobs)} videos)")
+
+
+def _print_outputs(writer, fps: float) -> None:
+  """Where each output of a sequence went (the side files as the manifest lists them)."""
+  out = writer.out_dir
+  print(f"  masks: {writer.final}{os.sep} ({writer.count} palette PNGs)")
+  if writer.objects_dir:
+    print(f"  per-object masks: {os.path.join(writer.objects_dir, '<id>', '<frame>.png')} "
+          f"(ids {', '.join(str(i) for i in writer.object_ids)}; 0/255)")
+  for name in writer.manifest["side_files"]:
+    path = os.path.join(out, name)
+    if name.endswith(("_overlay.mp4", "_overlay.webm")):
+      print(f"  overlay: {path} ({'H.264 MP4' if name.endswith('.mp4') else 'VP9 WebM'}, {fps:g} fps)")
+    elif name.endswith("_retrievals.json"):
+      print(f"  retrieval log: {path}")
+    elif name.endswith("_timing.json"):
+      print(f"  timing: {path}")
 
 
 def _segment_report(args, jobs, evaluation):
@@ -410,15 +514,24 @@ def cmd_eval(args):
 
 def cmd_train(args):
   from vsreid_jax import configs
+  from vsreid_jax.data.splits import shared_data_dir
   from vsreid_jax.data.results import prepare_dir
   prepare_dir(args.workdir, "--workdir")
+  args.data_dir = args.data_dir or str(shared_data_dir())
   if not os.path.isdir(args.data_dir):
     raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
+  if args.net != "propagation":
+    return _train_retrieval_net(args)
+  if args.export:
+    raise InputError(f"--export {args.export}: for --net propagation use experiments/export_weights.py "
+                     "--workdir WORKDIR --out FILE --float16")
   # The stage sets several fields (streams, priors): applied first, so --override can still refine them.
   stage = args.stage or next((a.split("=", 1)[1] for a in reversed(args.override) if a.startswith("stage=")),
                              "joint")
   from vsreid_jax.train import stages  # pylint: disable=g-import-not-at-top
-  config = configs.get("train", args.config)
+  if (args.config or "lite_cpu") not in configs.names("train"):
+    raise InputError(f"--config {args.config}: not a propagation config; one of {', '.join(configs.names('train'))}")
+  config = configs.get("train", args.config or "lite_cpu")
   stages.apply_stage(config, stage)
   config.data.data_dir = os.path.abspath(args.data_dir)
   for assignment in args.override:
@@ -433,6 +546,24 @@ def cmd_train(args):
   rows = out["train_rows"]
   if rows:
     print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
+
+
+def _train_retrieval_net(args):
+  """vsreid train --net detector|reid (vsreid_jax/train/retrieval_nets.py)."""
+  from vsreid_jax.train import retrieval_nets
+  if args.export:
+    if not args.export.endswith(".msgpack") or os.path.isdir(args.export):
+      raise InputError(f"--export {args.export}: pass the .msgpack weights file to write")
+    parent = os.path.dirname(os.path.abspath(args.export))
+    if not os.path.isdir(parent):
+      raise InputError(f"--export {args.export}: folder {parent} does not exist; create it first")
+  kw = dict(resume=args.resume, steps=args.steps, export=args.export, progress=not args.no_progress)
+  if args.net == "detector":
+    config = retrieval_nets.detector_config(args.config or "lite_cpu", args.override)
+    retrieval_nets.train_detector(config, args.workdir, os.path.abspath(args.data_dir), **kw)
+  else:
+    config = retrieval_nets.reid_config(args.config or "reid_lite_cpu", args.override)
+    retrieval_nets.train_reid(config, args.workdir, os.path.abspath(args.data_dir), **kw)
 
 
 def cmd_report(args):

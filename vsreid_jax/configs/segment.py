@@ -57,6 +57,9 @@ def get_config():
   # > 0: frames whose long side is longer are segmented shrunk to this long side (memory and time
   # grow with the pixel count; see memory.py), masks returned at the input size. 0: off.
   c.max_size = 0
+  # Frame rate of the overlay video for frame folders (DAVIS, YouTube-VOS), which carry none:
+  # DAVIS was shot at 24 fps. Videos keep their container's rate; `--fps` overrides both.
+  c.overlay_fps = 24.0
   return c
 
 

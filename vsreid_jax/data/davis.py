@@ -1,5 +1,8 @@
 """A DAVIS-layout root: JPEGImages/<res>/<seq>/*.jpg, Annotations/<res>/<seq>/*.png,
-ImageSets/2017/<set>.txt (one sequence name per line)."""
+ImageSets/2017/<set>.txt (one sequence name per line).
+
+`SequenceFolders` (a folder of frame folders beside a folder of annotation folders) is shared
+with the YouTube-VOS / MOSE reader (data/youtube_vos.py)."""
 import os
 from typing import List
 
@@ -10,7 +13,23 @@ from vsreid_jax.data.palette import read_mask
 from vsreid_jax.errors import InputError
 
 
-class DavisDataset:
+class SequenceFolders:
+  """Frames in image_dir/<seq>/*.jpg, id masks in anno_dir/<seq>/<frame>.png."""
+
+  image_dir: str
+  anno_dir: str
+
+  def frames(self, seq: str) -> FolderFrames:
+    return FolderFrames(os.path.join(self.image_dir, seq))
+
+  def annotation_path(self, seq: str, frame_name: str) -> str:
+    return os.path.join(self.anno_dir, seq, frame_name + ".png")
+
+  def annotation(self, seq: str, frame_name: str) -> np.ndarray:
+    return read_mask(self.annotation_path(seq, frame_name))
+
+
+class DavisDataset(SequenceFolders):
   """Reads sequences of a DAVIS 2017 style root; `resolution` is the folder name (480p, 240p, ...)."""
 
   def __init__(self, root, resolution: str = "480p"):
@@ -50,15 +69,6 @@ class DavisDataset:
       if not os.path.isdir(os.path.join(self.image_dir, name)):
         raise InputError(f"{path}: lists sequence {name!r} but {os.path.join(self.image_dir, name)} does not exist")
     return names
-
-  def frames(self, seq: str) -> FolderFrames:
-    return FolderFrames(os.path.join(self.image_dir, seq))
-
-  def annotation_path(self, seq: str, frame_name: str) -> str:
-    return os.path.join(self.anno_dir, seq, frame_name + ".png")
-
-  def annotation(self, seq: str, frame_name: str) -> np.ndarray:
-    return read_mask(self.annotation_path(seq, frame_name))
 
   def first_mask(self, seq: str) -> np.ndarray:
     frames = self.frames(seq)

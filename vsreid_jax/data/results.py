@@ -6,7 +6,8 @@ Results never cost a user a file:
   complete (the DAVIS evaluator would score a half-written folder as missing frames);
 - every folder this program writes holds a manifest, `.vsreid-results.json`; an existing
   OUT/<sequence> is replaced only when it holds one (or is empty), and the side files
-  OUT/<sequence>_overlay.mp4 and _retrievals.json only when that manifest lists them;
+  OUT/<sequence>_overlay.{mp4,webm}, _retrievals.json and _timing.json only when that manifest
+  lists them;
 - replacing is atomic: the old folder is renamed aside, the new one renamed in, then the old
   one deleted; a symlink at OUT/<sequence> is refused;
 - hidden temporary folders of killed runs (`.vsreid-partial-<pid>-...`, `.vsreid-old-<pid>-...`,
@@ -34,7 +35,10 @@ MANIFEST = ".vsreid-results.json"
 PROGRAM = "vsreid-jax"
 TMP_PREFIX = ".vsreid-"  # + "partial-<pid>-<sequence>-<random>" or "old-<pid>-<sequence>-<random>"
 _TMP_RE = re.compile(r"^\.vsreid-(partial|old)-(\d+)-")
-SIDE_SUFFIXES = ("_overlay.mp4", "_retrievals.json", "_timing.json")  # files OUT/<sequence><suffix> beside the folder
+# Files OUT/<sequence><suffix> beside the folder. The overlay is H.264 MP4 or VP9 WebM, whichever
+# this OpenCV can encode (report.media.browser_codec): both are browser-playable.
+SIDE_SUFFIXES = ("_overlay.mp4", "_overlay.webm", "_retrievals.json", "_timing.json")
+OBJECTS_DIR = "objects"  # per_object: OUT/<sequence>/objects/<id>/<frame>.png, binary 0/255 masks
 
 
 def _within(path: str, folder: str) -> bool:
@@ -217,20 +221,41 @@ def _write_manifest(folder: str, manifest: dict) -> None:
   os.replace(tmp, os.path.join(folder, MANIFEST))
 
 
+def overlay_suffix() -> str:
+  """"_overlay.mp4" (H.264) or "_overlay.webm" (VP9): the first browser codec this OpenCV can
+  encode (report.media.browser_codec, probed once); InputError when it has neither."""
+  from vsreid_jax.report import media  # pylint: disable=g-import-not-at-top  (report imports this module)
+  codec = media.browser_codec()
+  if codec is None:
+    raise InputError("--overlay: this OpenCV can encode neither H.264 (avc1) nor VP9, so the overlay would not "
+                     "play in a browser; install the opencv-python wheel (its FFmpeg has VP9) or leave out --overlay")
+  return "_overlay" + codec[1]
+
+
 class SequenceWriter:
   """Context manager: `with SequenceWriter(out_dir, seq) as w: w.write(name, ids)`.
 
   Side files (the overlay video, `side_path("_retrievals.json")`) are written inside the
   temporary folder and moved beside the sequence folder on success. Raises InputError up front
   (`check_destination`) when OUT/<sequence> is not ours to replace.
+
+  Args:
+    out_dir: the output folder; the masks go to OUT/<sequence>/<frame>.png.
+    sequence: the sequence name.
+    overlay_fps: > 0: also write the overlay video OUT/<sequence>_overlay.mp4 (H.264) or .webm
+      (VP9), the codec `report.media.browser_codec` finds, at this frame rate and the frames' size.
+    object_ids: also write each object's binary mask (0/255 grey PNG) to
+      OUT/<sequence>/objects/<id>/<frame>.png, for every frame (None: not written).
   """
 
-  def __init__(self, out_dir, sequence: str, overlay_fps: float = 0.0):
+  def __init__(self, out_dir, sequence: str, overlay_fps: float = 0.0, object_ids=None):
     self.out_dir = os.fspath(out_dir)
     self.sequence = check_sequence_name(sequence)
     self.final = os.path.join(self.out_dir, sequence)
     self.overlay_fps = overlay_fps
-    self.overlay_path = self.final + "_overlay.mp4" if overlay_fps else None
+    self.overlay_path = self.final + overlay_suffix() if overlay_fps else None
+    self.object_ids = None if object_ids is None else [int(i) for i in object_ids]
+    self.objects_dir = os.path.join(self.final, OBJECTS_DIR) if self.object_ids is not None else None
     self._video = None
     self._sides = set()
     self.count = 0
@@ -261,16 +286,23 @@ class SequenceWriter:
   def write(self, frame_name: str, ids: np.ndarray, image: np.ndarray = None):
     write_mask(os.path.join(self.tmp, frame_name + ".png"), ids)
     self.count += 1
+    if self.object_ids is not None:
+      for oid in self.object_ids:
+        folder = os.path.join(self.tmp, OBJECTS_DIR, str(oid))
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, frame_name + ".png")
+        if not cv2.imwrite(path, np.where(ids == oid, 255, 0).astype(np.uint8)):
+          raise OSError(0, "cannot write the per-object mask", path)
     if self.overlay_path and image is not None:
       if self._video is None:
-        h, w = ids.shape
-        self._video = cv2.VideoWriter(self.side_path("_overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                      self.overlay_fps, (w, h))
-      self._video.write(cv2.cvtColor(overlay(image, ids), cv2.COLOR_RGB2BGR))
+        from vsreid_jax.report import media  # pylint: disable=g-import-not-at-top
+        self._video = media.SmallVideo(os.path.join(self.tmp, "_overlay"), None, self.overlay_fps)
+        self.side_path(self.overlay_path[len(self.final):])
+      self._video.write(overlay(image, ids))
 
   def __exit__(self, exc_type, exc, tb):
     if self._video is not None:
-      self._video.release()
+      self._video.close()
     if exc_type is not None:
       shutil.rmtree(self.tmp, ignore_errors=True)
       return False

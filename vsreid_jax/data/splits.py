@@ -13,6 +13,7 @@ any of this round's training or tuning:
 
 This module imports nothing from the package, so every layer can use it.
 """
+import pathlib
 from typing import Dict, Tuple
 
 # Data roots under ../shared/data and their resolution folders.
@@ -27,6 +28,12 @@ TEST: Dict[str, Tuple[str, ...]] = {
     "davis2016-train-240p": ("car-turn", "horsejump-low", "soccerball"),
 }
 SPLITS = ("train", "val", "test")
+
+
+def shared_data_dir() -> pathlib.Path:
+  """<repo>/../shared/data: the folder holding DATA_ROOTS beside the repository checkout (the
+  default `--data-dir` of `vsreid train`, wherever the command is run from)."""
+  return pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def held_out() -> Dict[str, Tuple[str, ...]]:

@@ -1,5 +1,6 @@
 """Generated clips in the DAVIS layout: textured objects moving and growing over a textured
 background. Small and deterministic, for tests and smoke runs (DIS finds their motion)."""
+import json
 import os
 
 import cv2
@@ -58,6 +59,33 @@ def write_davis_root(root, sequences, resolution="480p", subset="val"):
   os.makedirs(os.path.join(root, "ImageSets", "2017"), exist_ok=True)
   with open(os.path.join(root, "ImageSets", "2017", f"{subset}.txt"), "w") as f:
     f.write("\n".join(sequences) + "\n")
+  return root
+
+
+def write_youtube_vos_root(root, videos, step=5):
+  """Writes {name: (frames, masks)} as a YouTube-VOS split folder (data/youtube_vos.py): frames
+  named like the sparse valid set (00000, 00005, ...: `step`), an annotation PNG only at each frame
+  where objects first appear (holding only those objects), and meta.json listing each object's
+  frames from its first appearance."""
+  meta = {"videos": {}}
+  for name, (frames, masks) in videos.items():
+    img_dir = os.path.join(root, "JPEGImages", name)
+    ann_dir = os.path.join(root, "Annotations", name)
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+    names = [f"{t * step:05d}" for t in range(len(frames))]
+    objects = {}
+    for t, (frame, mask) in enumerate(zip(frames, masks)):
+      cv2.imwrite(os.path.join(img_dir, names[t] + ".jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                  [cv2.IMWRITE_JPEG_QUALITY, 95])
+      new = [int(k) for k in np.unique(mask) if k and str(int(k)) not in objects]
+      for k in new:
+        objects[str(k)] = {"category": "shape", "frames": names[t:]}
+      if new:
+        write_mask(os.path.join(ann_dir, names[t] + ".png"), np.where(np.isin(mask, new), mask, 0).astype(np.uint8))
+    meta["videos"][name] = {"objects": objects}
+  with open(os.path.join(root, "meta.json"), "w") as f:
+    json.dump(meta, f, indent=1)
   return root
 
 

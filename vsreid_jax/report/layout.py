@@ -1,7 +1,9 @@
 """The files a `vsreid segment` run leaves in its output folder, as the report reads them.
 
   OUT/<sequence>/<frame>.png         indexed id masks (the DAVIS results layout)
-  OUT/<sequence>_overlay.mp4         with --overlay: the frames with the masks tinted
+  OUT/<sequence>/objects/<id>/<frame>.png  with --per-object: each object's binary 0/255 mask
+  OUT/<sequence>_overlay.mp4|.webm   with --overlay: the frames with the masks tinted (H.264 MP4
+                                     or VP9 WebM, whichever OpenCV can encode; browser-playable)
   OUT/<sequence>_retrievals.json     with the vsreid method: the solver's retrieval log
   OUT/<sequence>_timing.json         per-stage seconds of the sequence (written by this module)
   OUT/report/index.html              with --report: the HTML report (vsreid_jax/report)
@@ -15,6 +17,11 @@ from vsreid_jax.utils import StageTimer
 
 
 def overlay_path(results_dir, seq: str) -> str:
+  """The sequence's overlay video: the .mp4 or .webm that exists (the .mp4 name when neither)."""
+  for suffix in (".mp4", ".webm"):
+    path = os.path.join(results_dir, f"{seq}_overlay{suffix}")
+    if os.path.isfile(path):
+      return path
   return os.path.join(results_dir, f"{seq}_overlay.mp4")
 
 

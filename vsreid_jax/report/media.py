@@ -58,6 +58,15 @@ def browser_codec() -> Optional[Tuple[str, str, str]]:
   return None
 
 
+def pad_even(image: np.ndarray) -> np.ndarray:
+  """The image with its last row / column repeated where a side is odd (4:2:0 video needs even
+  sides; padding keeps every source pixel, where cropping would drop one)."""
+  h, w = image.shape[:2]
+  if h % 2 == 0 and w % 2 == 0:
+    return image
+  return cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+
+
 def fit_width(image: np.ndarray, width: int, even: bool = False, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
   """Downscales an image to `width` pixels (never upscales); `even`: both sides even (yuv420).
   INTER_NEAREST for id masks."""
@@ -74,10 +83,11 @@ def fit_width(image: np.ndarray, width: int, even: bool = False, interpolation: 
 class SmallVideo:
   """Writes RGB frames, downscaled to `width`, as a browser-playable video at path_stem + suffix.
 
+  `width` None: the frames' own size (an odd side padded by one pixel, `pad_even`).
   `path` and `mime` are None when no browser codec is available (frames are then dropped).
   """
 
-  def __init__(self, path_stem: str, width: int, fps: float):
+  def __init__(self, path_stem: str, width: Optional[int], fps: float):
     codec = browser_codec()
     self.width, self.fps = width, fps
     self.fourcc, self.path, self.mime = (codec[0], path_stem + codec[1], codec[2]) if codec else (None, None, None)
@@ -87,7 +97,7 @@ class SmallVideo:
   def write(self, rgb: np.ndarray) -> None:
     if self.path is None:
       return
-    small = fit_width(rgb, self.width, even=True)
+    small = pad_even(rgb) if self.width is None else fit_width(rgb, self.width, even=True)
     if self._writer is None:
       self._writer = _open_writer(self.path, self.fourcc, self.fps, (small.shape[1], small.shape[0]))
       if self._writer is None:

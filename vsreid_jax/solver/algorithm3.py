@@ -78,11 +78,13 @@ class Solver:
 
   def solve(self, frames, flows, first_prob: np.ndarray, first_area: np.ndarray, num_objects: int,
             candidates, templates, timer: Optional[StageTimer] = None, progress: bool = False,
-            desc: str = "") -> SolveResult:
+            desc: str = "", callback=None) -> SolveResult:
     """frames (a frame sequence), flows (a FlowCache), first_prob[Kb, H, W] with num_objects real
     objects, first_area[Kb]; candidates: a solver.caches.CandidateSource (or Candidates of every
     frame), asked only for the frames the retrieval rule reads (`search_frames`); templates[K, D] or
-    a function returning them (called at the first retrieval); candidates None: propagation only."""
+    a function returning them (called at the first retrieval); candidates None: propagation only.
+    callback(phase, done, total), if given, after each step: ("propagate", frames done, T - 1),
+    then ("re-id", rounds done, max_retrievals), e.g. to move a caller's progress bar."""
     start = time.perf_counter()
     timer = timer or StageTimer()
     prop = self.propagator
@@ -101,6 +103,8 @@ class Solver:
     for i in tqdm(range(1, n), desc=f"{desc} propagate".strip(), unit="frame", disable=not progress, leave=False):
       prob, a, _ = prop.step(prob, self._read(frames, i, timer), flows.get(i, i - 1, timer), a, area, timer)
       probs[i], alive[i] = np.asarray(prob), np.asarray(a)
+      if callback is not None:
+        callback("propagate", i, n - 1)
 
     log: List[dict] = []
     if candidates is not None and k > 0:
@@ -113,8 +117,10 @@ class Solver:
       tried = set()
       cfg = self.config
       templates = functools.lru_cache(maxsize=None)(templates if callable(templates) else lambda t=templates: t)
-      for _ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
-                    leave=False):
+      for round_ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
+                         leave=False):
+        if callback is not None:
+          callback("re-id", round_, cfg.max_retrievals)
         lost = ~alive[:, :k]
         lost[0] = False  # frame 0 is given
         ret = self._retrieve(candidates, templates, lost, boxes, alive[:, :k], tried, timer)
