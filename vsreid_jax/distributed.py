@@ -1,0 +1,99 @@
+"""Multi-process jobs: joining the job (`jax.distributed.initialize`) and who this process is.
+
+One process runs per host (TPU pod worker, SLURM task, or a local process). `initialize` joins
+them into one JAX job before any JAX computation:
+
+- explicit: `--coordinator HOST:PORT --num-processes N --process-id I` (all three, on every
+  process; process 0 listens on PORT);
+- from the cluster: `--distributed` (JAX reads the TPU pod, SLURM, Open MPI or Kubernetes
+  environment), which is also the default inside a SLURM step of more than one task
+  (`SLURM_STEP_NUM_TASKS`/`SLURM_NTASKS` > 1);
+- otherwise one process, nothing to join.
+
+On CPU the processes exchange data through gloo collectives (`jax_cpu_collectives_implementation`),
+as in the 2-process tests on one machine.
+"""
+import os
+from typing import Optional
+
+from vsreid_jax.errors import InputError
+
+
+def add_arguments(parser) -> None:
+  """The flags of a multi-process job, for `vsreid train` and `vsreid segment`."""
+  g = parser.add_argument_group("multi-process job (one process per host; see README 'Past one machine')")
+  g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 (with --num-processes, --process-id)")
+  g.add_argument("--num-processes", type=int, metavar="N", help="number of processes of the job")
+  g.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+  g.add_argument("--distributed", action="store_true",
+                 help="join the job described by the cluster environment (TPU pod, SLURM, Open MPI); automatic "
+                      "in a SLURM step of more than one task")
+
+
+def _slurm_tasks() -> int:
+  for var in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
+    value = os.environ.get(var, "")
+    if value.isdigit():
+      return int(value)
+  return 1
+
+
+def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] = None,
+               process_id: Optional[int] = None, from_environment: bool = False) -> bool:
+  """Joins the multi-process job when one is asked for; returns whether this is one.
+
+  Args:
+    coordinator: "HOST:PORT" of process 0, or None.
+    num_processes: processes of the job (with `coordinator`).
+    process_id: this process's index 0..num_processes-1 (with `coordinator`).
+    from_environment: let JAX read the job from the cluster environment (TPU pod, SLURM, MPI).
+
+  Returns:
+    True when `jax.distributed` is initialised (now or before): then `jax.process_index()` and
+    `jax.process_count()` describe the job and `jax.devices()` spans every process.
+
+  Raises:
+    InputError: an incomplete or inconsistent set of flags.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.distributed.is_initialized():
+    return True
+  explicit = (coordinator, num_processes, process_id)
+  if any(v is not None for v in explicit):
+    if any(v is None for v in explicit):
+      raise InputError("--coordinator, --num-processes and --process-id go together: pass all three on every "
+                       "process (or none, for one process)")
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+      raise InputError(f"--coordinator {coordinator!r}: expected HOST:PORT, e.g. 10.0.0.1:1234")
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+      raise InputError(f"--process-id {process_id} --num-processes {num_processes}: need 0 <= I < N")
+    if num_processes == 1:
+      return False
+    _cpu_collectives()
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+    return True
+  if from_environment or _slurm_tasks() > 1:
+    _cpu_collectives()
+    jax.distributed.initialize()
+    return True
+  return False
+
+
+def _cpu_collectives() -> None:
+  """CPU processes need a collectives backend to exchange arrays (no-op for GPU/TPU devices)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+
+
+def process() -> tuple:
+  """(process index, process count) of this job: (0, 1) when not a multi-process job."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if not jax.distributed.is_initialized():
+    return 0, 1
+  return jax.process_index(), jax.process_count()
+
+
+def is_main() -> bool:
+  """Whether this process writes logs, plots and other single-writer files (process 0)."""
+  return process()[0] == 0
