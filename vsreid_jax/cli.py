@@ -105,6 +105,7 @@ def _add_train(sub):
                  help="folder holding davis2016-train and davis2016-train-240p (default ../shared/data)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
   p.add_argument("--no-progress", action="store_true")
+  distributed.add_arguments(p)
 
 
 def _add_extract_frame(sub):
@@ -405,6 +406,8 @@ def cmd_train(args):
   from vsreid_jax.configs import train_propagation
   from vsreid_jax.train import loop
   from vsreid_jax.data.results import prepare_dir
+  # Before anything touches a device: a multi-process job is one job over every process's devices.
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
   prepare_dir(args.workdir, "--workdir")
   if not os.path.isdir(args.data_dir):
     raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
@@ -416,7 +419,7 @@ def cmd_train(args):
   loop.global_batch_size(config.data, jax.device_count())  # a bad batch fails before the workdir is made
   out = loop.train(config, args.workdir, resume=args.resume, stop_at=args.steps, progress=not args.no_progress)
   rows = out["train_rows"]
-  if rows:
+  if rows and distributed.is_main():
     print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
 
 

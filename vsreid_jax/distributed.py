@@ -16,6 +16,8 @@ as in the 2-process tests on one machine.
 import os
 from typing import Optional
 
+import numpy as np
+
 from vsreid_jax.errors import InputError
 
 
@@ -97,3 +99,74 @@ def process() -> tuple:
 def is_main() -> bool:
   """Whether this process writes logs, plots and other single-writer files (process 0)."""
   return process()[0] == 0
+
+
+def process_rows(mesh, batch_size: int) -> Optional[tuple]:
+  """Rows (start, stop) of a global batch of `batch_size` that this process's devices hold when the
+  batch is sharded along the mesh's data axis; None for a single-process job (all rows).
+
+  jax.devices() lists each process's devices together, so a process's rows are contiguous.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return None
+  indices = step_lib.data_sharded(mesh).addressable_devices_indices_map((batch_size,)).values()
+  starts = sorted(i[0].start or 0 for i in indices)
+  stops = sorted(batch_size if i[0].stop is None else i[0].stop for i in indices)
+  if any(b != a for a, b in zip(stops[:-1], starts[1:])):
+    raise ValueError(f"this process's devices hold non-contiguous rows of the batch: {list(zip(starts, stops))}")
+  return starts[0], stops[-1]
+
+
+def shard_batch(batch: dict, mesh, batch_size: int):
+  """A batch of numpy arrays as one global jax.Array per key, sharded over `mesh`'s data axis.
+
+  Single process: `batch` is the whole batch (device_put). Multi-process: `batch` is either this
+  process's rows (`process_rows`, what each process reads in training) or the whole global batch
+  (every process holds it, e.g. the validation crops), of which this process keeps its rows;
+  `jax.make_array_from_process_local_data` assembles the global array without any copy between
+  processes.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  rows = process_rows(mesh, batch_size)
+  if rows is None:
+    return step_lib.shard_batch(batch, mesh)
+  size = next(iter(batch.values())).shape[0]
+  if size == batch_size:
+    batch = {k: v[rows[0]:rows[1]] for k, v in batch.items()}
+  elif size != rows[1] - rows[0]:
+    raise ValueError(f"batch of {size} rows is neither the global batch {batch_size} nor this process's "
+                     f"{rows[1] - rows[0]} rows")
+  sharding = step_lib.data_sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v, (batch_size, *v.shape[1:]))
+          for k, v in batch.items()}
+
+
+def agree(flag: bool) -> bool:
+  """Process 0's `flag` on every process (decisions that must not differ, e.g. a time limit)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag, np.bool_)))
+
+
+class MemoryLog:
+  """What `metrics.CsvLog` does, in memory: the logs of processes other than process 0, which
+  compute the same rows but write no file."""
+
+  path = os.devnull
+
+  def __init__(self):
+    self._rows = []
+
+  def rows(self):
+    return list(self._rows)
+
+  def truncate(self, max_step: int) -> None:
+    self._rows = [r for r in self._rows if r["step"] <= max_step]
+
+  def append(self, row) -> None:
+    self._rows.append(dict(row))

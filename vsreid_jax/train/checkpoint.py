@@ -52,6 +52,7 @@ def open_workdir(workdir, config, max_to_keep: int, resume: bool) -> Checkpointe
   if ckpt.latest_step() is not None and not resume:
     raise InputError(f"{workdir} already holds checkpoints (step {ckpt.latest_step()}); pass --resume to "
                      "continue, or use a new workdir")
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  if jax.process_index() == 0:  # one writer in a multi-process job
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   return ckpt
