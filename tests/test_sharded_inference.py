@@ -65,32 +65,51 @@ def _masks(folder):
   return out
 
 
-def test_two_shard_processes_give_the_masks_and_evaluation_of_one_process(tmp_path, capsys):
-  root = synthetic.write_davis_root(str(tmp_path / "root"), {
+@pytest.fixture(scope="module")
+def three_clips(tmp_path_factory):
+  """(DAVIS root, results of one process) for 3 sequences of 7, 5 and 4 frames."""
+  tmp = tmp_path_factory.mktemp("sharding")
+  root = synthetic.write_davis_root(str(tmp / "root"), {
       "long": synthetic.moving_shapes(n_frames=7, seed=0),
       "mid": synthetic.moving_shapes(n_frames=5, n_objects=1, seed=1),
       "short": synthetic.moving_shapes(n_frames=4, seed=2)})
-  sharded, single = tmp_path / "sharded", tmp_path / "single"
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
-  procs = [subprocess.Popen([sys.executable, "-m", "vsreid_jax", "segment", "--davis", root, "--out", str(sharded),
-                             "--num-shards", "2", "--shard", str(i), *SEGMENT],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for i in range(2)]
+  assert cli.main(["segment", "--davis", root, "--out", str(tmp / "single"), *SEGMENT]) == 0
+  return root, tmp / "single"
+
+
+def _run_shards(argvs):
+  """Runs `vsreid segment` once per argv, all at once, as separate processes; returns their outputs."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+  procs = [subprocess.Popen([sys.executable, "-m", "vsreid_jax", "segment", *argv, *SEGMENT],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for argv in argvs]
   try:
-    assert cli.main(["segment", "--davis", root, "--out", str(single), *SEGMENT]) == 0
     logs = [p.communicate(timeout=240)[0] for p in procs]
   finally:
     for p in procs:
-      p.kill()
-      p.wait()
-  assert [p.returncode for p in procs] == [0, 0], logs
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  assert [p.returncode for p in procs] == [0] * len(procs), logs
   assert "shard 0 of 2: 1 sequences, 7 frames: long" in logs[0]
   assert "shard 1 of 2: 2 sequences, 9 frames: mid short" in logs[1]
-  got, want = _masks(sharded), _masks(single)
+  return logs
+
+
+def _assert_same_masks(got_dir, want_dir):
+  got, want = _masks(got_dir), _masks(want_dir)
   assert sorted(got) == ["long", "mid", "short"] and got.keys() == want.keys()
   for seq in want:
     assert got[seq].keys() == want[seq].keys()
     for name in want[seq]:
       np.testing.assert_array_equal(got[seq][name], want[seq][name], err_msg=f"{seq}/{name}")
+
+
+def test_two_shard_processes_give_the_masks_and_evaluation_of_one_process(three_clips, tmp_path, capsys):
+  root, single = three_clips
+  sharded = tmp_path / "sharded"
+  _run_shards([["--davis", root, "--out", str(sharded), "--num-shards", "2", "--shard", str(i)] for i in range(2)])
+  _assert_same_masks(sharded, single)
   for i in range(2):
     assert (sharded / f"timing-shard-{i}-of-2.json").is_file() and (sharded / f"timing-shard-{i}-of-2.txt").is_file()
 
@@ -107,7 +126,7 @@ def test_two_shard_processes_give_the_masks_and_evaluation_of_one_process(tmp_pa
   assert "timing merged" not in single_out
 
   # A shard not finished: one line naming what is missing, exit 2; --allow-missing scores the rest.
-  os.rename(sharded / "mid", tmp_path / "mid-aside")
+  os.rename(sharded / "mid", tmp_path / "mid-aside")  # as if shard 1 were still running
   (sharded / "timing-shard-1-of-2.json").unlink()
   assert cli.main(["eval", "--davis", root, "--results", str(sharded), "--no-progress"]) == 2
   err = capsys.readouterr().err.strip()
@@ -133,3 +152,21 @@ def test_sharding_options_that_cannot_work_are_one_line_errors(shapes_root, tmp_
                    *SEGMENT]) == 2
   assert "was not written by vsreid" in capsys.readouterr().err
   assert (foreign / "timing-shard-0-of-2.json").read_text() == "my notes"
+
+
+def test_processes_of_a_multi_process_job_take_their_shares(three_clips, tmp_path):
+  """Launched as a 2-process JAX job (no --shard flags), shard = process index of process count."""
+  root, single = three_clips
+  port = _free_port()
+  out = tmp_path / "job"
+  _run_shards([["--davis", root, "--out", str(out), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                "--process-id", str(i)] for i in range(2)])
+  _assert_same_masks(out, single)
+  assert sorted(p.name for p in out.glob("timing-shard-*.json")) == ["timing-shard-0-of-2.json",
+                                                                     "timing-shard-1-of-2.json"]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
