@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import splits  # pylint: disable=wrong-import-position
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
+from vsreid_jax import distributed  # pylint: disable=wrong-import-position
 from vsreid_jax.reid import data as data_lib  # pylint: disable=wrong-import-position
 from vsreid_jax.reid import model as model_lib  # pylint: disable=wrong-import-position
 from vsreid_jax.reid import train as train_lib  # pylint: disable=wrong-import-position
@@ -34,7 +35,9 @@ def main(argv=None):
   p.add_argument("--export", metavar="FILE", help="after training, write float16 inference weights here")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--no-progress", action="store_true")
+  distributed.add_arguments(p)
   args = p.parse_args(argv)
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
 
   config = model_lib.get_reid_config(args.config)
   for s in args.set:
@@ -47,7 +50,7 @@ def main(argv=None):
                         progress=not args.no_progress)
   last = out["rows"][-1] if out["rows"] else {}
   print("last log row:", {k: round(v, 4) for k, v in last.items()})
-  if args.export:
+  if args.export and distributed.is_main():
     step = export_checkpoint(args.workdir, args.export, dtype=np.float16)
     print(f"exported step {step} to {args.export} ({os.path.getsize(args.export) / 1e6:.2f} MB)")
   return 0

@@ -69,12 +69,15 @@ def main(argv):
   p.add_argument("--resume", action="store_true")
   p.add_argument("--dump-at", type=int, nargs="*", default=[])
   p.add_argument("--kill-at", type=int)
+  p.add_argument("--trainer", choices=["nmp", "reid"], default="nmp")
   args = p.parse_args(argv)
 
   from vsreid_jax import distributed  # pylint: disable=g-import-not-at-top
   from vsreid_jax.train import loop  # pylint: disable=g-import-not-at-top
   distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   main_process = jax.process_index() == 0
+  if args.trainer == "reid":
+    return train_reid(args, main_process)
 
   def dump(state, step):
     if main_process:
@@ -101,6 +104,24 @@ def main(argv):
   if main_process:
     with open(f"{args.out}-rows.json", "w") as f:
       json.dump(out["train_rows"], f)
+
+
+def train_reid(args, main_process):
+  """The ReID trainer on the synthetic identities of tests/test_reid_train.py (global batch 16)."""
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from test_reid_train import SyntheticBatches, small_train_config  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.reid import train as train_lib  # pylint: disable=g-import-not-at-top
+  c = small_train_config(4)
+  # SGD: an update linear in the gradient, so float rounding stays rounding (AdamW's first step is
+  # lr x sign(gradient), and the sign of a gradient at noise level is noise).
+  c.optimizer.name, c.optimizer.momentum = "sgd", 0.9
+  out = train_lib.train(c, args.workdir, SyntheticBatches(), resume=args.resume,
+                        stop_at=args.stop_at, progress=False)
+  if main_process:
+    np.savez(f"{args.out}-step{int(jax.device_get(out['state'].step))}.npz",
+             *jax.tree.leaves(jax.device_get(out["state"])))
+    with open(f"{args.out}-rows.json", "w") as f:
+      json.dump(out["rows"], f)
 
 
 if __name__ == "__main__":

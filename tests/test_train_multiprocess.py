@@ -88,3 +88,17 @@ def test_two_processes_train_as_one_and_a_killed_run_resumes_exactly(tmp_path):
   lines = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
   assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4", "5", "6"]
   assert (tmp_path / "two" / "metrics.png").is_file() and (tmp_path / "two" / "config.json").is_file()
+
+
+def test_reid_trainer_steps_the_same_on_two_processes_as_on_one(tmp_path):
+  """The SupCon loss and its gradient over the global batch of 16, split 2 x 2 or 1 x 4."""
+  assert _launch(tmp_path, "one", 1, 4, "--trainer", "reid", "--workdir", "one", "--stop-at", "1") == [0], (
+      _logs(tmp_path, "one", 1))
+  codes = _launch(tmp_path, "two", 2, 2, "--trainer", "reid", "--workdir", "two", "--stop-at", "1")
+  assert codes == [0, 0], _logs(tmp_path, "two", 2)
+  one = json.loads((tmp_path / "one-rows.json").read_text())
+  two = json.loads((tmp_path / "two-rows.json").read_text())
+  assert [r["step"] for r in two] == [1]
+  for key in ("loss", "grad_norm", "rank1", "pos_sim", "neg_sim"):
+    assert two[0][key] == pytest.approx(one[0][key], rel=1e-5, abs=1e-6), key
+  _assert_close(_leaves(tmp_path / "two-step1.npz"), _leaves(tmp_path / "one-step1.npz"))
