@@ -102,3 +102,17 @@ def test_reid_trainer_steps_the_same_on_two_processes_as_on_one(tmp_path):
   for key in ("loss", "grad_norm", "rank1", "pos_sim", "neg_sim"):
     assert two[0][key] == pytest.approx(one[0][key], rel=1e-5, abs=1e-6), key
   _assert_close(_leaves(tmp_path / "two-step1.npz"), _leaves(tmp_path / "one-step1.npz"))
+
+
+def test_job_flags_are_checked_before_joining(monkeypatch):
+  from vsreid_jax import distributed  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  for args, expected in ((("h:1", None, 0), "go together"), (("h", 2, 0), "expected HOST:PORT"),
+                         (("h:1", 2, 2), "need 0 <= I < N"), (("h:1", 0, 0), "need 0 <= I < N")):
+    with pytest.raises(InputError, match=expected):
+      distributed.initialize(*args)
+  # One process: nothing to join (a batch script's shell has SLURM_NTASKS of the whole allocation).
+  monkeypatch.setenv("SLURM_NTASKS", "4")
+  monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+  assert distributed.initialize() is False and distributed.initialize("h:1", 1, 0) is False
+  assert distributed.process() == (0, 1) and distributed.is_main()

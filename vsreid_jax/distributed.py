@@ -6,8 +6,8 @@ them into one JAX job before any JAX computation:
 - explicit: `--coordinator HOST:PORT --num-processes N --process-id I` (all three, on every
   process; process 0 listens on PORT);
 - from the cluster: `--distributed` (JAX reads the TPU pod, SLURM, Open MPI or Kubernetes
-  environment), which is also the default inside a SLURM step of more than one task
-  (`SLURM_STEP_NUM_TASKS`/`SLURM_NTASKS` > 1);
+  environment), which is also the default inside an `srun` step of more than one task
+  (`SLURM_STEP_NUM_TASKS` > 1);
 - otherwise one process, nothing to join.
 
 On CPU the processes exchange data through gloo collectives (`jax_cpu_collectives_implementation`),
@@ -33,11 +33,10 @@ def add_arguments(parser) -> None:
 
 
 def _slurm_tasks() -> int:
-  for var in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
-    value = os.environ.get(var, "")
-    if value.isdigit():
-      return int(value)
-  return 1
+  """Tasks of the current `srun` step (only srun sets SLURM_STEP_NUM_TASKS; a batch script's own
+  shell, with SLURM_NTASKS of the whole allocation, is one process and must not wait for others)."""
+  value = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+  return int(value) if value.isdigit() else 1
 
 
 def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] = None,
