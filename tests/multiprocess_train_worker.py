@@ -69,7 +69,8 @@ def main(argv):
   p.add_argument("--resume", action="store_true")
   p.add_argument("--dump-at", type=int, nargs="*", default=[])
   p.add_argument("--kill-at", type=int)
-  p.add_argument("--trainer", choices=["nmp", "reid"], default="nmp")
+  p.add_argument("--trainer", choices=["nmp", "reid", "detector"], default="nmp")
+  p.add_argument("--davis", help="with --trainer detector: a DAVIS root (set val) to copy objects from")
   args = p.parse_args(argv)
 
   from vsreid_jax import distributed  # pylint: disable=g-import-not-at-top
@@ -78,6 +79,8 @@ def main(argv):
   main_process = jax.process_index() == 0
   if args.trainer == "reid":
     return train_reid(args, main_process)
+  if args.trainer == "detector":
+    return train_detector(args, main_process)
 
   def dump(state, step):
     if main_process:
@@ -122,6 +125,26 @@ def train_reid(args, main_process):
              *jax.tree.leaves(jax.device_get(out["state"])))
     with open(f"{args.out}-rows.json", "w") as f:
       json.dump(out["rows"], f)
+
+
+def train_detector(args, main_process):
+  """The detector trainer, config of tests/test_detection_train.py with a global batch of 4."""
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from test_detection_train import tiny_config  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data.objects import ObjectBank  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.detection import data as det_data  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.detection import train as det_train  # pylint: disable=g-import-not-at-top
+  c = tiny_config()
+  c.data.batch_size, c.data.prefetch = 4, 0
+  c.optimizer.name = "sgd"  # an update linear in the gradient (see train_reid)
+  c.optimizer.momentum = 0.9
+  data = det_data.CopyPasteData(ObjectBank([(args.davis, "480p")], subset="val"), (64, 96), c.data.max_boxes, seed=0)
+  out = det_train.train(c, args.workdir, data, resume=args.resume, stop_at=args.stop_at, progress=False)
+  if main_process:
+    np.savez(f"{args.out}-step{int(jax.device_get(out['state'].step))}.npz",
+             *jax.tree.leaves(jax.device_get(out["state"])))
+    with open(f"{args.out}-rows.json", "w") as f:
+      json.dump(out["train_rows"], f)
 
 
 if __name__ == "__main__":

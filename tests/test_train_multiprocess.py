@@ -116,3 +116,16 @@ def test_job_flags_are_checked_before_joining(monkeypatch):
   monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
   assert distributed.initialize() is False and distributed.initialize("h:1", 1, 0) is False
   assert distributed.process() == (0, 1) and distributed.is_main()
+
+
+def test_detector_trainer_steps_the_same_on_two_processes_as_on_one(shapes_root, tmp_path):
+  """RPN and ROI-head losses and their gradients over the global batch of 4 images, 2 x 2 or 1 x 4."""
+  args = ("--trainer", "detector", "--davis", shapes_root, "--stop-at", "1")
+  assert _launch(tmp_path, "one", 1, 4, "--workdir", "one", *args) == [0], _logs(tmp_path, "one", 1)
+  assert _launch(tmp_path, "two", 2, 2, "--workdir", "two", *args) == [0, 0], _logs(tmp_path, "two", 2)
+  one = json.loads((tmp_path / "one-rows.json").read_text())
+  two = json.loads((tmp_path / "two-rows.json").read_text())
+  assert [r["step"] for r in two] == [1]
+  for key in ("loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box", "grad_norm"):
+    assert two[0][key] == pytest.approx(one[0][key], rel=1e-5, abs=1e-6), key
+  _assert_close(_leaves(tmp_path / "two-step1.npz"), _leaves(tmp_path / "one-step1.npz"))
