@@ -12,9 +12,6 @@ import json
 import os
 import signal
 import sys
-import time
-
-T0 = time.perf_counter()
 
 import flax.linen as nn
 import jax
@@ -93,8 +90,6 @@ def main(argv):
 
   def eval_fn(state, step):  # the default eval, plus dumps and the simulated machine failure
     scores = iou_eval(state, step)
-    if os.environ.get("WORKER_TIMES"):
-      print(f"t={time.perf_counter() - T0:.1f} step {step}", file=sys.stderr, flush=True)
     if step in args.dump_at:
       dump(state, step)
     if step == args.kill_at:

@@ -118,6 +118,9 @@ def test_job_flags_are_checked_before_joining(monkeypatch):
   assert distributed.process() == (0, 1) and distributed.is_main()
 
 
+@pytest.mark.skipif(not os.environ.get("VSREID_LONG_TESTS"),
+                    reason="compiling the detector in 3 processes takes ~5 min on 2 shared CPU cores; "
+                           "VSREID_LONG_TESTS=1 runs it")
 def test_detector_trainer_steps_the_same_on_two_processes_as_on_one(shapes_root, tmp_path):
   """RPN and ROI-head losses and their gradients over the global batch of 4 images, 2 x 2 or 1 x 4."""
   args = ("--trainer", "detector", "--davis", shapes_root, "--stop-at", "1")
