@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import splits  # pylint: disable=wrong-import-position
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
+from vsreid_jax import distributed  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT  # pylint: disable=wrong-import-position
 from vsreid_jax.detection import data as det_data  # pylint: disable=wrong-import-position
 from vsreid_jax.detection import train as det_train  # pylint: disable=wrong-import-position
@@ -29,7 +30,9 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--export", default="", help="write float16 inference weights here at the end")
+  distributed.add_arguments(p)
   args = p.parse_args(argv)
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
   config = importlib.import_module(f"vsreid_jax.configs.detector_{args.config}").get_config()
   for a in args.set:
     configs.override(config, a)
@@ -45,7 +48,7 @@ def main(argv=None):
   if rows:
     last = rows[-1]
     print("last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
-  if args.export:
+  if args.export and distributed.is_main():
     det_train.export(out["state"], args.export, config.name,
                      meta=dict(step=int(out["state"].step), data="davis2016 train minus held-out, copy-paste"))
     print(f"exported {args.export} ({os.path.getsize(args.export) / 1e6:.1f} MB)")

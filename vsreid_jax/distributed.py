@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
   g.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
   g.add_argument("--distributed", action="store_true",
                  help="join the job described by the cluster environment (TPU pod, SLURM, Open MPI); automatic "
-                      "in a SLURM step of more than one task")
+                      "in an srun step of more than one task")
 
 
 def _slurm_tasks() -> int:
