@@ -358,11 +358,11 @@ def _run_eval(args, results):
   if missing:
     line = (f"{results}: no results for {len(missing)} of {len(names)} sequences of set {args.set!r}: "
             f"{', '.join(_describe_missing(results, seq) for seq in missing)}")
+    if len(missing) == len(names):
+      raise InputError(f"{line}; nothing to score (segment the set into this folder first)")
     if not getattr(args, "allow_missing", False):
       raise InputError(f"{line}; wait for (or rerun) the shard that segments them, or pass --allow-missing to "
                        f"score the {len(names) - len(missing)} present")
-    if len(missing) == len(names):
-      raise InputError(f"{line}; nothing to score")
     print(f"warning: {line}; scoring the {len(names) - len(missing)} present (not a score of the whole set, "
           "no CSV files written)")
     names = [seq for seq in names if seq not in missing]
