@@ -11,6 +11,7 @@ import time
 
 from vsreid_jax import __version__
 from vsreid_jax import signals
+from vsreid_jax import distributed
 from vsreid_jax.errors import InputError
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
@@ -82,6 +83,11 @@ def _add_segment(sub):
   p.add_argument("--eval", action="store_true", help="with --davis: evaluate the results afterwards")
   p.add_argument("--report", action="store_true", help="write the HTML report OUT/report/index.html at the end "
                  "(scores with --davis and --eval)")
+  p.add_argument("--num-shards", type=int, metavar="N",
+                 help="with --davis: split the set into N shards balanced by frame count, all writing into --out "
+                      "(default: the process count of a multi-process job)")
+  p.add_argument("--shard", type=int, metavar="I", help="with --num-shards: segment shard I (0..N-1) only "
+                 "(default: the process index of a multi-process job)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
   p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                  help="set a field of configs/segment.py, after the options above (repeatable), e.g. "
@@ -89,6 +95,7 @@ def _add_segment(sub):
   p.add_argument("--no-compile-cache", action="store_true",
                  help="do not use the persistent compilation cache (~/.cache/vsreid_jax/xla, or "
                  "$VSREID_COMPILE_CACHE; VSREID_COMPILE_CACHE=0 also turns it off)")
+  distributed.add_arguments(p)
 
 
 def add_test_time_switches(p):
@@ -142,6 +149,9 @@ def _add_eval(sub):
   p.add_argument("--results", required=True, metavar="DIR", help="folder of result sequences")
   p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set")
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
+  p.add_argument("--allow-missing", action="store_true",
+                 help="score the sequences present when some have no results yet (a shard still running); "
+                      "without it missing sequences are an error, as in the official evaluation")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -173,6 +183,7 @@ def _add_train(sub):
   p.add_argument("--init-from", default=None, metavar="WORKDIR",
                  help="start from the previous stage's workdir (rgb <- rgb_static <- ..., joint <- flow)")
   p.add_argument("--no-progress", action="store_true")
+  distributed.add_arguments(p)
 
 
 def _add_extract_frame(sub):
@@ -309,13 +320,18 @@ def _jobs(args):
   """(sequence name, frames, first-mask path, inputs, input folders, names of frames before the
   prompt frame) for every video to segment: `inputs` and `input_folders` are what the results may
   not overlap (`check_destination`); frames before the prompt frame are written as background."""
-  from vsreid_jax.data import DavisDataset, open_frames
+  from vsreid_jax.data import DavisDataset, open_frames, shards
   from vsreid_jax.data.results import sequence_name
   if args.davis:
     ds = DavisDataset(args.davis, args.resolution)
     folders = (os.path.join(ds.root, "JPEGImages"), os.path.join(ds.root, "Annotations"))
-    for seq in _selected_sequences(ds, args):
-      frames = ds.frames(seq)
+    names = _selected_sequences(ds, args)
+    all_frames = {seq: ds.frames(seq) for seq in names}
+    if args.shard_of is not None:
+      shard, num_shards = args.shard_of
+      names = shards.assign([(seq, len(all_frames[seq])) for seq in names], num_shards)[shard]
+    for seq in names:
+      frames = all_frames[seq]
       mask = ds.annotation_path(seq, frames.names[0])
       yield seq, frames, mask, (frames.folder, mask), folders, ()
   elif args.youtube_vos:
@@ -361,7 +377,9 @@ def cmd_segment(args):
   from vsreid_jax.solver.algorithm3 import write_retrievals
   from vsreid_jax.utils import StageTimer, peak_rss_mb
 
+  from vsreid_jax.data import shards
   config = _segment_config(args)
+  args.shard_of = _shard_of(args)
   for path, option in ((args.out, "--out"), (args.flow_cache, "--flow-cache"), (args.save_adapted, "--save-adapted")):
     if path is not None:
       prepare_dir(path, option)
@@ -384,6 +402,10 @@ def cmd_segment(args):
     check_destination(out, seq, inputs, input_folders)
   if args.overlay:
     overlay_suffix()  # no browser codec: refused before any work
+  if args.shard_of is not None:
+    shards.check_timing_destination(out, *args.shard_of)
+    print(f"shard {args.shard_of[0]} of {args.shard_of[1]}: {len(jobs)} sequences, "
+          f"{sum(len(frames) for _, frames, *_ in jobs)} frames: {' '.join(seq for seq, *_ in jobs)}")
   for line in clean_stale(out):
     print(line)
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
@@ -440,6 +462,10 @@ def cmd_segment(args):
   print(total.table(n_frames))
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
         f"{len(jobs)} sequences), peak RSS {peak_rss_mb():.0f} MiB")
+  if args.shard_of is not None:
+    os.makedirs(args.out, exist_ok=True)
+    paths = shards.write_timing(args.out, *args.shard_of, [seq for seq, *_ in jobs], n_frames, total, wall)
+    print(f"shard timing -> {paths[0]}")
   evaluation = _run_eval(args, args.out) if args.eval and args.davis else None
   if args.report:
     _segment_report(args, jobs, evaluation)
@@ -478,6 +504,22 @@ def _segment_report(args, jobs, evaluation):
   print(f"report: {path}")
 
 
+def _shard_of(args):
+  """(I, N) of a sharded `segment --davis` run (flags, else the multi-process job), None if unsharded."""
+  from vsreid_jax.data import shards
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
+  shard_of = shards.resolve(args.num_shards, args.shard, distributed.process())
+  if shard_of is None:
+    return None
+  if not args.davis:
+    raise InputError("--num-shards/--shard (or a multi-process job) split a dataset: use them with --davis ROOT")
+  if args.eval or args.report:
+    flag = "--eval" if args.eval else "--report"
+    raise InputError(f"{flag}: a shard sees only its own sequences; run `vsreid eval`/`vsreid report` on --out "
+                     "once every shard has finished")
+  return shard_of
+
+
 def _report_retrievals(out, seq, state):
   """Prints the solver's retrievals (written to OUT/<seq>_retrievals.json with the results)."""
   from vsreid_jax.solver.algorithm3 import describe, retrieval_log
@@ -491,12 +533,41 @@ def _report_retrievals(out, seq, state):
 def _run_eval(args, results):
   from vsreid_jax.data import DavisDataset
   from vsreid_jax.eval.davis import evaluate_sequences, format_tables, write_csv
+  from vsreid_jax.data import shards
   ds = DavisDataset(args.davis, args.resolution)
-  result = evaluate_sequences(ds, _selected_sequences(ds, args), results, progress=not args.no_progress)
-  paths = write_csv(result, results, args.set)
+  names = _selected_sequences(ds, args)
+  missing = [seq for seq in names if not os.path.isdir(os.path.join(results, seq))]
+  if missing:
+    line = (f"{results}: no results for {len(missing)} of {len(names)} sequences of set {args.set!r}: "
+            f"{', '.join(_describe_missing(results, seq) for seq in missing)}")
+    if len(missing) == len(names):
+      raise InputError(f"{line}; nothing to score (segment the set into this folder first)")
+    if not getattr(args, "allow_missing", False):
+      raise InputError(f"{line}; wait for (or rerun) the shard that segments them, or pass --allow-missing to "
+                       f"score the {len(names) - len(missing)} present")
+    print(f"warning: {line}; scoring the {len(names) - len(missing)} present (not a score of the whole set, "
+          "no CSV files written)")
+    names = [seq for seq in names if seq not in missing]
+  result = evaluate_sequences(ds, names, results, progress=not args.no_progress)
   print(format_tables(result, args.set))
-  print(f"\nwrote {paths[0]} and {paths[1]} ({result.seconds:.1f} s)")
+  if not missing:
+    paths = write_csv(result, results, args.set)
+    print(f"\nwrote {paths[0]} and {paths[1]} ({result.seconds:.1f} s)")
+  timing = shards.merged_timing(results)
+  if timing is not None:
+    print(f"\n{timing}")
   return result
+
+
+def _describe_missing(results, seq):
+  """A missing sequence's name, and who is writing it when a live run on this host is."""
+  from vsreid_jax.data.results import TMP_PREFIX, read_manifest
+  prefix = f"{TMP_PREFIX}partial-"
+  for entry in sorted(os.listdir(results)):
+    if entry.startswith(prefix) and entry[len(prefix):].partition("-")[2].rpartition("-")[0] == seq:
+      manifest = read_manifest(os.path.join(results, entry)) or {}
+      return f"{seq} (being written by pid {manifest.get('pid', '?')} on {manifest.get('host', '?')})"
+  return seq
 
 
 def cmd_eval(args):
@@ -516,6 +587,8 @@ def cmd_train(args):
   from vsreid_jax import configs
   from vsreid_jax.data.splits import shared_data_dir
   from vsreid_jax.data.results import prepare_dir
+  # Before anything touches a device: a multi-process job is one job over every process's devices.
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
   prepare_dir(args.workdir, "--workdir")
   args.data_dir = args.data_dir or str(shared_data_dir())
   if not os.path.isdir(args.data_dir):
@@ -544,7 +617,7 @@ def cmd_train(args):
   loop.global_batch_size(config.data, jax.device_count())  # a bad batch fails before the workdir is made
   out = loop.train(config, args.workdir, resume=args.resume, stop_at=args.steps, progress=not args.no_progress)
   rows = out["train_rows"]
-  if rows:
+  if rows and distributed.is_main():
     print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
 
 

@@ -214,11 +214,16 @@ class BatchIterator:
   `position` (examples consumed so far) is the whole iterator state: batch b holds positions
   [b * B, (b + 1) * B), each augmented by a function of (seed, position) only, so a restored
   position continues exactly. `num_records` wraps positions onto a finite record set.
+  `rows=(a, b)` reads only rows a..b-1 of every batch of `batch_size` (this process's share of the
+  global batch in a multi-process job, vsreid_jax/distributed.py); `position` still counts whole
+  batches, so every process holds the same iterator state.
   """
 
   def __init__(self, get_record: Callable[[int], dict], batch_size: int, *, seed: int = 0, position: int = 0,
-               num_records: Optional[int] = None, augment_prob=(0.8, 0.5), prefetch: int = 2):
+               num_records: Optional[int] = None, augment_prob=(0.8, 0.5), prefetch: int = 2,
+               rows: Optional[Tuple[int, int]] = None):
     self.get_record = get_record
+    self.rows = rows or (0, batch_size)
     self.batch_size = batch_size
     self.seed = seed
     self.position = position
@@ -230,7 +235,7 @@ class BatchIterator:
 
   def _make(self, start):
     records = []
-    for p in range(start, start + self.batch_size):
+    for p in range(start + self.rows[0], start + self.rows[1]):
       record = self.get_record(p % self.num_records if self.num_records else p)
       if self.colour_prob > 0 or self.flip_prob > 0:
         record = augment_record(record, self.seed, p, self.colour_prob, self.flip_prob)

@@ -177,8 +177,9 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale(out_dir) -> List[str]:
   """Cleans hidden temporary folders that killed runs left in `out_dir`; returns what was done.
 
-  Only folders named with our prefix, holding our manifest, whose process is gone: a partial
-  folder written on this host is deleted; an old folder (renamed aside while being replaced) is
+  Only folders named with our prefix, holding our manifest, written on this host, whose process is
+  gone (so shards of one job writing into a shared folder, on this host or others, never touch
+  each other's live folders): a partial folder is deleted; an old folder (renamed aside while being replaced) is
   put back when its destination is missing, else deleted.
   """
   out_dir = os.fspath(out_dir)
@@ -191,11 +192,11 @@ def clean_stale(out_dir) -> List[str]:
     if not m or os.path.islink(path) or not os.path.isdir(path) or _pid_alive(int(m.group(2))):
       continue
     manifest = read_manifest(path)
-    if manifest is None:
-      continue
+    # An old folder is named after the pid replacing it, on the host recorded as "replaced_by_host".
+    host = manifest.get("replaced_by_host", manifest.get("host")) if manifest else None
+    if manifest is None or host != socket.gethostname():
+      continue  # maybe a live run (another shard) on another machine sharing this folder: its pid is not ours
     if m.group(1) == "partial":
-      if manifest.get("host") != socket.gethostname():
-        continue  # maybe a live run on another machine sharing this folder
       shutil.rmtree(path, ignore_errors=True)
       done.append(f"removed {path} (partial results of an interrupted run)")
     else:
@@ -332,6 +333,8 @@ class SequenceWriter:
       os.rmdir(self.final)  # an empty folder (check_destination); fails, losing nothing, if no longer empty
     elif os.path.lexists(self.final):
       old = os.path.join(self.out_dir, f"{TMP_PREFIX}old-{os.getpid()}-{self.sequence}-{secrets.token_hex(4)}")
+      if old_manifest is not None:  # whose pid the old folder's name holds, for clean_stale on other hosts
+        _write_manifest(self.final, dict(old_manifest, replaced_by_host=socket.gethostname()))
       os.rename(self.final, old)
     try:
       os.rename(self.tmp, self.final)

@@ -18,12 +18,14 @@ import numpy as np
 import optax
 import tqdm
 
+from vsreid_jax import distributed
 from vsreid_jax.detection import losses
 from vsreid_jax.detection import model as det_model
 from vsreid_jax.models.weights import load_weights, save_weights
 from vsreid_jax.train import checkpoint as ckpt_lib
 from vsreid_jax.train import metrics as metrics_lib
 from vsreid_jax.train import state as state_lib
+from vsreid_jax.train import step as step_lib
 
 TRAIN_FIELDS = ("step", "loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box", "lr", "seconds")
 
@@ -89,7 +91,9 @@ def make_optimizer(config, params):
   return tx, schedule
 
 
-def make_train_step(model, config):
+def make_train_step(model, config, mesh=None):
+  """The jitted step; over a device `mesh` the state is replicated and the batch sharded along it, so
+  the losses and gradients are those of the global batch (multi-process jobs too)."""
   base = jax.random.key(config.train.seed)
 
   def step(state, batch):
@@ -100,22 +104,25 @@ def make_train_step(model, config):
     m["grad_norm"] = optax.tree.norm(grads)
     return state.apply_gradients(grads=grads), m
 
-  return jax.jit(step, donate_argnums=0)
+  if mesh is None:
+    return jax.jit(step, donate_argnums=0)
+  rep, dat = step_lib.replicated(mesh), step_lib.data_sharded(mesh)
+  return jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=0)
 
 
 _SETUPS = {}  # config JSON -> (model, tx, schedule, step)
 
 
-def setup(config):
+def setup(config, mesh=None):
   """(model, optimiser, schedule, jitted step) of a config, built once per process: the model
   and optimiser are static parts of the TrainState, so a resumed or repeated `train` in the same
   process (tests) reuses the compiled step only if they are the same objects."""
-  key = config.to_json_best_effort()
+  key = (config.to_json_best_effort(), mesh)
   if key not in _SETUPS:
     model = det_model.build_model(config)
     shapes = jax.eval_shape(lambda: det_model.init_variables(model, config, jax.random.key(0), padded_hw(config)))
     tx, schedule = make_optimizer(config, shapes["params"])
-    _SETUPS[key] = (model, tx, schedule, make_train_step(model, config))
+    _SETUPS[key] = (model, tx, schedule, make_train_step(model, config, mesh))
   return _SETUPS[key]
 
 
@@ -190,13 +197,16 @@ def train(config, workdir, data, *, resume: bool = False, stop_at: Optional[int]
   t_start = time.perf_counter()
   t = config.train
   ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
-  model, tx, schedule, train_step = setup(config)
+  mesh = step_lib.make_mesh()  # every device of every process (vsreid_jax/distributed.py)
+  model, tx, schedule, train_step = setup(config, mesh)
   variables = initial_variables(model, config, jax.random.key(t.seed))
-  # Committed to the device like a restored state, so a resumed run reuses the compiled step.
-  state = jax.device_put(state_lib.create_train_state(model, variables, tx), jax.devices()[0])
+  # Committed (replicated over the mesh) like a restored state, so a resumed run reuses the compiled step.
+  state = jax.device_put(state_lib.create_train_state(model, variables, tx), step_lib.replicated(mesh))
+  main = distributed.is_main()  # process 0 alone writes logs and plots
   if resume and ckpt.latest_step() is not None:
     state, _ = ckpt.restore(state)
-  log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS + ("grad_norm",))
+  log = (metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS + ("grad_norm",)) if main
+         else distributed.MemoryLog())
   if os.path.isfile(log.path):
     log.truncate(int(state.step))
   start = int(state.step)
@@ -204,10 +214,11 @@ def train(config, workdir, data, *, resume: bool = False, stop_at: Optional[int]
   batch_size = config.data.batch_size
   batches = Prefetcher(lambda s: data.batch(s, batch_size), start, config.data.prefetch)
   window = metrics_lib.StepWindow(start)
-  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not (progress and main), dynamic_ncols=True)
   try:
     for step in range(start + 1, stop + 1):
-      state, m = train_step(state, next(batches))
+      # Multi-process: every process makes the whole batch (a function of the step) and keeps its rows.
+      state, m = train_step(state, distributed.shard_batch(next(batches), mesh, batch_size))
       window.add(step, m)
       bar.update()
       if step % t.log_every == 0 or step == stop:
@@ -215,10 +226,10 @@ def train(config, workdir, data, *, resume: bool = False, stop_at: Optional[int]
         log.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", s_step=f"{row['seconds']:.2f}")
       with window.paused():
-        out_of_time = t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds
+        out_of_time = t.get("max_seconds", 0) and distributed.agree(time.perf_counter() - t_start > t.max_seconds)
         if step % t.checkpoint_every == 0 or step == stop or out_of_time:
           ckpt.save(step, state, dict(step=step))
-        if step % t.plot_every == 0 or step == stop or out_of_time:
+        if main and (step % t.plot_every == 0 or step == stop or out_of_time):
           metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(),
                            train_keys=("loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box"))
       if out_of_time and step < stop:

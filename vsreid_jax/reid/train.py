@@ -12,17 +12,18 @@ import time
 from typing import Callable, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 import tqdm
 
+from vsreid_jax import distributed
 from vsreid_jax.models.propagation import numpy_init
 from vsreid_jax.reid import losses
 from vsreid_jax.reid import model as model_lib
 from vsreid_jax.train import checkpoint as ckpt_lib
 from vsreid_jax.train import metrics as metrics_lib
 from vsreid_jax.train import state as state_lib
+from vsreid_jax.train import step as step_lib
 
 TRAIN_FIELDS = ("step", "loss", "rank1", "pos_sim", "neg_sim", "grad_norm", "lr", "seconds")
 
@@ -59,9 +60,15 @@ def _optimizer(optimizer_json: str, steps: int):
 
 
 @functools.lru_cache(maxsize=None)
-def make_train_step(temperature: float) -> Callable:
-  """One jitted step per temperature: a second train() in a process (resume, tests) reuses it."""
-  return jax.jit(functools.partial(train_step, temperature=temperature), donate_argnums=0)
+def make_train_step(temperature: float, mesh=None) -> Callable:
+  """One jitted step per temperature (and device mesh): a second train() in a process (resume,
+  tests) reuses it. Over a mesh the state is replicated and the batch sharded along it: the loss,
+  BatchNorm statistics and gradients are those of the global batch (multi-process jobs too)."""
+  step = functools.partial(train_step, temperature=temperature)
+  if mesh is None:
+    return jax.jit(step, donate_argnums=0)
+  rep, dat = step_lib.replicated(mesh), step_lib.data_sharded(mesh)
+  return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(rep, rep), donate_argnums=0)
 
 
 def inference_variables(state) -> dict:
@@ -80,32 +87,37 @@ def train(config, workdir: str, batches, *, resume: bool = False, stop_at: Optio
   ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
   model = _model(config.model.to_json())
   tx, schedule = _optimizer(config.optimizer.to_json(), t.steps)
-  state = init_state(model, config, tx, t.seed)
-  log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS)
+  mesh = step_lib.make_mesh()  # every device of every process (vsreid_jax/distributed.py)
+  state = jax.device_put(init_state(model, config, tx, t.seed), step_lib.replicated(mesh))
+  main = distributed.is_main()  # process 0 alone writes logs and plots
+  log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS) if main else distributed.MemoryLog()
   if resume and ckpt.latest_step() is not None:
     state, _ = ckpt.restore(state)
   start = int(jax.device_get(state.step))
   if os.path.isfile(log.path):
     log.truncate(start)  # drop what a killed run logged after its checkpoint
   stop = min(stop_at if stop_at is not None else t.steps, t.steps)
-  step_fn = make_train_step(config.loss.temperature)
+  step_fn = make_train_step(config.loss.temperature, mesh)
 
   def save(step):
     if ckpt.latest_step() != step:
       ckpt.save(step, state, dict(step=step))
 
   def plot():
-    metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(), None, train_keys=("loss",))
+    if main:
+      metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(), None, train_keys=("loss",))
 
   window = metrics_lib.StepWindow(start)
-  bar = tqdm.tqdm(total=stop, initial=start, desc="train reid", disable=not progress, dynamic_ncols=True)
+  bar = tqdm.tqdm(total=stop, initial=start, desc="train reid", disable=not (progress and main), dynamic_ncols=True)
   pool = concurrent.futures.ThreadPoolExecutor(1)  # makes the next batch while this step runs
   pending = pool.submit(batches.batch, start)
   try:
     for step in range(start + 1, stop + 1):
       b = pending.result()  # batch i feeds step i + 1: a function of the step alone
       pending = pool.submit(batches.batch, step)
-      state, m = step_fn(state, jnp.asarray(b["crops"]), jnp.asarray(b["labels"]))
+      # Multi-process: every process makes the whole batch (a function of the step) and keeps its rows.
+      b = distributed.shard_batch(b, mesh, len(b["labels"]))
+      state, m = step_fn(state, b["crops"], b["labels"])
       window.add(step, m)
       bar.update()
       if step % t.log_every == 0 or step == stop:
@@ -117,7 +129,8 @@ def train(config, workdir: str, batches, *, resume: bool = False, stop_at: Optio
           save(step)
         if step % t.plot_every == 0 or step == stop:
           plot()
-      if t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds and step < stop:
+      if (t.get("max_seconds", 0) and distributed.agree(time.perf_counter() - t_start > t.max_seconds)
+          and step < stop):
         save(step)
         plot()
         tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")

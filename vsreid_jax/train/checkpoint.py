@@ -12,6 +12,7 @@ import sys
 from typing import List, Optional, Tuple
 
 import jax
+import jax.experimental.multihost_utils
 import orbax.checkpoint as ocp
 
 from vsreid_jax.errors import InputError
@@ -71,11 +72,17 @@ class Checkpointer:
                            for s, e in failed)
         raise InputError(f"{self.directory}: no checkpoint reads back ({detail or 'none found'}); "
                          "train in a new workdir, or restore the folder from a copy")
+      if failed and jax.process_count() > 1:
+        jax.experimental.multihost_utils.sync_global_devices("vsreid: checkpoints read")  # all read, then move
       for s, e in failed:
+        if jax.process_index() != 0:  # one mover in a multi-process job
+          continue
         aside = self._move_aside(s)
         print(f"vsreid: warning: {os.path.join(self.directory, str(s))}: checkpoint unreadable "
               f"({e.__class__.__name__}); moved to {aside}, resuming from the one before", file=sys.stderr)
       if failed:
+        if jax.process_count() > 1:
+          jax.experimental.multihost_utils.sync_global_devices("vsreid: corrupt checkpoints moved")
         self.manager.reload()
     if self.pending_config is not None:
       write_config(*self.pending_config)
@@ -101,7 +108,9 @@ class Checkpointer:
 
 
 def write_config(workdir, text: str) -> None:
-  """Writes workdir/config.json atomically."""
+  """Writes workdir/config.json atomically (by process 0 alone in a multi-process job)."""
+  if jax.process_index() != 0:
+    return
   path = os.path.join(workdir, "config.json")
   with open(path + ".tmp", "w") as f:
     f.write(text)

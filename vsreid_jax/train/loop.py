@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import tqdm
 
+from vsreid_jax import distributed
 from vsreid_jax.data import propagation_examples as pe
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import checkpoint as ckpt_lib
@@ -83,7 +84,7 @@ def iou_eval_fn(records: List[dict], mesh, batch_size: int) -> EvalFn:
 
   def fn(state, step):
     del step
-    out = [jax.device_get(eval_step(state, step_lib.shard_batch(b, mesh))) for b in batches]
+    out = [jax.device_get(eval_step(state, distributed.shard_batch(b, mesh, batch_size))) for b in batches]
     cat = {k: np.concatenate([o[k] for o in out])[:n] for k in out[0]}
     return {k: float(v.mean()) for k, v in cat.items()}
 
@@ -141,8 +142,11 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
                      from_stage=not (resume and ckpt.latest_step() is not None))
   state = jax.device_put(state, step_lib.replicated(mesh))
 
-  train_log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS)
-  eval_log = metrics_lib.CsvLog(os.path.join(workdir, "eval.csv"))
+  # A multi-process job: every process reads its rows of each batch; process 0 alone writes logs and plots.
+  rows, main = distributed.process_rows(mesh, batch_size), distributed.is_main()
+  log = lambda name, *fields: metrics_lib.CsvLog(os.path.join(workdir, name), *fields) if main else (
+      distributed.MemoryLog())
+  train_log, eval_log = log("metrics.csv", TRAIN_FIELDS), log("eval.csv")
   position = 0
   if resume and ckpt.latest_step() is not None:
     state, data_state = ckpt.restore(state)
@@ -159,7 +163,7 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
   batches = pe.BatchIterator(data.get_record, batch_size, seed=config.data.seed, position=position,
                              num_records=data.num_records,
                              augment_prob=(config.data.colour_prob, config.data.flip_prob),
-                             prefetch=config.data.prefetch)
+                             prefetch=config.data.prefetch, rows=rows)
   train_step = step_lib.make_train_step(mesh, jax.random.fold_in(rng, 1),
                                         soft_iou_weight=config.loss.soft_iou_weight)
 
@@ -170,10 +174,10 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
     ckpt.save(step, state, dict(position=position + (step - start) * batch_size, step=step))
 
   window = metrics_lib.StepWindow(start)
-  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not (progress and main), dynamic_ncols=True)
   try:
     for step in range(start + 1, stop + 1):
-      batch = step_lib.shard_batch(next(batches), mesh)
+      batch = distributed.shard_batch(next(batches), mesh, batch_size)
       state, m = train_step(state, batch)
       window.add(step, m)
       bar.update()
@@ -186,14 +190,17 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
         if step % t.eval_every == 0 or step == stop:
           row = dict(step=step, **eval_fn(state, step))
           eval_log.append(row)
-          tqdm.tqdm.write(f"step {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
+          if main:
+            tqdm.tqdm.write(f"step {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
         if step % t.checkpoint_every == 0 or step == stop:
           save(step)
-        if step % t.plot_every == 0 or step == stop:
+        if main and (step % t.plot_every == 0 or step == stop):
           metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
-      if t.get("max_seconds", 0) and time.perf_counter() - t_start > t.max_seconds and step < stop:
+      if (t.get("max_seconds", 0) and distributed.agree(time.perf_counter() - t_start > t.max_seconds)
+          and step < stop):
         save(step)  # out of time: stop here; --resume continues the same schedule
-        metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
+        if main:
+          metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
         tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")
         break
   except KeyboardInterrupt:
