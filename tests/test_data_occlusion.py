@@ -101,12 +101,12 @@ def test_real_data_clip(davis_train):
   if not os.path.isdir(os.path.join(data_dir, "davis2016-train-240p")):
     pytest.skip("davis2016-train-240p not found beside davis2016-train")
   bank = ObjectBank([(os.path.join(data_dir, name), res) for name, res in occlusion.default_roots()],
-                    sequences=occlusion.held_out_sequences())
+                    sequences=occlusion.held_out_sequences("test"))
   frames, masks, info = occlusion.make_occlusion_sequence(bank, "motorbike", seed=0, n_frames=20, n_objects=3)
   assert frames.shape == (20, 240, 427, 3)
   assert set(np.unique(masks[0])) == {0, 1, 2, 3}
   target = areas(masks, 1)
   assert (target < 0.1 * target[0]).any()
   assert len(info["objects"][info["exit"] - 1]["outside"]) >= 3
-  held = set(occlusion.held_out_sequences())
+  held = set(occlusion.held_out_sequences("test"))
   assert all(o["source"].split("/")[1] in held for o in info["objects"])

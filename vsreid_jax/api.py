@@ -182,7 +182,10 @@ class Segmenter:
     return SolverConfig(rho_reid=float(embedder.rho_reid if s.rho_reid is None else s.rho_reid),
                         rho_occ=float(embedder.rho_occ if s.rho_occ is None else s.rho_occ),
                         max_retrievals=int(s.max_retrievals), recover_passes=int(s.recover_passes),
-                        guide_size=int(s.guide_size))
+                        guide_size=int(s.guide_size), retrieval_rule=str(s.retrieval_rule),
+                        motion_weight=float(s.motion_weight), motion_sigma=float(s.motion_sigma),
+                        template_refresh=int(s.template_refresh), recovery_guard=bool(s.recovery_guard),
+                        merge=str(s.merge))
 
   @property
   def can_adapt(self) -> bool:
