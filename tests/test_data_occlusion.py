@@ -86,6 +86,7 @@ def test_build_benchmark_reads_back(sources_dir, tmp_path):
   for i, name in enumerate(names):
     frames, masks, info = occlusion.make_occlusion_sequence(
         bank, f"s{i}", seed=1000 + i, n_frames=T, size=SIZE, n_objects=occlusion.OBJECT_COUNTS[i])
+    assert (infos[name].pop("split"), infos[name].pop("kind")) == ("custom", "standard")
     assert infos[name] == json.loads(json.dumps(info))
     read = ds.frames(name)
     assert len(read) == T
@@ -93,6 +94,23 @@ def test_build_benchmark_reads_back(sources_dir, tmp_path):
       np.testing.assert_array_equal(ds.annotation(name, read.names[t]), masks[t])
       assert np.abs(read[t].astype(int) - frames[t]).mean() < 4  # JPEG
   assert os.path.getsize(os.path.join(out, "JPEGImages", "240p", names[0], "00000.jpg")) > 0
+
+
+def test_hard_kind_adds_a_twin_of_the_target_and_a_longer_occlusion(bank):
+  _, masks, info = occlusion.make_occlusion_sequence(bank, "s2", seed=0, n_frames=T, size=SIZE, n_objects=4,
+                                                     hidden_share=0.3, twin=True)
+  twin = info["objects"][3]
+  assert twin["role"] == "twin" and twin["source"] == info["background"]["source"]  # the target's own object
+  assert len(info["objects"][0]["hidden"]) >= round(0.3 * T) - 1
+  assert set(np.unique(masks[0])) == {0, 1, 2, 3, 4}
+
+
+def test_benchmark_sources_are_one_fixed_split():
+  from vsreid_jax.data import splits  # pylint: disable=g-import-not-at-top
+  assert occlusion.held_out_sequences("val") == [s for r, _ in splits.DATA_ROOTS for s in splits.VAL[r]]
+  assert set(occlusion.held_out_sequences("test")).isdisjoint(occlusion.held_out_sequences("val"))
+  with pytest.raises(ValueError, match="split"):
+    occlusion.held_out_sequences("train")
 
 
 def test_real_data_clip(davis_train):

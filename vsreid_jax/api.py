@@ -50,6 +50,9 @@ class VideoState:
   timer: StageTimer = dataclasses.field(default_factory=StageTimer)
   variables: Optional[dict] = None  # N_mp variables adapted to this video (Segmenter.adapt), else None
   result: Optional[object] = None  # the solver.algorithm3.SolveResult of segment() with method vsreid
+  # (solver.caches.Candidates, templates) to use instead of the detector's and the ReID net's, e.g.
+  # the ground-truth oracle of reid/oracle.py (ablation --oracle-reid); None: the nets'.
+  candidates: Optional[tuple] = None
 
 
 METHODS = ("auto", "vsreid", "propagate")
@@ -285,6 +288,9 @@ class Segmenter:
     if reid:
       detector, embedder, fingerprint = self.reid_nets()
       cfg = self.solver_config()
+    if reid and state.candidates is not None:
+      cands, tmpl = state.candidates
+    elif reid:
       cands = caches.cached_candidates(state.frames, detector, embedder, self.flow_cache_dir, state.name, fingerprint,
                                        batch=int(self.config.solver.candidate_batch), progress=progress,
                                        timer=state.timer)

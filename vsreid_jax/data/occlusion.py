@@ -45,6 +45,9 @@ KINDS = {
     "standard": dict(object_counts=OBJECT_COUNTS, hidden=0.2, twin=False),
     "hard": dict(object_counts=(4, 3, 4), hidden=0.3, twin=True),
 }
+# Attempts per clip of build_benchmark (a clip is the first attempt that meets the requirements, so
+# more attempts change no clip that fewer attempts made): the 4 val sequences offer few occluders.
+ATTEMPTS = 48
 # A twin's share of the frame: smaller than the target, as a second instance further away.
 TWIN_AREA = (0.02, 0.05)
 
@@ -476,7 +479,8 @@ def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = Non
       try:
         frames, masks, info = make_occlusion_sequence(bank, bg, seed * 1000 + i, n_frames, size,
                                                       object_counts[i % len(object_counts)],
-                                                      hidden_share=spec["hidden"], twin=spec["twin"])
+                                                      hidden_share=spec["hidden"], twin=spec["twin"],
+                                                      attempts=ATTEMPTS)
         break
       except RuntimeError:
         if j + 1 == len(have):
