@@ -472,10 +472,13 @@ def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = Non
   if missing:
     raise ValueError(f"sequences not found in {data_dir}: {', '.join(missing)}")
   clips, infos = {}, {}
+  failed = set()  # backgrounds whose target nothing could hide: not tried again
   for i in range(n_sequences):
     # Backgrounds in turn; one whose target nothing can hide (too big) passes to the next.
     for j in range(len(have)):
       bg = have[(i + j) % len(have)]
+      if bg in failed and j + 1 < len(have):
+        continue
       try:
         frames, masks, info = make_occlusion_sequence(bank, bg, seed * 1000 + i, n_frames, size,
                                                       object_counts[i % len(object_counts)],
@@ -483,6 +486,7 @@ def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = Non
                                                       attempts=ATTEMPTS)
         break
       except RuntimeError:
+        failed.add(bg)
         if j + 1 == len(have):
           raise
     name = f"occ{i:02d}-{bg}"
