@@ -6,14 +6,27 @@
   +re-id         ... the full solver: re-identification of lost objects (Algorithm 3)
   +multi-scale   ... with several crop sizes averaged (--multi-scales)
 
+With --levers, rows of issue 20 follow, each on top of +re-id and the previous lever row:
+
+  +paper rule       retrieval by the paper's rule (every (frame, object) pair), not the lost-only one
+  +recovery guard   never replace a mask that a similar candidate confirms
+  +motion rank      rank candidates by similarity + motion continuity; templates refreshed
+  +occlusion merge  contested pixels go to the mask newest from its checkpoint, then ReID evidence
+
 Every row segments the same sequences in one process (flows, detections and embeddings computed
 once and cached), is scored with the project's DAVIS 2017 evaluator, and reports J&F, its wall
-time, N_mp calls and retrievals. Writes OUT/ablation.md, OUT/ablation.csv, OUT/ablation.png and
+time, N_mp calls and retrievals. With --oracle-reid (ground truth needed) every re-id row runs a
+second time with the oracle (candidates = the ground-truth boxes, a perfect ReID: reid/oracle.py):
+its columns are the row's ceiling. Writes OUT/ablation.md, OUT/ablation.csv, OUT/ablation.png and
 per-row results OUT/<row>/<root>/<sequence>/*.png (+ <sequence>_retrievals.json for re-id rows).
 
-  python experiments/ablation.py --davis /tmp/occlusion:240p --set occlusion --out /tmp/ablation-occ
+--split val|test takes the fixed splits of vsreid_jax/data/splits.py: the split's sequences of the
+real data roots, and for a benchmark root (experiments/make_occlusion_benchmark.py) a check that it
+was built from that split. val is for choosing, test is reported once.
+
+  python experiments/ablation.py --davis /tmp/occ-test:240p --set occlusion --split test --out /tmp/ablation-occ
   python experiments/ablation.py --davis ../shared/data/davis2016-train:480p \
-      --davis ../shared/data/davis2016-train-240p:240p --set train --held-out --out /tmp/ablation-val
+      --davis ../shared/data/davis2016-train-240p:240p --set train --split test --out /tmp/ablation-real
 
 What the paper's rows measured, and what these run: the paper's single-stream rows are a
 separately trained RGB-only net; here they run `--rgb-net FILE` (a net trained with `vsreid train
@@ -39,7 +52,7 @@ from vsreid_jax import cli  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import HELD_OUT  # pylint: disable=wrong-import-position
-from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
+from vsreid_jax.data import DavisDataset, splits  # pylint: disable=wrong-import-position
 from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
@@ -55,13 +68,39 @@ ROWS = (
     ("+multi-scale", dict(multi_scale=True)),
 )
 PAPER = {"baseline": 0.517, "+bbox crop": 0.555, "+flow stream": 0.584, "+re-id": 0.652, "+multi-scale": 0.661}
+# Issue 20's levers (--levers): solver changes on top of +re-id, cumulative.
+LEVER_ROWS = (
+    ("+paper rule", dict(retrieval_rule="paper")),
+    ("+recovery guard", dict(recovery_guard=True)),
+    ("+motion rank", dict(motion_weight=0.3, template_refresh=2)),
+    ("+occlusion merge", dict(merge="occlusion")),
+)
+
+
+def parse_solver_sets(items):
+  """["rho_reid=0.8", "retrieval_rule=paper"] -> {key: value} for config.solver (values parsed as
+  Python literals where they are, else kept as strings)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  out = {}
+  keys = set(segment_config.get_config().solver.keys())
+  for item in items or ():
+    key, sep, value = item.partition("=")
+    if not sep or key not in keys:
+      raise InputError(f"--solver {item}: expected KEY=VALUE with KEY one of {', '.join(sorted(keys))}")
+    try:
+      out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key] = value
+  return out
 
 
 def row_configs(args):
-  """[(name, segment ConfigDict)] for the cumulative rows."""
+  """[(name, segment ConfigDict)] for the cumulative rows (and, with args.levers, the lever rows
+  on top of +re-id)."""
   out, state = [], {}
-  for name, change in ROWS:
-    state.update(change)
+  solver_sets = parse_solver_sets(getattr(args, "solver", None))
+
+  def build(state, solver):
     c = segment_config.get_config()
     cli.apply_test_time_switches(c, args)  # the same in every row
     c.net = args.net
@@ -74,25 +113,60 @@ def row_configs(args):
       c.propagation.scales = segment_config.parse_scales(args.multi_scales)
     if args.max_retrievals is not None:
       c.solver.max_retrievals = args.max_retrievals
-    out.append((name, c))
+    for key, value in {**solver, **solver_sets}.items():
+      c.solver[key] = value
+    return c
+
+  reid_state = None
+  for name, change in ROWS:
+    state.update(change)
+    out.append((name, build(state, {})))
+    if name == "+re-id":
+      reid_state = dict(state)
+  if getattr(args, "levers", False):
+    solver = {}
+    for name, change in LEVER_ROWS:
+      solver.update(change)
+      out.append((name, build(reid_state, solver)))
   return out
+
+
+def benchmark_split(root):
+  """The split a benchmark root was built from (its info.json's clips agree), or None."""
+  path = os.path.join(root, "info.json")
+  if not os.path.isfile(path):
+    return None
+  import json  # pylint: disable=g-import-not-at-top
+  with open(path) as f:
+    found = {info.get("split", "unknown") for info in json.load(f).values()}
+  return found.pop() if len(found) == 1 else "mixed"
 
 
 def jobs_of(args):
   """[(dataset, [sequences])] from the --davis ROOT[:RES] arguments."""
   jobs = []
+  data_roots = dict(splits.DATA_ROOTS)
   for spec in args.davis:
     root, _, res = spec.partition(":")
     ds = DavisDataset(root, res or "480p")
     seqs = ds.sequences(args.set)
+    name = os.path.basename(os.path.normpath(root))
     if args.held_out:
-      seqs = [s for s in seqs if s in HELD_OUT.get(os.path.basename(os.path.normpath(root)), ())]
+      seqs = [s for s in seqs if s in HELD_OUT.get(name, ())]
+    if getattr(args, "split", None):
+      if name in data_roots:
+        seqs = [s for s in seqs if s in splits.sequences(args.split, name)]
+      else:
+        built = benchmark_split(root)
+        if built != args.split:
+          raise InputError(f"{root}: built from split {built or 'unknown (no info.json)'}, not {args.split}; "
+                           f"build it with experiments/make_occlusion_benchmark.py --split {args.split}")
     if args.sequences:
       seqs = [s for s in seqs if s in args.sequences]
     if seqs:
       jobs.append((ds, seqs))
   if not jobs:
-    raise InputError("no sequences selected; check --set, --sequences and --held-out")
+    raise InputError("no sequences selected; check --set, --sequences, --split and --held-out")
   return jobs
 
 
@@ -114,7 +188,17 @@ def describe_run(seg, config) -> str:
   return " ".join(parts)
 
 
-def run_row(name, config, jobs, out_dir, cache_dir, progress):
+def oracle_for(ds, seq, state):
+  """Ground-truth candidates and templates of one sequence (reid/oracle.py) for state's objects."""
+  from vsreid_jax.reid.oracle import oracle_candidates  # pylint: disable=g-import-not-at-top
+  masks = [ds.annotation(seq, name) for name in state.frames.names]
+  k = len(state.object_ids)
+  # An object showing under Algorithm 1's lost share of its first-frame area makes no candidate.
+  return oracle_candidates(masks, state.object_ids, 0.1 * state.first_area[:k])
+
+
+def run_row(name, config, jobs, out_dir, cache_dir, progress, oracle=False):
+  """Segments and scores every sequence with one row's config; oracle: ground-truth candidates."""
   seg = Segmenter(config, flow_cache_dir=cache_dir)
   start = time.perf_counter()
   frames_done, retrievals, steady = 0, 0, 0.0
@@ -125,6 +209,8 @@ def run_row(name, config, jobs, out_dir, cache_dir, progress):
       frames = ds.frames(seq)
       state = seg.init_state(frames, name=os.path.join(os.path.basename(os.path.normpath(ds.root)), seq))
       seg.add_mask(state, ds.first_mask(seq))
+      if oracle:
+        state.candidates = oracle_for(ds, seq, state)
       with SequenceWriter(root_out, seq) as w:
         for i, ids in seg.segment(state, progress=progress):
           w.write(frames.names[i], ids)
@@ -153,7 +239,16 @@ def main(argv=None):
                   help="DAVIS-layout root and resolution folder (default 480p); repeatable")
   ap.add_argument("--set", default="val", help="ImageSets/2017/<set>.txt")
   ap.add_argument("--sequences", nargs="+", help="only these sequences")
-  ap.add_argument("--held-out", action="store_true", help="only the held-out sequences of the training roots")
+  ap.add_argument("--held-out", action="store_true",
+                  help="only the held-out sequences of the training roots (val and test together)")
+  ap.add_argument("--split", choices=splits.SPLITS[1:],
+                  help="the fixed split (data/splits.py): its sequences of the data roots; a benchmark root "
+                  "must have been built from it. val: for choosing; test: to report once")
+  ap.add_argument("--levers", action="store_true", help="add the rows of issue 20's levers after +re-id")
+  ap.add_argument("--oracle-reid", action="store_true",
+                  help="run every re-id row again with ground-truth candidates and a perfect ReID (its ceiling)")
+  ap.add_argument("--solver", action="append", metavar="KEY=VALUE",
+                  help="set config.solver.KEY in every row (e.g. retrieval_rule=paper); repeatable")
   ap.add_argument("--out", required=True, help="output folder")
   ap.add_argument("--net", default="default", help="N_mp weights (default: shipped)")
   ap.add_argument("--rgb-net", default=None, metavar="FILE",
@@ -169,7 +264,7 @@ def main(argv=None):
   args = ap.parse_args(argv)
   try:
     jobs = jobs_of(args)
-    row_configs(args)  # bad switches fail here, before any row runs
+    configs = row_configs(args)
   except InputError as e:
     print(f"ablation: error: {e}", file=sys.stderr)
     return 2
@@ -177,27 +272,40 @@ def main(argv=None):
   n_seq = sum(len(s) for _, s in jobs)
   print(f"{n_seq} sequences: " + "; ".join(f"{ds.root}: {' '.join(s)}" for ds, s in jobs), flush=True)
   results = []
-  for k, (name, config) in enumerate(row_configs(args)):
+  for k, (name, config) in enumerate(configs):
     if args.rows and name not in args.rows:
       continue
     r = run_row(name, config, jobs, os.path.join(args.out, f"row{k}"), cache, not args.no_progress)
+    if args.oracle_reid and r["method"] == "vsreid":
+      o = run_row(name, config, jobs, os.path.join(args.out, f"row{k}-oracle"), cache, not args.no_progress,
+                  oracle=True)
+      r.update(oracle_jf=o["jf"], oracle_retrievals=o["retrievals"], oracle_net_calls=o["net_calls"])
     results.append(r)
     print(f"{name}: J&F {r['jf']:.3f} (J {r['j']:.3f}, F {r['f']:.3f}) in {r['wall_s']:.0f} s, "
-          f"{r['net_calls']} N_mp calls, {r['retrievals']} retrievals", flush=True)
+          f"{r['net_calls']} N_mp calls, {r['retrievals']} retrievals"
+          + (f"; oracle ReID J&F {r['oracle_jf']:.3f}, {r['oracle_retrievals']} retrievals" if "oracle_jf" in r else ""),
+          flush=True)
   columns = ("row", "J&F", "J", "F", "paper J&F (test-dev)", "wall s", "ms/frame (no flow/detect)", "N_mp calls",
              "retrievals", "ran")
-  rows = [(r["row"], r["jf"], r["j"], r["f"], PAPER[r["row"]], f"{r['wall_s']:.0f}", f"{r['ms_per_frame']:.0f}",
+  rows = [(r["row"], r["jf"], r["j"], r["f"], PAPER.get(r["row"], ""), f"{r['wall_s']:.0f}", f"{r['ms_per_frame']:.0f}",
            r["net_calls"], r["retrievals"], r["ran"]) for r in results]
+  if args.oracle_reid:
+    columns += ("oracle-ReID J&F", "oracle retrievals")
+    rows = [row + ((r["oracle_jf"], r["oracle_retrievals"]) if "oracle_jf" in r else ("", ""))
+            for row, r in zip(rows, results)]
   table = markdown_table(columns, rows)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "ablation.md"), "w") as f:
-    f.write(f"{n_seq} sequences, {results[0]['objects']} objects, set {args.set}\n\n{table}\n")
+    split = f", split {args.split}" if args.split else ""
+    f.write(f"{n_seq} sequences, {results[0]['objects']} objects, set {args.set}{split}\n\n{table}\n")
   with open(os.path.join(args.out, "ablation.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(columns)
     w.writerows(rows)
   bar_chart(os.path.join(args.out, "ablation.png"), [r["row"] for r in results],
-            {"J&F here": [r["jf"] for r in results], "paper (DAVIS17 test-dev)": [PAPER[r["row"]] for r in results]},
+            {"J&F here": [r["jf"] for r in results],
+             **({"oracle ReID": [r.get("oracle_jf", r["jf"]) for r in results]} if args.oracle_reid else {}),
+             "paper (DAVIS17 test-dev)": [PAPER.get(r["row"], 0.0) for r in results]},
             f"VS-ReID ablation: {n_seq} sequences ({args.set})")
   print("\n" + table)
   print(f"\nwrote {args.out}/ablation.md, ablation.csv, ablation.png")

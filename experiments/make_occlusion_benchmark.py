@@ -1,11 +1,13 @@
 """Writes the multi-object occlusion benchmark (vsreid_jax/data/occlusion.py) as a DAVIS-layout root.
 
-  python experiments/make_occlusion_benchmark.py --data-dir ../shared/data --out /tmp/occlusion
-      [--seed 0] [--sequences 6] [--frames 40] [--sources dance-jump,motorbike,...]
+  python experiments/make_occlusion_benchmark.py --split test --out /tmp/occlusion
+      [--kind standard|hard] [--seed 0] [--sequences 6] [--frames 40] [--sources dance-jump,...]
 
-Backgrounds and cut-outs come from the held-out sequences by default (the nets never trained on
-them). Prints, per clip, its objects, their sources and the frames where each is hidden or
-outside; writes <out>_contact.png beside the root: per clip, a few frames with the GT overlaid.
+Backgrounds and cut-outs come from one fixed split of vsreid_jax/data/splits.py (--split val to
+choose on, test to report once; the nets never trained on either). `--kind hard` makes 3-4 object
+clips with a longer occlusion and a look-alike twin of the target (data/occlusion.py). Prints, per
+clip, its objects, their sources and the frames where each is hidden, partly hidden or outside;
+writes <out>_contact.png beside the root: per clip, a few frames with the GT overlaid.
 """
 import argparse
 import json
@@ -72,25 +74,32 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--data-dir", default=str(shared_data_dir()), help="folder holding the DAVIS 2016 roots")
   ap.add_argument("--out", required=True, help="benchmark root to write")
+  ap.add_argument("--split", required=True, choices=("val", "test"),
+                  help="fixed split the backgrounds and cut-outs come from (val: for choosing; test: to report)")
+  ap.add_argument("--kind", default="standard", choices=sorted(occlusion.KINDS),
+                  help="standard (the first benchmark) or hard (3-4 objects, longer occlusion, a twin)")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--sequences", type=int, default=6, help="number of clips")
   ap.add_argument("--frames", type=int, default=40, help="frames per clip")
-  ap.add_argument("--sources", default="", help="comma-separated background/cut-out sequences (default: held out)")
+  ap.add_argument("--sources", default="", help="comma-separated background/cut-out sequences (default: --split's)")
   args = ap.parse_args(argv)
   cv2.setNumThreads(1)  # light on shared CPUs; the result does not depend on it
 
   sources = [s for s in args.sources.split(",") if s] or None
-  names = occlusion.build_benchmark(args.out, args.data_dir, sources, args.seed, args.sequences, args.frames)
+  names = occlusion.build_benchmark(args.out, args.data_dir, sources, args.seed, args.sequences, args.frames,
+                                    split=args.split, kind=args.kind)
   with open(os.path.join(args.out, "info.json")) as f:
     infos = json.load(f)
   print(f"{len(names)} clips of {args.frames} frames at {occlusion.SIZE[1]}x{occlusion.SIZE[0]} in {args.out} "
-        f"(ImageSets/2017/{occlusion.SUBSET}.txt, resolution {occlusion.RESOLUTION}), seed {args.seed}")
+        f"(ImageSets/2017/{occlusion.SUBSET}.txt, resolution {occlusion.RESOLUTION}), seed {args.seed}, "
+        f"split {args.split}, kind {args.kind}")
   for name in names:
     info = infos[name]
     print(f"{name}: background frames {info['background']['frames'][0]}.. of {info['background']['source']}")
     for o in info["objects"]:
+      partly = [t for t, v in enumerate(o["visible"]) if 0.1 <= v < 0.7 and t not in o["outside"]]
       print(f"  id {o['id']} {o['role']:10s} {o['source']:40s} frame-0 area {o['area'][0]:6d} px  "
-            f"hidden {spans(o['hidden']):12s} outside {spans(o['outside'])}")
+            f"hidden {spans(o['hidden']):12s} partly {spans(partly):12s} outside {spans(o['outside'])}")
   sheet = os.path.normpath(args.out) + "_contact.png"
   contact_sheet(args.out, infos, sheet)
   print(f"contact sheet: {sheet}")

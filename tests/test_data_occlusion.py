@@ -86,6 +86,7 @@ def test_build_benchmark_reads_back(sources_dir, tmp_path):
   for i, name in enumerate(names):
     frames, masks, info = occlusion.make_occlusion_sequence(
         bank, f"s{i}", seed=1000 + i, n_frames=T, size=SIZE, n_objects=occlusion.OBJECT_COUNTS[i])
+    assert (infos[name].pop("split"), infos[name].pop("kind")) == ("custom", "standard")
     assert infos[name] == json.loads(json.dumps(info))
     read = ds.frames(name)
     assert len(read) == T
@@ -95,18 +96,35 @@ def test_build_benchmark_reads_back(sources_dir, tmp_path):
   assert os.path.getsize(os.path.join(out, "JPEGImages", "240p", names[0], "00000.jpg")) > 0
 
 
+def test_hard_kind_adds_a_twin_of_the_target_and_a_longer_occlusion(bank):
+  _, masks, info = occlusion.make_occlusion_sequence(bank, "s2", seed=0, n_frames=T, size=SIZE, n_objects=4,
+                                                     hidden_share=0.3, twin=True)
+  twin = info["objects"][3]
+  assert twin["role"] == "twin" and twin["source"] == info["background"]["source"]  # the target's own object
+  assert len(info["objects"][0]["hidden"]) >= round(0.3 * T) - 1
+  assert set(np.unique(masks[0])) == {0, 1, 2, 3, 4}
+
+
+def test_benchmark_sources_are_one_fixed_split():
+  from vsreid_jax.data import splits  # pylint: disable=g-import-not-at-top
+  assert occlusion.held_out_sequences("val") == [s for r, _ in splits.DATA_ROOTS for s in splits.VAL[r]]
+  assert set(occlusion.held_out_sequences("test")).isdisjoint(occlusion.held_out_sequences("val"))
+  with pytest.raises(ValueError, match="split"):
+    occlusion.held_out_sequences("train")
+
+
 def test_real_data_clip(davis_train):
   """One short clip on the held-out DAVIS sequences (the default sources)."""
   data_dir = os.path.dirname(davis_train)
   if not os.path.isdir(os.path.join(data_dir, "davis2016-train-240p")):
     pytest.skip("davis2016-train-240p not found beside davis2016-train")
   bank = ObjectBank([(os.path.join(data_dir, name), res) for name, res in occlusion.default_roots()],
-                    sequences=occlusion.held_out_sequences())
+                    sequences=occlusion.held_out_sequences("test"))
   frames, masks, info = occlusion.make_occlusion_sequence(bank, "motorbike", seed=0, n_frames=20, n_objects=3)
   assert frames.shape == (20, 240, 427, 3)
   assert set(np.unique(masks[0])) == {0, 1, 2, 3}
   target = areas(masks, 1)
   assert (target < 0.1 * target[0]).any()
   assert len(info["objects"][info["exit"] - 1]["outside"]) >= 3
-  held = set(occlusion.held_out_sequences())
+  held = set(occlusion.held_out_sequences("test"))
   assert all(o["source"].split("/")[1] in held for o in info["objects"])

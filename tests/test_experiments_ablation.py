@@ -1,11 +1,16 @@
 """experiments/ablation.py: cumulative rows, evaluation, and the written table/plot."""
 import csv
+import json
 import os
 import sys
+
+import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import ablation  # pylint: disable=wrong-import-position
+from vsreid_jax.data.objects import mask_box  # pylint: disable=wrong-import-position
 
 
 def test_rows_accumulate_the_papers_changes():
@@ -33,3 +38,53 @@ def test_propagation_rows_run_and_write_the_table(shapes_root, tmp_path):
     assert 0.3 < float(r["J&F"]) <= 1.0 and int(r["N_mp calls"]) > 0
   assert (out / "ablation.png").stat().st_size > 1000
   assert os.path.isfile(out / "row0" / os.path.basename(shapes_root) / "two-objects" / "00009.png")
+
+
+def test_lever_rows_build_on_reid_one_change_at_a_time():
+  args = ablation.argparse.Namespace(net="identity", multi_scales="0.15:65", max_retrievals=None, levers=True,
+                                     solver=["rho_reid=0.8"])
+  rows = dict(ablation.row_configs(args))
+  assert list(rows)[5:] == ["+paper rule", "+recovery guard", "+motion rank", "+occlusion merge"]
+  assert rows["+re-id"].solver.retrieval_rule == "original"
+  assert rows["+paper rule"].solver.retrieval_rule == "paper" and not rows["+paper rule"].solver.recovery_guard
+  assert rows["+recovery guard"].solver.recovery_guard and rows["+recovery guard"].solver.motion_weight == 0
+  assert rows["+motion rank"].solver.motion_weight > 0 and rows["+motion rank"].solver.merge == "argmax"
+  assert rows["+occlusion merge"].solver.merge == "occlusion" and rows["+occlusion merge"].solver.recovery_guard
+  for name in ("+paper rule", "+occlusion merge"):  # on +re-id, not on +multi-scale
+    assert rows[name].method == "vsreid" and rows[name].propagation.scales is None
+  assert all(c.solver.rho_reid == 0.8 for c in rows.values())
+  with pytest.raises(ablation.InputError, match="--solver"):
+    ablation.row_configs(ablation.argparse.Namespace(net="identity", multi_scales="0.15:65", max_retrievals=None,
+                                                     solver=["no_such_key=1"]))
+
+
+def test_split_refuses_a_benchmark_built_from_another_split(tmp_path, capsys):
+  from vsreid_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  root = synthetic.write_davis_root(str(tmp_path / "occ"), {"occ00-x": synthetic.moving_shapes(n_frames=4)},
+                                    "240p", "occlusion")
+  with open(os.path.join(root, "info.json"), "w") as f:
+    json.dump({"occ00-x": {"split": "val"}}, f)
+  rc = ablation.main(["--davis", f"{root}:240p", "--set", "occlusion", "--split", "test", "--out",
+                      str(tmp_path / "abl"), "--no-progress"])
+  assert rc == 2 and "built from split val, not test" in capsys.readouterr().err
+  args = ablation.argparse.Namespace(davis=[f"{root}:240p"], set="occlusion", held_out=False, split="val",
+                                     sequences=None)
+  assert [seqs for _, seqs in ablation.jobs_of(args)] == [["occ00-x"]]
+
+
+def test_oracle_candidates_of_a_sequence_are_its_gt_boxes(shapes_root):
+  from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
+  config = segment_config.get_config()
+  config.net = "identity"
+  ds = ablation.DavisDataset(shapes_root, "480p")
+  seg = Segmenter(config)
+  state = seg.init_state(ds.frames("two-objects"), name="two-objects")
+  seg.add_mask(state, ds.first_mask("two-objects"))
+  cands, tmpl = ablation.oracle_for(ds, "two-objects", state)
+  assert tmpl.shape == (2, 3) and cands.boxes.shape[:2] == (10, 2)
+  ids = ds.annotation("two-objects", state.frames.names[5])
+  for j, k in enumerate(state.object_ids):
+    row = np.flatnonzero(cands.embeddings[5][:, j] == 1)
+    assert row.size == 1
+    np.testing.assert_array_equal(cands.boxes[5][row[0]], mask_box(ids == k))

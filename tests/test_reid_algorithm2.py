@@ -86,3 +86,56 @@ def test_occlusion_filter_uses_rho_occ_not_rho_reid():
   assert given(rho_reid=0.3, rho_occ=0.5) == 1  # IoU 0.43 <= rho_occ: free, similarity 0.99 > rho_reid
   assert given(rho_reid=0.9, rho_occ=0.45) == 1
   assert given(rho_reid=0.3, rho_occ=0.4) == -1
+def test_paper_rule_corrects_a_present_object_whose_mask_is_elsewhere():
+  # Both objects are present. Object 0's current box is far from its most similar candidate (0):
+  # accepted. Object 1's current box sits on its most similar candidate (1): IoU >= rho_occ, kept.
+  sim = algorithm2.similarity(EMB, TEMPLATES)
+  object_boxes = np.array([[100, 100, 110, 110], [21, 21, 31, 31]], np.float32)
+  index, score = algorithm2.reidentify_paper(BOXES, VALID, sim, np.array([True, True]), object_boxes,
+                                             np.array([True, True]), rho_reid=0.5, rho_occ=0.3)
+  np.testing.assert_array_equal(index, [0, -1])
+  np.testing.assert_allclose(score, [sim[0, 0], sim[1, 1]])
+  # The original rule never looks at present objects.
+  index, _ = algorithm2.reidentify(BOXES, VALID, EMB, TEMPLATES, np.array([False, False]), object_boxes,
+                                   np.array([True, True]), rho_reid=0.5, rho_occ=0.3)
+  np.testing.assert_array_equal(index, [-1, -1])
+
+
+def test_paper_rule_takes_the_most_similar_before_testing_iou():
+  # Object 0's most similar candidate (0) overlaps its current box: rejected, and the rule does
+  # NOT fall back to a less similar free candidate (the original rule filters first).
+  emb = _unit([[0.95, 0.05, 0], [0.8, 0.2, 0], [0, 0, 1]])
+  sim = algorithm2.similarity(emb, TEMPLATES)
+  object_boxes = np.array([[1, 1, 11, 11], [0, 0, 0, 0]], np.float32)
+  index, _ = algorithm2.reidentify_paper(BOXES, VALID, sim, np.array([True, False]), object_boxes,
+                                         np.array([True, False]), rho_reid=0.5, rho_occ=0.3)
+  np.testing.assert_array_equal(index, [-1, -1])
+  # A ranking bonus (e.g. motion continuity) changes which candidate is the top one; acceptance
+  # still tests the similarity.
+  rank = sim + np.array([[0, 0], [0.5, 0], [0, 0]], np.float32)
+  index, score = algorithm2.reidentify_paper(BOXES, VALID, sim, np.array([True, False]), object_boxes,
+                                             np.array([True, False]), 0.5, 0.3, rank=rank)
+  np.testing.assert_array_equal(index, [1, -1])
+  assert score[0] == sim[1, 0]
+  index, _ = algorithm2.reidentify_paper(BOXES, VALID, sim, np.array([True, False]), object_boxes,
+                                         np.array([True, False]), 0.98, 0.3, rank=rank)
+  np.testing.assert_array_equal(index, [-1, -1])
+
+
+def test_best_retrieval_paper_rule_over_frames_and_template_sets():
+  cands = types.SimpleNamespace(boxes=np.stack([BOXES] * 3), valid=np.stack([VALID] * 3),
+                                embeddings=np.stack([EMB] * 3))
+  present = np.ones((3, 2), bool)
+  obj_boxes = np.stack([BOXES[:2]] * 3).copy()  # every current mask on its own candidate
+  obj_boxes[2, 1] = [70, 70, 80, 80]  # object 1's mask drifted away in frame 2
+  lost = ~present
+  assert algorithm2.best_retrieval(cands, TEMPLATES, lost, obj_boxes, present, 0.5, 0.3) is None  # original
+  best = algorithm2.best_retrieval(cands, TEMPLATES, lost, obj_boxes, present, 0.5, 0.3, rule="paper")
+  assert (best.frame, best.object_index, best.candidate) == (2, 1, 1)
+  # Frame 0 is never considered, even when its box disagrees.
+  obj_boxes[0, 0] = [70, 70, 80, 80]
+  best = algorithm2.best_retrieval(cands, TEMPLATES, lost, obj_boxes, present, 0.5, 0.3, rule="paper")
+  assert (best.frame, best.object_index) == (2, 1)
+  # [K, R, D] templates: the best of each object's set.
+  sets = np.stack([TEMPLATES, _unit([[0, 0, 1], [0, 0, 1]])], axis=1)
+  np.testing.assert_allclose(algorithm2.similarity(EMB, sets)[2], [EMB[2, 2], EMB[2, 2]], rtol=1e-6)

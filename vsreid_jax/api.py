@@ -57,6 +57,9 @@ class VideoState:
   # (height, width) of the input when its frames are processed smaller (config.max_size), else None:
   # the first mask is given, and the id masks are returned, at this size.
   input_size: Optional[Tuple[int, int]] = None
+  # (solver.caches.Candidates, templates) to use instead of the detector's and the ReID net's, e.g.
+  # the ground-truth oracle of reid/oracle.py (ablation --oracle-reid); None: the nets'.
+  candidates: Optional[tuple] = None
 
 
 METHODS = ("auto", "vsreid", "propagate")
@@ -223,7 +226,10 @@ class Segmenter:
     return SolverConfig(rho_reid=float(embedder.rho_reid if s.rho_reid is None else s.rho_reid),
                         rho_occ=float(embedder.rho_occ if s.rho_occ is None else s.rho_occ),
                         max_retrievals=int(s.max_retrievals), recover_passes=int(s.recover_passes),
-                        guide_size=int(s.guide_size), prob_memory_mb=float(s.prob_memory_mb))
+                        guide_size=int(s.guide_size), prob_memory_mb=float(s.prob_memory_mb),
+                        retrieval_rule=str(s.retrieval_rule), motion_weight=float(s.motion_weight),
+                        motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
+                        recovery_guard=bool(s.recovery_guard), merge=str(s.merge))
 
   @property
   def can_adapt(self) -> bool:
@@ -373,7 +379,11 @@ class Segmenter:
     if reid:
       detector, embedder, fingerprint = self.reid_nets()
       cfg = self.solver_config()
-      # Detector and ReID run only on the frames the solver asks for (where an object is lost).
+    if reid and state.candidates is not None:
+      cands, tmpl = state.candidates  # e.g. the ground-truth oracle of reid/oracle.py
+    elif reid:
+      # Detector and ReID run only on the frames the solver asks for (where an object is lost, or
+      # every frame for the paper's rule and the levers that read all of them).
       cands = caches.CandidateSource(state.frames, detector, embedder, int(self.config.solver.candidate_batch),
                                      self.flow_cache_dir, state.name, fingerprint, state.timer)
 
@@ -385,7 +395,7 @@ class Segmenter:
     state.result = Solver(self.propagator, cfg).solve(
         state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
         progress=progress, desc=state.name, callback=callback)
-    if cands is not None:
+    if cands is not None and hasattr(cands, "close"):
       cands.close()
     return state.result
 

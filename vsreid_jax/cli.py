@@ -53,6 +53,10 @@ def _add_segment(sub):
   p.add_argument("--reid", default=None, metavar="FILE", help="ReID weights (default: shipped)")
   p.add_argument("--rho-reid", type=float, default=None, metavar="S",
                  help="similarity threshold of re-identification (default: the ReID net's)")
+  p.add_argument("--retrieval-rule", default=None, choices=["original", "paper"],
+                 help="which pairs re-identification considers: original (lost objects only, the original "
+                 "test code; default) or paper (every frame and object: a mask that slid onto something "
+                 "else is corrected too)")
   p.add_argument("--max-retrievals", type=int, default=None, metavar="N",
                  help="at most N recover-and-propagate rounds per video (default: 20)")
   p.add_argument("--net", default=None, metavar="NAME|FILE",
@@ -245,6 +249,8 @@ def _segment_config(args):
     config.reid = args.reid
   if args.rho_reid is not None:
     config.solver.rho_reid = args.rho_reid
+  if args.retrieval_rule:
+    config.solver.retrieval_rule = args.retrieval_rule
   if args.max_retrievals is not None:
     if args.max_retrievals < 0:
       raise InputError(f"--max-retrievals {args.max_retrievals}: must be >= 0")

@@ -27,6 +27,12 @@ def get_config():
   # "original": lost objects only (the original test code); "paper": every pair, accepted when the
   # most similar candidate is > rho_reid and its IoU with the object's current mask box < rho_occ.
   c.solver.retrieval_rule = "original"
+  # Levers of issue 20 (solver/algorithm3.py), off here; chosen by the ablation on val.
+  c.solver.motion_weight = 0.0  # paper rule: rank by similarity + w x motion continuity (0: off)
+  c.solver.motion_sigma = 0.5  # its spread in box diagonals per sqrt(frame of gap)
+  c.solver.template_refresh = 0  # extra templates per object from confirmed frames
+  c.solver.recovery_guard = False  # never replace a mask a similar candidate confirms
+  c.solver.merge = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only

@@ -13,9 +13,17 @@ These are the events where mask propagation loses an object and re-identificatio
 again. Pasting order is the depth order (later = in front): an occluded pixel takes the id of the
 object in front, exactly as in DAVIS ground truth.
 
-The clips are a pure function of (sources, seed): the same seed gives identical bytes. By default
-both backgrounds and cut-outs come from the held-out sequences of the training config, so the
-benchmark tests the nets on objects they never saw.
+The clips are a pure function of (sources, seed, kind): the same seed gives identical bytes.
+Backgrounds and cut-outs come from one fixed split of `data/splits.py` (`val` to choose on,
+`test` to report once), never from the training split, so the benchmark tests the nets on objects
+they never saw; every clip's info records the split.
+
+Two kinds:
+  standard: the first benchmark (object counts 3, 4, 2; a distractor from another sequence).
+  hard:     3-4 objects; a longer occlusion of the target; object 4 a "twin" of the target (the
+            same object cut from other frames of the background sequence, smaller, wandering): a
+            similar-looking distractor that a ReID net confuses with the hidden target, so only
+            motion continuity can tell them apart; partial occlusions where objects cross.
 """
 import json
 import os
@@ -31,6 +39,17 @@ SIZE = (240, 427)  # (H, W) of the benchmark frames: DAVIS 480p halved
 RESOLUTION = "240p"
 SUBSET = "occlusion"
 OBJECT_COUNTS = (3, 4, 2)  # n_objects of successive benchmark clips (target included)
+KINDS = {
+    # object counts cycled over clips; hidden: frames of the target's full occlusion as a share of
+    # the clip (at least 4); twin: object 4 is a look-alike of the target.
+    "standard": dict(object_counts=OBJECT_COUNTS, hidden=0.2, twin=False),
+    "hard": dict(object_counts=(4, 3, 4), hidden=0.3, twin=True),
+}
+# Attempts per clip of build_benchmark (a clip is the first attempt that meets the requirements, so
+# more attempts change no clip that fewer attempts made): the 4 val sequences offer few occluders.
+ATTEMPTS = 48
+# A twin's share of the frame: smaller than the target, as a second instance further away.
+TWIN_AREA = (0.02, 0.05)
 
 
 def _pingpong(i: int, n: int) -> int:
@@ -239,14 +258,17 @@ def make_occlusion_sequence(bank_or_sources: Union[ObjectBank, Sequence[Tuple[st
                             seed: int, n_frames: int = 40, size: Tuple[int, int] = SIZE,
                             n_objects: int = 3, sources: Optional[Sequence] = None,
                             min_area: float = 0.015, max_visible: float = 0.1,
-                            max_occluder: float = 0.3, attempts: int = 12) -> Tuple[np.ndarray, np.ndarray, dict]:
+                            max_occluder: float = 0.3, attempts: int = 12, hidden_share: float = 0.2,
+                            twin: bool = False) -> Tuple[np.ndarray, np.ndarray, dict]:
   """One benchmark clip: (frames [T, H, W, 3] uint8 RGB, id masks [T, H, W] uint8, info dict).
 
   `bank_or_sources` is an ObjectBank or (root path, resolution) pairs; `background` is a sequence
   name or (root index, name) of the bank; `sources` (names or pairs) are the sequences the pasted
   objects come from (default: every other sequence of the bank). `n_objects` counts the target.
   `min_area`: each object's least share of frame 0; `max_visible`: the share of the target left
-  visible while hidden; `max_occluder`: the occluder's largest share of the frame.
+  visible while hidden; `max_occluder`: the occluder's largest share of the frame; `hidden_share`:
+  the target's full occlusion as a share of the clip (at least 4 frames); `twin`: object 4 is a
+  look-alike of the target (its own object, cut from other frames of the background sequence).
   Raises RuntimeError when no attempt meets the requirements (e.g. a target too big to hide).
   """
   if not 2 <= n_objects <= 4:
@@ -277,10 +299,10 @@ def make_occlusion_sequence(bank_or_sources: Union[ObjectBank, Sequence[Tuple[st
 
     # Schedule (frame numbers) of the events.
     if n_objects == 2:
-      hide0, hide1 = round(0.2 * T), round(0.2 * T) + max(4, round(0.2 * T))
+      hide0, hide1 = round(0.2 * T), round(0.2 * T) + max(4, round(hidden_share * T))
       exit0, out0, out1, back = hide1, round(0.55 * T), round(0.75 * T), round(0.9 * T)
     else:
-      hide0, hide1 = round(0.3 * T), round(0.3 * T) + max(4, round(0.2 * T))
+      hide0, hide1 = round(0.3 * T), round(0.3 * T) + max(4, round(hidden_share * T))
       out0, out1, back = round(0.3 * T), round(0.6 * T), round(0.8 * T)
     leave = min(hide1 + max(3, round(0.15 * T)), T - 1)
 
@@ -318,11 +340,15 @@ def make_occlusion_sequence(bank_or_sources: Union[ObjectBank, Sequence[Tuple[st
     while len(others) < n_objects - 2:  # few sources: the same object again, elsewhere in its clip
       s = (others or [occ])[len(others) % max(len(others), 1)]
       others.append(_Source(bank, s.root, s.seq, s.refs[0].obj_id, int(rng.integers(0, len(s.refs))), not s.flip, cache))
+    if twin and n_objects == 4:  # the target again, from other frames of its own sequence
+      others[1] = _Source(bank, bg_root, bg_seq, 1, int(rng.integers(0, bank.num_frames(bg_root, bg_seq))),
+                          bool(rng.random() < 0.5), cache)
     chosen = {2: occ}
     for k, src in zip(range(3, n_objects + 1), others):
       # Sensible size: a few percent of the frame, at most about half its height.
       native_area = max(float((src.native(0).alpha > 0.5).sum()), 1.0)
-      scale = np.sqrt(rng.uniform(0.03, 0.07) * h * w / native_area)
+      share = TWIN_AREA if twin and k == 4 else (0.03, 0.07)
+      scale = np.sqrt(rng.uniform(*share) * h * w / native_area)
       nh, nw = src.native(0).alpha.shape
       src.scale = float(min(scale, 0.55 * h / nh, 0.4 * w / nw))
       chosen[k] = src
@@ -375,7 +401,7 @@ def make_occlusion_sequence(bank_or_sources: Union[ObjectBank, Sequence[Tuple[st
       q = rng.uniform([0.15 * w, 0.15 * h], [0.85 * w, 0.85 * h])
       path = np.concatenate([p0[None], _lerp(p0, q, T - 1)])
       objects[4]["centre"] = path
-      roles[4] = "distractor"
+      roles[4] = "twin" if twin else "distractor"
 
     order = [k for k in sorted(objects, reverse=True)]  # back to front: the occluder is in front of all
     out_frames, out_masks, full = _compose(frames, target, objects, order)
@@ -412,34 +438,59 @@ def default_roots():
   return DATA_ROOTS
 
 
-def held_out_sequences() -> List[str]:
-  from vsreid_jax.configs.train_propagation import HELD_OUT  # pylint: disable=g-import-not-at-top
-  return [s for seqs in HELD_OUT.values() for s in seqs]
+def held_out_sequences(split: str) -> List[str]:
+  """The sequences of one fixed split ("val" or "test") of data/splits.py, over all data roots."""
+  from vsreid_jax.data import splits  # pylint: disable=g-import-not-at-top
+  if split not in ("val", "test"):
+    raise ValueError(f"split {split!r}: the occlusion benchmark is built from 'val' or 'test'")
+  return [s for root, _ in splits.DATA_ROOTS for s in splits.sequences(split, root)]
 
 
 def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = None, seed: int = 0,
                     n_sequences: int = 6, n_frames: int = 40, roots=None, subset: str = "train",
-                    object_counts: Sequence[int] = OBJECT_COUNTS, size: Tuple[int, int] = SIZE) -> List[str]:
+                    object_counts: Optional[Sequence[int]] = None, size: Tuple[int, int] = SIZE,
+                    split: str = "test", kind: str = "standard") -> List[str]:
   """Writes `n_sequences` clips as a DAVIS-layout root (JPEGImages/240p, Annotations/240p,
   ImageSets/2017/occlusion.txt) plus `info.json` ({name: info}); returns the clip names.
 
   `roots` are (folder in data_dir, resolution) pairs (default: the training config's roots);
-  `sequences` are both the backgrounds (in turn) and the cut-out sources (default: the held-out
-  sequences). Clip i has object_counts[i % len] objects and its own seed derived from `seed`.
+  `sequences` are both the backgrounds (in turn) and the cut-out sources (default: the sequences
+  of `split`, "val" or "test"; recorded in each clip's info as "split", or "custom" when
+  `sequences` are given). `kind`: "standard" or "hard" (KINDS). Clip i has object_counts[i % len]
+  objects (default: the kind's) and its own seed derived from `seed`.
   """
+  if kind not in KINDS:
+    raise ValueError(f"kind {kind!r}: choose one of {', '.join(KINDS)}")
+  spec = KINDS[kind]
+  object_counts = tuple(object_counts or spec["object_counts"])
   roots = roots or default_roots()
-  sequences = list(sequences or held_out_sequences())
+  label = "custom" if sequences else split
+  sequences = list(sequences or held_out_sequences(split))
   bank = ObjectBank([(os.path.join(data_dir, name), res) for name, res in roots], subset, sequences)
   have = [s for _, s in bank.sequences]
   missing = [s for s in sequences if s not in have]
   if missing:
     raise ValueError(f"sequences not found in {data_dir}: {', '.join(missing)}")
   clips, infos = {}, {}
+  failed = set()  # backgrounds whose target nothing could hide: not tried again
   for i in range(n_sequences):
-    bg = have[i % len(have)]
+    # Backgrounds in turn; one whose target nothing can hide (too big) passes to the next.
+    for j in range(len(have)):
+      bg = have[(i + j) % len(have)]
+      if bg in failed and j + 1 < len(have):
+        continue
+      try:
+        frames, masks, info = make_occlusion_sequence(bank, bg, seed * 1000 + i, n_frames, size,
+                                                      object_counts[i % len(object_counts)],
+                                                      hidden_share=spec["hidden"], twin=spec["twin"],
+                                                      attempts=ATTEMPTS)
+        break
+      except RuntimeError:
+        failed.add(bg)
+        if j + 1 == len(have):
+          raise
     name = f"occ{i:02d}-{bg}"
-    frames, masks, info = make_occlusion_sequence(bank, bg, seed * 1000 + i, n_frames, size,
-                                                  object_counts[i % len(object_counts)])
+    info.update(split=label, kind=kind)
     clips[name] = (frames, masks)
     infos[name] = info
   synthetic.write_davis_root(os.fspath(out_root), clips, RESOLUTION, SUBSET)

@@ -1,15 +1,24 @@
-"""Algorithm 2 of VS-ReID: re-identify lost objects among a frame's detector candidates.
+"""Algorithm 2 of VS-ReID: re-identify objects among a frame's detector candidates.
 
 Host numpy on cached candidates (a frame has a few dozen), so the solver can re-run it over every
-frame after each recovery at no network cost. The rule follows the original implementation
-(DESIGN.md): only objects that are lost in the frame are considered; a candidate is accepted for
-lost object k when
-  - its cosine similarity to k's frame-0 template is > rho_reid,
+frame after each recovery at no network cost. Two rules (DESIGN.md "Retrieval, two readings"):
+
+"original" (`reidentify`, the original test code): only objects that are lost in the frame are
+considered; a candidate is accepted for lost object k when
+  - its cosine similarity to k's template is > rho_reid,
   - it overlaps no present object's mask box with IoU > rho_occ (it is not someone already
-    tracked: the paper's "IoU with Box(P > 0.5) < rho_occ"), and
+    tracked), and
   - no other lost object is more similar to it (one box, one identity).
-The paper's single-object form is the case K = 1 with the object's current box as the only
-present box.
+
+"paper" (`reidentify_paper`, the paper's Algorithm 2): every (frame, object) pair, lost or not;
+take the candidate most similar to k (the highest ranking score, which is the similarity unless
+the solver adds evidence to it); accept it when its similarity is > rho_reid and its IoU with the
+box of k's CURRENT mask is < rho_occ ("we believe that we have made a wrong prediction of P_i,k"):
+a mask that slid onto an occluder or a distractor gets corrected, not only a lost one. A lost
+object has no current box (IoU 0).
+
+Templates are [K, D] (one per object) or [K, R, D] (R per object, e.g. frame 0 plus frames the
+solver was confident in; the similarity to an object is the best over its R).
 """
 import dataclasses
 from typing import Optional
@@ -28,9 +37,50 @@ class Retrieval:
   box: tuple  # (x0, y0, x1, y1)
 
 
+RULES = ("original", "paper")
+
+
 def similarity(embeddings: np.ndarray, templates: np.ndarray) -> np.ndarray:
-  """Cosine similarity [M, K] of L2-normalised embeddings[M, D] and templates[K, D]."""
-  return np.asarray(embeddings, np.float32) @ np.asarray(templates, np.float32).T
+  """Cosine similarity [M, K] of L2-normalised embeddings[M, D] and templates[K, D] (or [K, R, D]:
+  the best of each object's R templates)."""
+  emb = np.asarray(embeddings, np.float32)
+  tmpl = np.asarray(templates, np.float32)
+  if tmpl.ndim == 2:
+    return emb @ tmpl.T
+  return np.einsum("md,krd->mkr", emb, tmpl).max(axis=-1)
+
+
+def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, consider: np.ndarray,
+                     object_boxes: np.ndarray, present: np.ndarray, rho_reid: float, rho_occ: float,
+                     rank: Optional[np.ndarray] = None):
+  """The paper's rule in one frame: per object, the accepted candidate (index, similarity) or -1.
+
+  Args:
+    boxes: [M, 4] the frame's candidate boxes; valid: [M] bool.
+    sim: [M, K] similarity of each candidate to each object's template(s).
+    consider: [K] bool, the objects to consider in this frame (all but frame 0's, in the solver).
+    object_boxes: [K, 4] the box of each object's current mask; present: [K] (absent: IoU 0).
+    rho_reid, rho_occ: the similarity above which, and the IoU with the current box below which,
+      the most similar candidate is accepted.
+    rank: [M, K] the score candidates are ranked by (default: sim); acceptance still tests sim.
+  Returns:
+    (index [K] int64, -1 where none accepted; score [K] float32, the similarity of the top-ranked
+    candidate, -inf where none is valid).
+  """
+  k = sim.shape[1]
+  index = np.full(k, -1, np.int64)
+  score = np.full(k, -np.inf, np.float32)
+  valid = np.asarray(valid, bool)
+  if not valid.any():
+    return index, score
+  rank = sim if rank is None else rank
+  top = np.argmax(np.where(valid[:, None], rank, -np.inf), axis=0)  # [K] the most similar candidate
+  iou = np.diagonal(box_iou(boxes[top], object_boxes)) * np.asarray(present, bool)
+  for obj in np.flatnonzero(consider):
+    score[obj] = sim[top[obj], obj]
+    if score[obj] > rho_reid and iou[obj] < rho_occ:
+      index[obj] = top[obj]
+  return index, score
 
 
 def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, templates: np.ndarray,
@@ -67,22 +117,50 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
 
 def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_boxes: np.ndarray,
                    present: np.ndarray, rho_reid: float, rho_occ: float,
-                   skip: Optional[set] = None) -> Optional[Retrieval]:
-  """Algorithm 2 over all frames: the single most similar accepted (frame, object), or None.
+                   skip: Optional[set] = None, rule: str = "original", consider: Optional[np.ndarray] = None,
+                   bonus=None) -> Optional[Retrieval]:
+  """Algorithm 2 over all frames: the single best accepted (frame, object), or None.
 
-  candidates: per frame (boxes[M, 4], valid[M], embeddings[M, D]) (a `solver.caches.Candidates`);
-  lost[T, K], object_boxes[T, K, 4], present[T, K]; `skip`: (frame, object) pairs already tried.
+  Args:
+    candidates: per frame (boxes[M, 4], valid[M], embeddings[M, D]) (a `solver.caches.Candidates`).
+    templates: [K, D] or [K, R, D].
+    lost: [T, K] the objects lost in each frame (the "original" rule considers only these).
+    object_boxes: [T, K, 4] and present: [T, K], the boxes of the current masks.
+    rho_reid, rho_occ: the thresholds of the rule.
+    skip: (frame, object) pairs already tried (or not to be retrieved).
+    rule: "original" or "paper" (module docstring).
+    consider: [T, K] the pairs the "paper" rule considers (default: every pair but frame 0's).
+    bonus: None or a function t -> [M, K] added to the similarity to rank candidates and pairs
+      ("paper" rule; e.g. motion continuity); acceptance still tests the similarity alone.
+  Returns:
+    The accepted pair with the highest ranking score (ties: the earliest frame, then the lowest
+    object index), or None.
   """
-  best = None
+  if rule not in RULES:
+    raise ValueError(f"retrieval rule {rule!r}: choose one of {', '.join(RULES)}")
+  if rule == "paper" and consider is None:
+    consider = np.ones(np.shape(lost), bool)
+    consider[0] = False  # frame 0 is given
+  best, best_rank = None, -np.inf
   for t in range(len(lost)):
-    if not lost[t].any():
+    todo = lost[t] if rule == "original" else consider[t]
+    if not np.any(todo):
       continue
     boxes, valid, emb = candidates.boxes[t], candidates.valid[t], candidates.embeddings[t]
-    index, score = reidentify(boxes, valid, emb, templates, lost[t], object_boxes[t], present[t],
-                              rho_reid, rho_occ)
+    rank = None
+    if rule == "original":
+      index, score = reidentify(boxes, valid, emb, templates, lost[t], object_boxes[t], present[t],
+                                rho_reid, rho_occ)
+    else:
+      sim = similarity(emb, templates)
+      rank = sim if bonus is None else sim + bonus(t)
+      index, score = reidentify_paper(boxes, valid, sim, consider[t], object_boxes[t], present[t],
+                                      rho_reid, rho_occ, rank)
     for obj in np.flatnonzero(index >= 0):
       if skip and (t, int(obj)) in skip:
         continue
-      if best is None or score[obj] > best.score:
-        best = Retrieval(t, int(obj), int(index[obj]), float(score[obj]), tuple(float(v) for v in boxes[index[obj]]))
+      r = score[obj] if rank is None else rank[index[obj], obj]
+      if best is None or r > best_rank:
+        best, best_rank = Retrieval(t, int(obj), int(index[obj]), float(score[obj]),
+                                    tuple(float(v) for v in boxes[index[obj]])), r
   return best

@@ -9,6 +9,23 @@
       (the new checkpoint is closer than the one that produced the mask), c[i, k̂] <- î
     merge: per pixel argmax of [prod_k (1 - P_k), P_1 .. P_K]
 
+Retrieval follows `retrieval_rule` (reid/algorithm2.py): "original" (lost objects only, the
+original test code) or "paper" (every (frame, object) pair: a wrong current mask is corrected
+too). Levers of issue 20, each off by default and an ablation row:
+  - motion_weight > 0 (paper rule): candidates and pairs are ranked by similarity + motion_weight x
+    motion continuity (a Gaussian of the distance from the object's box in the nearest confident
+    frame, widening with the square root of the gap); a confident frame is a checkpoint (frame 0,
+    a recovery) or a frame whose mask the evidence confirms (below).
+  - template_refresh R > 0: each object is matched against frame 0's template and up to R
+    embeddings of candidates that confirmed it in frames spread over the video.
+  - recovery_guard: the evidence confirms (frame, object) when a candidate similar to the object
+    (> rho_reid) overlaps its current mask box (IoU >= rho_occ). A confirmed pair is never
+    retrieved, re-propagation stops before replacing a confirmed mask with one whose box disagrees
+    with it, and a recovered mask whose box disagrees with the retrieved box is dropped.
+  - merge "occlusion": pixels claimed (P > 0.5) by several objects go to the object whose mask is
+    newest from its checkpoint, then the one with the most ReID evidence (merge.py); elsewhere the
+    paper's argmax.
+
 A host loop over compiled per-frame functions (Algorithm 1's stages): the initial pass runs all
 objects in one bucket, recovery and re-propagation run the one retrieved object (bucket 1), so the
 whole solve compiles each stage for at most two object counts.
@@ -25,12 +42,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from vsreid_jax.data.objects import mask_box
+from vsreid_jax.data.objects import box_iou, mask_box
 from vsreid_jax.propagation import crops
 from vsreid_jax.propagation.algorithm1 import Propagator, binarize
-from vsreid_jax.reid.algorithm2 import Retrieval, best_retrieval
+from vsreid_jax.reid.algorithm2 import RULES, Retrieval, best_retrieval, similarity
 from vsreid_jax.solver.caches import ProbStore
-from vsreid_jax.solver.merge import merge_probs, merge_to_ids
+from vsreid_jax.solver.merge import MERGES, merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
 
 
@@ -43,6 +60,18 @@ class SolverConfig:
   guide_size: int = 129  # resolution at which the frame-0 patch is moved into the box
   prob_memory_mb: float = 128.0  # uint8 probabilities past this size go to a temporary file
   search_block: int = 256  # frames whose candidates Algorithm 2 reads at once (memory flat in length)
+  retrieval_rule: str = "original"  # "original" (lost objects only) or "paper" (every pair)
+  motion_weight: float = 0.0  # paper rule: rank by similarity + this x motion continuity (0: off)
+  motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
+  template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
+  recovery_guard: bool = False  # never replace a mask the evidence confirms
+  merge: str = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
+
+  def __post_init__(self):
+    if self.retrieval_rule not in RULES:
+      raise ValueError(f"retrieval_rule {self.retrieval_rule!r}: choose one of {', '.join(RULES)}")
+    if self.merge not in MERGES:
+      raise ValueError(f"merge {self.merge!r}: choose one of {', '.join(MERGES)}")
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "size"))
@@ -60,9 +89,11 @@ class SolveResult:
   retrievals: List[dict]  # one entry per round: frame, object, score, box, frames rewritten
   net_calls: int  # N_mp calls (per object bucket and scale)
   seconds: float
+  priority: Optional[np.ndarray] = None  # [T, K] merge "occlusion": who wins a contested pixel
 
   def ids(self, t: int, object_ids) -> np.ndarray:
-    return merge_to_ids(jnp.asarray(self.probs[t], jnp.float32), object_ids)
+    prob = jnp.asarray(self.probs[t], jnp.float32)
+    return merge_to_ids(prob, object_ids, None if self.priority is None else jnp.asarray(self.priority[t]))
 
 
 class Solver:
@@ -107,6 +138,7 @@ class Solver:
         callback("propagate", i, n - 1)
 
     log: List[dict] = []
+    priority = None
     if candidates is not None and k > 0:
       boxes = np.zeros((n, k, 4), np.float32)
       for i in np.flatnonzero(alive[:, :k].any(axis=1)):
@@ -117,22 +149,119 @@ class Solver:
       tried = set()
       cfg = self.config
       templates = functools.lru_cache(maxsize=None)(templates if callable(templates) else lambda t=templates: t)
+      # The original rule with no lever reads candidates only where an object is lost (fetched on
+      # demand); the paper's rule and the levers read every frame's, fetched once when first needed.
+      reads_all = (cfg.retrieval_rule == "paper" or cfg.recovery_guard or cfg.template_refresh > 0
+                   or cfg.motion_weight > 0 or cfg.merge == "occlusion")
+      every = functools.lru_cache(maxsize=None)(lambda: candidates.get(np.arange(n)))
       for round_ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
                          leave=False):
         if callback is not None:
           callback("re-id", round_, cfg.max_retrievals)
-        lost = ~alive[:, :k]
+        present = alive[:, :k]
+        lost = ~present
         lost[0] = False  # frame 0 is given
-        ret = self._retrieve(candidates, templates, lost, boxes, alive[:, :k], tried, timer)
+        confirmed = None
+        if not reads_all:
+          ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer)
+        else:
+          cands = every()
+          with timer.stage("reid"):
+            evidence, match = self._evidence(cands, templates(), boxes, present)
+            confirmed = evidence > cfg.rho_reid
+            tmpl = self._templates(cands, templates(), confirmed, match)
+            consider = bonus = None
+            if cfg.retrieval_rule == "paper":
+              consider = np.ones((n, k), bool)
+              consider[0] = False
+              if cfg.recovery_guard:
+                consider &= ~confirmed
+              if cfg.motion_weight > 0:
+                bonus = self._motion(cands, boxes, present, confirmed | (ckpt == np.arange(n)[:, None]))
+            ret = best_retrieval(cands, tmpl, lost, boxes, present, cfg.rho_reid, cfg.rho_occ,
+                                 skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus)
         if ret is None:
           break
         tried.add((ret.frame, ret.object_index))
+        was_present = bool(present[ret.frame, ret.object_index])
+        iou_now = float(box_iou(np.asarray(ret.box), boxes[ret.frame, ret.object_index])[0, 0]) if was_present else 0.0
         rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
-                                                probs, alive, ckpt, boxes, timer)
+                                                probs, alive, ckpt, boxes, timer,
+                                                confirmed if cfg.recovery_guard else None)
         log.append(dict(frame=ret.frame, object=ret.object_index, score=round(ret.score, 4),
-                        box=[round(v, 1) for v in ret.box], frames_rewritten=rewritten,
+                        box=[round(v, 1) for v in ret.box], kind="drift" if was_present else "lost",
+                        iou_current=round(iou_now, 3), frames_rewritten=rewritten,
                         first=min(rewritten) if rewritten else None, last=max(rewritten) if rewritten else None))
-    return SolveResult(probs, alive, ckpt, log, prop.net_calls - calls0, time.perf_counter() - start)
+      if cfg.merge == "occlusion":
+        with timer.stage("reid"):
+          evidence, _ = self._evidence(every(), templates(), boxes, alive[:, :k])
+        age = np.abs(np.arange(n)[:, None] - ckpt).astype(np.float32)
+        priority = np.zeros((n, kb), np.float32)
+        priority[:, :k] = -age + np.clip(evidence, 0.0, 1.0 - 1e-3)  # age first; evidence breaks ties
+    return SolveResult(probs, alive, ckpt, log, prop.net_calls - calls0, time.perf_counter() - start, priority)
+
+  def _evidence(self, candidates, templates, boxes, present):
+    """ReID evidence for the current masks: ([T, K] the best similarity to object k of a valid
+    candidate overlapping k's mask box with IoU >= rho_occ, 0 where none or k is absent;
+    [T, K] that candidate's index, -1 where none)."""
+    n, k = present.shape
+    evidence = np.zeros((n, k), np.float32)
+    match = np.full((n, k), -1, np.int64)
+    for t in range(n):
+      valid = np.asarray(candidates.valid[t], bool)
+      if not valid.any() or not present[t].any():
+        continue
+      sim = similarity(candidates.embeddings[t], templates)  # [M, K]
+      ok = valid[:, None] & (box_iou(candidates.boxes[t], boxes[t]) >= self.config.rho_occ) & present[t][None]
+      s = np.where(ok, sim, -np.inf)
+      best = np.argmax(s, axis=0)
+      has = np.isfinite(s[best, np.arange(k)])
+      evidence[t] = np.where(has, s[best, np.arange(k)], 0.0)
+      match[t] = np.where(has, best, -1)
+    return evidence, match
+
+  def _templates(self, candidates, templates, confirmed, match):
+    """[K, D] frame-0 templates, or [K, 1 + R, D] with up to R embeddings of confirming candidates
+    from confirmed frames spread evenly over the video (template_refresh = R; padded with frame 0's)."""
+    r = self.config.template_refresh
+    if r <= 0:
+      return templates
+    k = templates.shape[0]
+    out = np.repeat(np.asarray(templates, np.float32)[:, None], 1 + r, axis=1)
+    for j in range(k):
+      frames_ok = np.flatnonzero(confirmed[1:, j]) + 1
+      if frames_ok.size == 0:
+        continue
+      pick = frames_ok[np.unique(np.linspace(0, frames_ok.size - 1, min(r, frames_ok.size)).round().astype(int))]
+      for slot, t in enumerate(pick):
+        out[j, 1 + slot] = candidates.embeddings[t][match[t, j]]
+    return out
+
+  def _motion(self, candidates, boxes, present, confident):
+    """t -> [M, K] motion_weight x exp(-d^2 / 2 sigma^2): d the distance of each candidate's centre
+    from the object's box centre in the nearest other confident frame, in that box's diagonals;
+    sigma = motion_sigma x sqrt(gap). Zero for an object with no confident frame."""
+    cfg = self.config
+    n, k = present.shape
+    conf = [np.flatnonzero(confident[:, j] & present[:, j]) for j in range(k)]
+
+    def bonus(t):
+      cb = np.asarray(candidates.boxes[t], np.float32)
+      centre = (cb[:, :2] + cb[:, 2:]) / 2
+      out = np.zeros((len(cb), k), np.float32)
+      for j in range(k):
+        frames_ok = conf[j][conf[j] != t]
+        if frames_ok.size == 0:
+          continue
+        tc = int(frames_ok[np.argmin(np.abs(frames_ok - t))])
+        b = boxes[tc, j]
+        diag = max(float(np.hypot(b[2] - b[0], b[3] - b[1])), 1.0)
+        d = np.linalg.norm(centre - (b[:2] + b[2:]) / 2, axis=1) / diag
+        sigma = cfg.motion_sigma * np.sqrt(abs(t - tc))
+        out[:, j] = cfg.motion_weight * np.exp(-0.5 * (d / sigma) ** 2)
+      return out
+
+    return bonus
 
   @staticmethod
   def search_frames(lost: np.ndarray) -> np.ndarray:
@@ -165,9 +294,11 @@ class Solver:
       return frames[i]
 
   def _recover_and_propagate(self, ret: Retrieval, frames, flows, first_prob, first_boxes, first_area,
-                             probs, alive, ckpt, boxes, timer) -> List[int]:
+                             probs, alive, ckpt, boxes, timer, confirmed: Optional[np.ndarray] = None) -> List[int]:
     """Recovers object ret.object_index at ret.frame and re-propagates it both ways under the
-    checkpoint rule; returns the frames rewritten (empty when the recovered mask is lost at once)."""
+    checkpoint rule; returns the frames rewritten (empty when the recovered mask is lost at once).
+    confirmed[T, K] (the recovery guard): the recovered mask must agree with the retrieved box, and
+    a confirmed mask is replaced only by one whose box agrees with it."""
     prop, cfg = self.propagator, self.config
     t, obj = ret.frame, ret.object_index
     n, _, h, w = probs.shape
@@ -185,6 +316,8 @@ class Solver:
       prior = prob
     if not bool(a[0]):
       return []
+    if confirmed is not None and not self._agrees(prob, ret.box):
+      return []  # N_mp did not make a mask of what was retrieved
     rewritten = [t]
     self._write(t, obj, t, prob, probs, alive, ckpt, boxes)
     for step in (1, -1):  # forward, then backward
@@ -194,10 +327,17 @@ class Solver:
         cur, a, _ = prop.step(cur, self._read(frames, i, timer), flows.get(i, i - step, timer), a, area, timer)
         if not bool(a[0]):
           break  # lost again: frames beyond keep what they had
+        if confirmed is not None and confirmed[i, obj] and not self._agrees(cur, boxes[i, obj]):
+          break  # the evidence confirms the mask there: keep it, and what lies beyond
         self._write(i, obj, t, cur, probs, alive, ckpt, boxes)
         rewritten.append(i)
         i += step
     return sorted(rewritten)
+
+  def _agrees(self, prob, box) -> bool:
+    """Whether the box of prob[0] > 0.5 overlaps `box` with IoU >= rho_occ."""
+    b = mask_box(np.asarray(prob[0]) > 0.5)
+    return b is not None and float(box_iou(b, np.asarray(box, np.float32))[0, 0]) >= self.config.rho_occ
 
   @staticmethod
   def _write(i, obj, source, prob, probs, alive, ckpt, boxes):
@@ -214,8 +354,9 @@ def retrieval_log(result: SolveResult, object_ids) -> List[dict]:
 
 
 def describe(r: dict) -> str:
-  span = f"frames {r['first']}-{r['last']} rewritten" if r["frames_rewritten"] else "lost again at once"
-  return f"re-id: object {r['object_id']} at frame {r['frame']} (similarity {r['score']:.3f}): {span}"
+  span = f"frames {r['first']}-{r['last']} rewritten" if r["frames_rewritten"] else "nothing rewritten"
+  why = {"lost": "lost, ", "drift": f"its mask elsewhere: box IoU {r.get('iou_current', 0):.2f}, "}.get(r.get("kind"), "")
+  return f"re-id: object {r['object_id']} at frame {r['frame']} ({why}similarity {r['score']:.3f}): {span}"
 
 
 def write_retrievals(path, sequence: str, result: SolveResult, object_ids) -> None:

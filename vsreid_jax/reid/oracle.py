@@ -1,0 +1,52 @@
+"""An oracle detector and ReID net from ground truth: every row of an ablation read against its ceiling.
+
+Candidates are the ground-truth boxes of each frame; the embedding of a candidate is one-hot of its
+object (a perfect ReID: similarity 1 to its own template, 0 to every other), so retrieval never
+errs and what is left is the rule, the recovery and N_mp. An object showing less than `min_area`
+pixels in a frame (e.g. a sliver past an occluder) gives no candidate there: a detector would not
+find it, and a recovery from it is lost at once (Algorithm 1's lost rule).
+"""
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from vsreid_jax.data.objects import mask_box
+from vsreid_jax.solver.caches import Candidates
+
+
+def oracle_candidates(masks: Sequence[np.ndarray], object_ids: Sequence[int],
+                      min_area: Sequence[float]) -> Tuple[Candidates, np.ndarray]:
+  """(Candidates, templates [K, K + 1]) from ground-truth id masks.
+
+  Args:
+    masks: T id masks [H, W] (0 background; ids not in object_ids are other objects, embedded
+      as "other", dimension K).
+    object_ids: [K] the ids of the objects segmented (the first-frame mask's).
+    min_area: [K] the fewest pixels of object k that make a candidate.
+  Returns:
+    Candidates with M = the most objects in any frame (at least 1): boxes [T, M, 4], scores 1
+    where valid, valid [T, M], embeddings [T, M, K + 1]; and the templates eye(K, K + 1).
+  """
+  object_ids = [int(i) for i in object_ids]
+  k = len(object_ids)
+  per_frame = []
+  for ids in masks:
+    ids = np.asarray(ids)
+    found = []
+    for v in np.unique(ids):
+      if v in (0, 255):
+        continue
+      m = ids == v
+      j = object_ids.index(int(v)) if int(v) in object_ids else k
+      if j < k and m.sum() < min_area[j]:
+        continue
+      found.append((mask_box(m), j))
+    per_frame.append(found)
+  t, mm = len(per_frame), max(1, max(len(f) for f in per_frame))
+  boxes = np.zeros((t, mm, 4), np.float32)
+  valid = np.zeros((t, mm), bool)
+  emb = np.zeros((t, mm, k + 1), np.float32)
+  for i, found in enumerate(per_frame):
+    for m, (box, j) in enumerate(found):
+      boxes[i, m], valid[i, m], emb[i, m, j] = box, True, 1.0
+  return Candidates(boxes, valid.astype(np.float32), valid, emb), np.eye(k, k + 1, dtype=np.float32)
