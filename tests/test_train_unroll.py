@@ -82,17 +82,17 @@ def test_own_clips_get_the_fed_prediction_and_teacher_clips_the_ground_truth(con
 
 def test_unrolled_resume_continues_exactly(config, tmp_path):
   run = lambda w, **kw: unroll.train(config, str(w), model=TinyNet(), examples=_examples(config), progress=False, **kw)
-  full = run(tmp_path / "full", stop_at=9)
-  first = run(tmp_path / "killed", stop_at=4)  # stops at the end of its clip batch: step 6
-  assert int(first["state"].step) == 6
-  resumed = run(tmp_path / "killed", resume=True, stop_at=9)
-  assert int(resumed["state"].step) == 9
+  full = run(tmp_path / "full", stop_at=6)
+  first = run(tmp_path / "killed", stop_at=2)  # stops at the end of its clip batch: step 3
+  assert int(first["state"].step) == 3
+  resumed = run(tmp_path / "killed", resume=True, stop_at=6)
+  assert int(resumed["state"].step) == 6
   for a, b in zip(jax.tree.leaves(jax.device_get(full["state"])), jax.tree.leaves(jax.device_get(resumed["state"]))):
     np.testing.assert_array_equal(a, b)
   curve = lambda rows: [(r["step"], r["loss"], r["iou"], r["grad_norm"], r["lr"], r["own"], r["prior_iou"])
                          for r in rows]
   assert curve(full["train_rows"]) == curve(resumed["train_rows"])
-  assert [r["step"] for r in full["train_rows"]] == list(range(1, 10))
+  assert [r["step"] for r in full["train_rows"]] == list(range(1, 7))
   own = [r["own"] for r in full["train_rows"]]
   assert own[0] == 0.0 and max(own) > 0  # frame 0 of a clip never, later frames of own clips do
   with pytest.raises(InputError, match="already holds checkpoints"):
