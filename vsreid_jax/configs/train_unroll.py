@@ -29,6 +29,8 @@ def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
   # Clip frames drawn from the flow cache: the same DIS preset as inference (data.flow_preset).
 
   # Fine-tune the shipped net: from scratch the net needs hours before its own outputs are usable.
+  # The shipped default is itself step 150 of such a run started from the step-2000 net; to redo it,
+  # --set init.weights=<that file> (git show d751254:vsreid_jax/assets/weights/propagation_lite_cpu.msgpack).
   config.init.weights = weights.DEFAULT_WEIGHTS if arg == "lite_cpu" else ""
   o = config.optimizer
   if arg == "lite_cpu":
