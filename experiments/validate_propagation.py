@@ -1,11 +1,12 @@
-"""End-to-end validation of N_mp on the held-out sequences: whole videos, official J&F.
+"""End-to-end validation of N_mp on a split of data/splits.py: whole videos, official J&F.
 
-Runs `vsreid segment` (Algorithm 1) with each net on every held-out sequence of the training
-roots, in one process (same machine state, flows computed once and cached), evaluates with the
-project's DAVIS evaluator and prints J&F per root and over all held-out objects.
+Runs `vsreid segment` (Algorithm 1) with each net on every sequence of `--split` (val: the
+sequences choices are made on; test: scored once at the end) of the training roots, in one process
+(same machine state, flows computed once and cached), evaluates with the project's DAVIS evaluator
+and prints J&F per root, per sequence and over all objects of the split.
 
-  python experiments/validate_propagation.py --nets identity runs/lite.msgpack --out /tmp/val
-  python experiments/validate_propagation.py --workdir runs/lite --out /tmp/val   # latest checkpoint
+  python experiments/validate_propagation.py --split val --nets identity runs/lite.msgpack --out /tmp/val
+  python experiments/validate_propagation.py --split val --workdir runs/lite --step 500 1000 --out /tmp/val
 """
 import argparse
 import os
@@ -19,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments import splits  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
-from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT  # pylint: disable=wrong-import-position
+from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
+from vsreid_jax.data import splits as data_splits  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
 from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
@@ -51,8 +53,10 @@ def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--nets", nargs="+", default=["identity"], help="identity, default or weights files")
+  ap.add_argument("--split", choices=["val", "test"], default="val",
+                  help="sequences of data/splits.py: val (choose on it, default) or test (report once)")
   ap.add_argument("--workdir", help="also validate the latest checkpoint of this training workdir")
-  ap.add_argument("--step", type=int, default=None, help="with --workdir: this checkpoint step")
+  ap.add_argument("--step", type=int, nargs="+", default=None, help="with --workdir: these checkpoint steps")
   ap.add_argument("--out", required=True, help="results folder (one sub-folder per net)")
   ap.add_argument("--flow-cache", default=None, help="flow cache (default OUT/flow)")
   ap.add_argument("--flip", choices=["on", "off", "net"], default="net")
@@ -64,12 +68,14 @@ def main(argv=None):
   data_dir = args.data_dir or str(splits.shared_data_dir())
   nets = list(args.nets)
   if args.workdir:
-    path = os.path.join(args.out, "exported.msgpack")
-    step = export_checkpoint(args.workdir, path, args.step)
-    print(f"exported {args.workdir} step {step} -> {path}")
-    nets.append(path)
+    for want in args.step or [None]:
+      path = os.path.join(args.out, "exported.msgpack" if want is None else f"step_{want}.msgpack")
+      step = export_checkpoint(args.workdir, path, want)
+      print(f"exported {args.workdir} step {step} -> {path}")
+      nets.append(path)
+  split = {name: data_splits.sequences(args.split, name) for name, _ in DATA_ROOTS}
   datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in DATA_ROOTS}
-  jobs = [(datasets[name], seq) for name, _ in DATA_ROOTS for seq in HELD_OUT[name]]
+  jobs = [(datasets[name], seq) for name, _ in DATA_ROOTS for seq in split[name]]
   flow_cache = args.flow_cache or os.path.join(args.out, "flow")
   flip = {"on": True, "off": False, "net": None}[args.flip]
   rows = []
@@ -81,9 +87,10 @@ def main(argv=None):
     wall = time.perf_counter() - t
     per_root, objects = {}, []
     for name, _ in DATA_ROOTS:
-      res = evaluate_sequences(datasets[name], list(HELD_OUT[name]), os.path.join(out_dir, name), progress=False)
+      res = evaluate_sequences(datasets[name], list(split[name]), os.path.join(out_dir, name), progress=False)
       per_root[name] = res.global_["J&F-Mean"]
       objects += [(j, f) for _, j, f in res.per_object]
+      print("  " + ", ".join(f"{obj}: {(j + f) / 2:.3f}" for obj, j, f in res.per_object), flush=True)
     j_all, f_all = np.mean([o[0] for o in objects]), np.mean([o[1] for o in objects])
     rows.append((net, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
     print(f"{net}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s)", flush=True)
@@ -93,7 +100,7 @@ def main(argv=None):
   for net, per_root, jf, j, f, fps, _ in rows:
     print(f"| {os.path.basename(net)} | " + " | ".join(f"{per_root[n]:.3f}" for n in names) +
           f" | {jf:.3f} | {j:.3f} | {f:.3f} | {fps:.1f} |")
-  print(f"\nheld-out: {', '.join(f'{n}: {list(HELD_OUT[n])}' for n in names)}")
+  print(f"\n{args.split}: {', '.join(f'{n}: {list(split[n])}' for n in names)}")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ def iou(logits_or_prob, target, *, is_prob=False):
   return jnp.where(union > 0, inter / jnp.maximum(union, 1), 1.0)
 
 
-def train_step(state, batch, base_rng, *, soft_iou_weight: float = 0.0):
-  """One SGD step on the global batch; returns the new state and scalar metrics."""
+def train_step(state, batch, base_rng, *, soft_iou_weight: float = 0.0, return_logits: bool = False):
+  """One SGD step on the global batch; returns the new state and scalar metrics (and, with
+  `return_logits`, the train-mode logits [N,S,S,1] of the batch: unrolled training feeds them on)."""
   rng = jax.random.fold_in(base_rng, state.step)  # a function of the step: resumable
 
   def loss_fn(params):
@@ -79,14 +80,17 @@ def train_step(state, batch, base_rng, *, soft_iou_weight: float = 0.0):
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   metrics = dict(loss=loss, bce=loss_bce, iou=iou(logits, batch["target"]).mean(),
                  grad_norm=optax.tree.norm(grads))
+  if return_logits:
+    return state, metrics, logits
   return state, metrics
 
 
-def make_train_step(mesh: Mesh, base_rng, *, soft_iou_weight: float = 0.0):
+def make_train_step(mesh: Mesh, base_rng, *, soft_iou_weight: float = 0.0, return_logits: bool = False):
   """jit(train_step) with the state replicated and donated, the batch sharded over `mesh`."""
-  step = functools.partial(train_step, base_rng=base_rng, soft_iou_weight=soft_iou_weight)
-  return jax.jit(step, in_shardings=(replicated(mesh), data_sharded(mesh)),
-                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+  step = functools.partial(train_step, base_rng=base_rng, soft_iou_weight=soft_iou_weight,
+                           return_logits=return_logits)
+  out = (replicated(mesh), replicated(mesh)) + ((data_sharded(mesh),) if return_logits else ())
+  return jax.jit(step, in_shardings=(replicated(mesh), data_sharded(mesh)), out_shardings=out, donate_argnums=0)
 
 
 def eval_step(state, batch):
