@@ -163,15 +163,6 @@ def net_scales(model_cfg: ml_collections.ConfigDict) -> Tuple[Tuple[float, int],
                for f in model_cfg.get("test_scales", (1.0,)))
 
 
-def check_retrieval_rule(config: ml_collections.ConfigDict) -> None:
-  """Refuses a retrieval rule this build's solver does not implement (no silent fallback)."""
-  from vsreid_jax.solver.algorithm3 import SolverConfig  # pylint: disable=g-import-not-at-top
-  rule = config.solver.get("retrieval_rule", "original")
-  if rule != "original" and "retrieval_rule" not in {f.name for f in dataclasses.fields(SolverConfig)}:
-    raise InputError(f"--retrieval-rule {rule}: this build's solver has only the original rule "
-                     "(reid/algorithm2.py); use --retrieval-rule original")
-
-
 def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> PropagationConfig:
   """Algorithm 1 settings: the segment config's, where it leaves them None the net's own."""
   p = config.propagation
@@ -200,8 +191,6 @@ class Segmenter:
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
     self.method = resolve_method(self.config)
-    if self.method == "vsreid":
-      check_retrieval_rule(self.config)
     self._reid = None  # (detector, embedder, fingerprint), loaded on first use
 
   def reid_nets(self):
