@@ -117,3 +117,22 @@ def test_cli_refuses_half_named_datasets_in_one_line(roots, tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 3 and all(line.startswith("vsreid: error: ") for line in err), err
   assert "--val-dataset" in err[0] and "nope:/x" in err[1] and "--net reid" in err[2]
+
+
+def test_cli_puts_the_named_datasets_in_the_config_with_absolute_roots(roots, tmp_path, monkeypatch):
+  seen = {}
+
+  def fake_train(config, workdir, **kw):
+    del workdir, kw
+    seen["data"] = config.data
+    return {"train_rows": []}
+
+  monkeypatch.setattr(loop, "train", fake_train)
+  monkeypatch.chdir(os.path.dirname(roots["davis"]))
+  assert cli.main(["train", "--workdir", str(tmp_path / "w"), "--dataset", "davis:DAVIS",
+                   "--dataset", f"youtube-vos:{roots['ytvos']}", "--val-dataset", "davis:DAVIS"]) == 0
+  d = seen["data"]
+  assert d.datasets == (f"davis:{roots['davis']}:480p:train", f"youtube-vos:{roots['ytvos']}")
+  assert d.val_datasets == (f"davis:{roots['davis']}:480p:val",)
+  train, val = pe.specs_from_config(d, S, 0.1)
+  assert [s for _, s in train["sequences"]] == ["t1", "t2", "y1", "y2"] and val["sequences"] == [[0, "v1"]]
