@@ -616,8 +616,11 @@ def cmd_train(args):
     if args.data_dir:
       raise InputError("--data-dir with --dataset: the named datasets replace --data-dir's DAVIS-2016 split; "
                        "pass one or the other")
-    datasets = tuple(str(training_sets.parse(t, "train", "--dataset")) for t in args.dataset)
-    val_datasets = tuple(str(training_sets.parse(t, "val", "--val-dataset")) for t in args.val_dataset)
+    specs = [training_sets.parse(t, "train", "--dataset") for t in args.dataset]
+    val_specs = [training_sets.parse(t, "val", "--val-dataset") for t in args.val_dataset]
+    for spec in specs + val_specs:
+      training_sets.sequences(spec)  # a missing root, folder or set file fails here, before jax loads
+    datasets, val_datasets = tuple(map(str, specs)), tuple(map(str, val_specs))
   else:
     args.data_dir = args.data_dir or str(shared_data_dir())
     if not os.path.isdir(args.data_dir):
