@@ -163,7 +163,7 @@ def _add_train(sub):
   from vsreid_jax import configs
   p = sub.add_parser("train", help="train N_mp, the detector or the ReID net (resumable)",
                      description="Trains a net (--net) on the DAVIS roots in --data-dir (held-out sequences "
-                     "excluded); orbax checkpoints and metrics go to --workdir. After any stop, the same "
+                     "excluded) or, for N_mp, on the datasets --dataset names (validated on --val-dataset); orbax checkpoints and metrics go to --workdir. After any stop, the same "
                      "command with --resume continues exactly.")
   p.add_argument("--net", default="propagation", choices=["propagation", "detector", "reid"],
                  help="propagation: N_mp (default); detector, reid: the retrieval nets of Algorithm 2")
@@ -175,6 +175,14 @@ def _add_train(sub):
   p.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding davis2016-train and "
                  "davis2016-train-240p (default: ../shared/data beside the repository checkout, wherever the "
                  "command runs; a path given here is relative to the current folder)")
+  p.add_argument("--dataset", action="append", default=[], metavar="SPEC",
+                 help="propagation: train on this dataset instead of --data-dir's DAVIS-2016 split (repeatable): "
+                 "davis:ROOT[:RES[:SET]] (a DAVIS-2017-layout root, resolution folder RES, default 480p, set file "
+                 "ImageSets/2017/SET.txt, default train; multi-object masks) or youtube-vos:ROOT (a YouTube-VOS "
+                 "split folder with a mask at every frame, e.g. youtube-vos/train); needs --val-dataset")
+  p.add_argument("--val-dataset", action="append", default=[], metavar="SPEC",
+                 help="propagation: validate on this dataset (repeatable; same forms, the davis SET defaults to "
+                 "val), e.g. davis:DAVIS:480p:val; its sequences must not be training ones")
   p.add_argument("--export", metavar="FILE", help="detector, reid: write the float16 inference weights here "
                  "at the end (what segment --detector/--reid load)")
   p.add_argument("--override", "--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
@@ -596,9 +604,27 @@ def cmd_train(args):
   # Before anything touches a device: a multi-process job is one job over every process's devices.
   distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
   prepare_dir(args.workdir, "--workdir")
-  args.data_dir = args.data_dir or str(shared_data_dir())
-  if not os.path.isdir(args.data_dir):
-    raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
+  named = args.dataset or args.val_dataset
+  if named:
+    from vsreid_jax.data import training_sets  # pylint: disable=g-import-not-at-top
+    if args.net != "propagation":
+      raise InputError(f"--dataset/--val-dataset: --net {args.net} trains on --data-dir's DAVIS-2016 roots only; "
+                       "named datasets are read by --net propagation")
+    if not args.dataset or not args.val_dataset:
+      raise InputError("--dataset and --val-dataset go together: name the training datasets and the validation "
+                       "one (e.g. --dataset davis:DAVIS:480p:train --val-dataset davis:DAVIS:480p:val)")
+    if args.data_dir:
+      raise InputError("--data-dir with --dataset: the named datasets replace --data-dir's DAVIS-2016 split; "
+                       "pass one or the other")
+    specs = [training_sets.parse(t, "train", "--dataset") for t in args.dataset]
+    val_specs = [training_sets.parse(t, "val", "--val-dataset") for t in args.val_dataset]
+    for spec in specs + val_specs:
+      training_sets.sequences(spec)  # a missing root, folder or set file fails here, before jax loads
+    datasets, val_datasets = tuple(map(str, specs)), tuple(map(str, val_specs))
+  else:
+    args.data_dir = args.data_dir or str(shared_data_dir())
+    if not os.path.isdir(args.data_dir):
+      raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
   if args.net != "propagation":
     return _train_retrieval_net(args)
   if args.export:
@@ -612,7 +638,10 @@ def cmd_train(args):
     raise InputError(f"--config {args.config}: not a propagation config; one of {', '.join(configs.names('train'))}")
   config = configs.get("train", args.config or "lite_cpu")
   stages.apply_stage(config, stage)
-  config.data.data_dir = os.path.abspath(args.data_dir)
+  if named:
+    config.data.datasets, config.data.val_datasets = datasets, val_datasets
+  else:
+    config.data.data_dir = os.path.abspath(args.data_dir)
   for assignment in args.override:
     if not assignment.startswith("stage="):
       configs.override(config, assignment)

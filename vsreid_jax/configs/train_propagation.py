@@ -33,6 +33,10 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   d.roots = DATA_ROOTS
   d.subset = "train"  # ImageSets/2017/<subset>.txt of each root
   d.held_out = tuple(s for seqs in HELD_OUT.values() for s in seqs)
+  # Other datasets (data/training_sets.py; `vsreid train --dataset/--val-dataset`): strings
+  # "davis:ROOT[:RES[:SET]]" or "youtube-vos:ROOT". When set, they replace data_dir/roots/held_out.
+  d.datasets = ()  # train on these sequences
+  d.val_datasets = ()  # validate on these (never trained on)
   d.crop_size = crop_size
   d.margin = margin  # box enlargement, as at test time
   d.margin_jitter = 0.05  # margin drawn from margin +- jitter

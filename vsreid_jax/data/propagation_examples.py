@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsreid_jax.data import augment
+from vsreid_jax.data import training_sets
 from vsreid_jax.data.davis import DavisDataset
+from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
@@ -45,11 +47,15 @@ def default_cache_dir() -> str:
 def make_spec(roots: Sequence[Tuple[str, str]], sequences: Sequence[Tuple[int, str]], *, crop_size: int,
               margin: float, margin_jitter: float = 0.0, prior_probs=(1.0, 0.0, 0.0), max_skip: int = 4,
               flow_preset: str = "medium", seed: int = 0, deform: Optional[dict] = None) -> dict:
-  """Everything that determines the examples, JSON-able (its hash names the tfds config)."""
+  """Everything that determines the examples, JSON-able (its hash names the tfds config).
+
+  `roots`: (path, resolution) of DAVIS-layout roots, or the entries of `training_sets.DatasetSpec.root_entry`
+  (path, "", "youtube-vos") for YouTube-VOS-layout roots; `sequences`: (root index, sequence name).
+  """
   probs = np.asarray(prior_probs, np.float64)
   if probs.shape != (3,) or (probs < 0).any() or probs.sum() <= 0:
     raise ValueError(f"prior_probs must be 3 non-negative weights {PRIOR_KINDS}, got {prior_probs}")
-  return dict(roots=[[os.path.abspath(os.fspath(r)), res] for r, res in roots],
+  return dict(roots=[[os.path.abspath(os.fspath(r[0]))] + list(r[1:]) for r in roots],
               sequences=[[int(i), s] for i, s in sequences], crop_size=int(crop_size), margin=float(margin),
               margin_jitter=float(margin_jitter), prior_probs=[float(p) for p in probs / probs.sum()],
               max_skip=int(max_skip), flow_preset=flow_preset, seed=int(seed),
@@ -63,9 +69,52 @@ def spec_hash(*specs) -> str:
 def specs_from_config(data, crop_size: int, margin: float) -> Tuple[dict, dict]:
   """(train spec, held-out validation spec) from a `config.data` ConfigDict.
 
-  Train: every sequence of each root's `train.txt` not in `data.held_out`, the prior mix of
-  `data.prior_probs`. Validation: the held-out sequences, real-warp priors only, no margin jitter.
+  With `data.datasets` / `data.val_datasets` (data/training_sets.py: `davis:ROOT[:RES[:SET]]`,
+  `youtube-vos:ROOT`): train on the sequences of the first, validate on those of the second.
+  Without (the default): every sequence of each of `data.roots`' `train.txt` in `data.data_dir`
+  not in `data.held_out` trains, the held-out ones validate. Train examples use the prior mix of
+  `data.prior_probs`; validation ones real-warp priors only, no margin jitter.
   """
+  common = dict(crop_size=crop_size, margin=margin, max_skip=data.max_skip, flow_preset=data.flow_preset,
+                deform=data.deform.to_dict())
+  if data.get("datasets", ()) or data.get("val_datasets", ()):
+    roots, train_seqs, val_seqs = _named_datasets(data)
+  else:
+    roots, train_seqs, val_seqs = _default_split(data)
+  train = make_spec(roots, train_seqs, margin_jitter=data.margin_jitter, prior_probs=data.prior_probs,
+                    seed=data.seed, **common)
+  val = make_spec(roots, val_seqs or train_seqs[:1], margin_jitter=0.0, prior_probs=(1.0, 0.0, 0.0),
+                  seed=data.seed + 1, **common)
+  return train, val
+
+
+def _named_datasets(data):
+  """Roots and (root index, sequence) lists of `data.datasets` (train) and `data.val_datasets`
+  (validation), strings of training_sets.parse."""
+  if not data.datasets or not data.val_datasets:
+    raise InputError(f"config.data.datasets={tuple(data.datasets)}, val_datasets={tuple(data.val_datasets)}: "
+                     "name both the training and the validation datasets (--dataset ... --val-dataset ...), "
+                     "or neither for the default DAVIS-2016 split")
+  roots, lists = [], ([], [])
+  for which, texts, default_subset, flag in ((0, data.datasets, "train", "--dataset"),
+                                             (1, data.val_datasets, "val", "--val-dataset")):
+    for text in texts:
+      spec = training_sets.parse(text, default_subset, flag)
+      entry = spec.root_entry()
+      if entry not in roots:
+        roots.append(entry)
+      i = roots.index(entry)
+      lists[which].extend((i, seq) for seq in training_sets.sequences(spec) if (i, seq) not in lists[which])
+  both = sorted(set(lists[0]) & set(lists[1]))
+  if both:
+    names = ", ".join(f"{roots[i][0]}:{seq}" for i, seq in both[:5])
+    raise InputError(f"--val-dataset: {len(both)} validation sequence(s) are also training sequences ({names}); "
+                     "validate on sequences never trained on (e.g. davis:ROOT:480p:val)")
+  return roots, lists[0], lists[1]
+
+
+def _default_split(data):
+  """The DAVIS-2016 roots in `data.data_dir` (`data.roots`) with `data.held_out` left out of training."""
   if not data.data_dir:
     raise InputError("config.data.data_dir is empty: set it to the folder holding the DAVIS roots "
                      "(experiments/train_propagation.py defaults it to ../shared/data)")
@@ -77,13 +126,7 @@ def specs_from_config(data, crop_size: int, margin: float) -> Tuple[dict, dict]:
       (val_seqs if seq in data.held_out else train_seqs).append((i, seq))
   if not train_seqs:
     raise InputError(f"no training sequences left in {data.data_dir} after holding out {data.held_out}")
-  common = dict(crop_size=crop_size, margin=margin, max_skip=data.max_skip, flow_preset=data.flow_preset,
-                deform=data.deform.to_dict())
-  train = make_spec(roots, train_seqs, margin_jitter=data.margin_jitter, prior_probs=data.prior_probs,
-                    seed=data.seed, **common)
-  val = make_spec(roots, val_seqs or train_seqs[:1], margin_jitter=0.0, prior_probs=(1.0, 0.0, 0.0),
-                  seed=data.seed + 1, **common)
-  return train, val
+  return roots, train_seqs, val_seqs
 
 
 @functools.partial(jax.jit, static_argnames=("size",))
@@ -118,7 +161,7 @@ class PropagationExamples:
   def __init__(self, spec: dict, cache_dir: Optional[str] = None):
     self.spec = spec
     self.cache_dir = os.path.join(cache_dir or default_cache_dir(), "flow")
-    self.datasets = [DavisDataset(root, res) for root, res in spec["roots"]]
+    self.datasets = [training_sets.open_root(entry) for entry in spec["roots"]]
     self.sequences = [tuple(s) for s in spec["sequences"]]
     self.deform = augment.DeformConfig(**{k: tuple(v) if isinstance(v, list) else v
                                           for k, v in spec["deform"].items()})
@@ -129,11 +172,15 @@ class PropagationExamples:
     self.items = []
     for s, (r, seq) in enumerate(self.sequences):
       names = self.frames(s).names
-      ids = [frozenset(int(v) for v in np.unique(self.datasets[r].annotation(seq, n)) if v) for n in names]
+      # Every id of a frame is one object (multi-object DAVIS 2017 / YouTube-VOS masks); void is none.
+      ids = [frozenset(int(v) for v in np.unique(self.datasets[r].annotation(seq, n)) if v not in (0, VOID_ID))
+             for n in names]
       self.ids.append(ids)
       self.items += [(s, i, k) for i in range(1, len(names)) for k in sorted(ids[i - 1])]
     if not self.items:
-      raise InputError(f"no (frame, object) pairs to train on in {[seq for _, seq in self.sequences]}")
+      raise InputError(f"no (frame, object) pairs to train on in {[seq for _, seq in self.sequences]}: no object "
+                       "on two consecutive annotated frames (a YouTube-VOS root to train on needs a mask at every "
+                       "frame, as its train split has)")
 
   def frames(self, s):
     if s not in self._frames:
@@ -144,9 +191,7 @@ class PropagationExamples:
   def _flow_cache(self, s) -> FlowCache:
     # A fresh cache object per use: flows come from disk, memory does not grow with the dataset.
     r, seq = self.sequences[s]
-    ds = self.datasets[r]
-    key = os.path.join(os.path.basename(os.path.normpath(ds.root)), ds.resolution, seq)
-    return FlowCache(self.frames(s), self.backend, self.cache_dir, key=key)
+    return FlowCache(self.frames(s), self.backend, self.cache_dir, key=training_sets.flow_key(self.datasets[r], seq))
 
   def precompute_flows(self, progress: bool = True) -> None:
     """Computes (or finds on disk) every backward flow i -> i-1 once."""

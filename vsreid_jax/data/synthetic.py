@@ -62,11 +62,12 @@ def write_davis_root(root, sequences, resolution="480p", subset="val"):
   return root
 
 
-def write_youtube_vos_root(root, videos, step=5):
+def write_youtube_vos_root(root, videos, step=5, every_frame=False):
   """Writes {name: (frames, masks)} as a YouTube-VOS split folder (data/youtube_vos.py): frames
   named like the sparse valid set (00000, 00005, ...: `step`), an annotation PNG only at each frame
   where objects first appear (holding only those objects), and meta.json listing each object's
-  frames from its first appearance."""
+  frames from its first appearance. `every_frame`: the train split's layout instead, a full mask
+  PNG at every frame."""
   meta = {"videos": {}}
   for name, (frames, masks) in videos.items():
     img_dir = os.path.join(root, "JPEGImages", name)
@@ -81,7 +82,9 @@ def write_youtube_vos_root(root, videos, step=5):
       new = [int(k) for k in np.unique(mask) if k and str(int(k)) not in objects]
       for k in new:
         objects[str(k)] = {"category": "shape", "frames": names[t:]}
-      if new:
+      if every_frame:
+        write_mask(os.path.join(ann_dir, names[t] + ".png"), mask.astype(np.uint8))
+      elif new:
         write_mask(os.path.join(ann_dir, names[t] + ".png"), np.where(np.isin(mask, new), mask, 0).astype(np.uint8))
     meta["videos"][name] = {"objects": objects}
   with open(os.path.join(root, "meta.json"), "w") as f:
