@@ -22,6 +22,8 @@ from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
+from vsreid_jax.flow.cache import FlowCache, frame_size
+
 # Items decoded ahead: one is enough to overlap the next frame's reading with this frame's net
 # call; two absorb an uneven frame (a keyframe of a video, a slow disk read). Each item holds a
 # frame and a flow (427x240: 0.3 + 0.8 MB; 1080p: 6 + 17 MB).
@@ -107,11 +109,11 @@ def _reopened(frames):
 def forward(frames, flows, indices: Iterable[int], timer, enabled: bool = True
             ) -> Iterator[Iterator[Tuple[int, np.ndarray, np.ndarray]]]:
   """(i, frames[i], flows.get(i, i - 1)) for each i of `indices` (each >= 1), read ahead on a
-  thread when `enabled` and the frames can be reopened, else in this thread.
+  thread when `enabled`, the frames can be reopened and `flows` is a FlowCache, else in this thread.
 
   Args:
     frames: a frame sequence (data/frames.py).
-    flows: the flow.cache.FlowCache of those frames.
+    flows: the flow.cache.FlowCache of those frames (or anything with `get(i, j, timer)`).
     indices: frames to yield, in order.
     timer: a utils.StageTimer. Read in this thread, "read" and "flow" book their own time; read
       ahead, "read" books only the time this thread waited (what reading still costs it), and the
@@ -120,9 +122,9 @@ def forward(frames, flows, indices: Iterable[int], timer, enabled: bool = True
   Yields:
     an iterator of (i, image [H, W, 3] uint8, flow i -> i-1 [H, W, 2] float32).
   """
-  if enabled:
-    frames.size  # pylint: disable=pointless-statement  # the first frame's size, read once here
-  reader = _reopened(frames) if enabled else None
+  # Read ahead only a reopenable source and a FlowCache (whose fetch/put split the work between
+  # the threads); anything else (arrays, stub flows in tests) is read in this thread.
+  reader = _reopened(frames) if enabled and isinstance(flows, FlowCache) else None
   if reader is None:
     def inline():
       for i in indices:
@@ -131,7 +133,11 @@ def forward(frames, flows, indices: Iterable[int], timer, enabled: bool = True
         yield i, image, flows.get(i, i - 1, timer)
     yield inline()
     return
-  flows.cache_dir  # pylint: disable=pointless-statement  # the content fingerprint, here in this thread
+  # Computed lazily from the frames, so here in this thread before the worker starts: the first
+  # frame's size (FlowCache reads it) and the content fingerprint of the cache folder.
+  frames.size  # pylint: disable=pointless-statement
+  frame_size(flows.frames)
+  flows.cache_dir  # pylint: disable=pointless-statement
 
   def load(i):
     image = reader[i]
