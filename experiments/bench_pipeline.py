@@ -4,6 +4,7 @@ r"""End-to-end pipeline benchmark on any JAX backend: per-stage ms, frames/s, co
   python experiments/bench_pipeline.py --before /work/main     # the same run with another checkout too,
                                                                # printed side by side as ratios
   python experiments/bench_pipeline.py --davis ROOT --sequence bear --frames 40 --nets lite_cpu
+  python experiments/bench_pipeline.py --nets lite_cpu --prefetch both  # with and without read-ahead
 
 Every (package, net, method) runs in a fresh process (so compile time is a cold start and peak RSS
 is that run's own) through the Python API (`Segmenter.segment`), which both old and new
@@ -15,7 +16,10 @@ under `vsreid` also exercises the detector and ReID.
 Printed per run: ms/frame of every stage the timer books (flow, warp, crop, net, paste, finish,
 merge, detect, embed, reid, recover, read), frames/s excluding compilation, end-to-end frames/s
 (wall clock including compilation), compile seconds, peak host RSS and, where the backend reports
-it (GPU/TPU `memory_stats`), the device's peak bytes in use. The persistent compilation cache is
+it (GPU/TPU `memory_stats`), the device's peak bytes in use. With prefetch on (the default; `--prefetch`),
+the forward pass's flows are computed on the read-ahead thread: "read" is then the time the main
+thread waited for the next frame and its flow, and "flow" only the flows computed in the main
+thread (the solver's recoveries). The persistent compilation cache is
 off in the measured processes (compile time is the cold figure).
 """
 import argparse
@@ -54,6 +58,8 @@ def one(args):
   config = segment_config.get_config()
   config.method = args.method
   config.flow.preset = args.flow
+  if "prefetch" in config:  # older checkouts (--before) have no read-ahead
+    config.prefetch = args.prefetch == "on"
   if args.net == "paper_r101":
     config.net = paper_weights(os.path.join(args.workdir, f"paper_r101_random_{args.paper_crop}.msgpack"),
                                args.paper_crop)
@@ -81,7 +87,7 @@ def launch(args, pythonpath, net, method):
   env = dict(os.environ, PYTHONPATH=pythonpath, VSREID_COMPILE_CACHE="0")
   cmd = [sys.executable, os.path.abspath(__file__), "--one", "--net", net, "--method", method,
          "--images", args.images, "--masks", args.masks, "--name", args.name, "--frames", str(args.frames),
-         "--flow", args.flow, "--paper-crop", str(args.paper_crop), "--workdir", args.workdir]
+         "--flow", args.flow, "--prefetch", args.prefetch, "--paper-crop", str(args.paper_crop), "--workdir", args.workdir]
   proc = subprocess.run(["nice", "-n", str(args.nice)] + cmd, env=env, capture_output=True, text=True)
   line = [l for l in proc.stdout.splitlines() if l.startswith(RESULT)]
   if proc.returncode or not line:
@@ -122,6 +128,8 @@ def main(argv=None):
   p.add_argument("--paper-frames", type=int, default=6, help="first N frames for paper_r101")
   p.add_argument("--paper-crop", type=int, default=129, help="paper_r101 crop (the paper: 449)")
   p.add_argument("--flow", default="medium", choices=["ultrafast", "fast", "medium"])
+  p.add_argument("--prefetch", default="on", choices=["on", "off", "both"],
+                 help="frames and flows read ahead on a thread (segment config prefetch); both: each run twice")
   p.add_argument("--before", default=None, metavar="DIR", help="another checkout to run too (ratios after/before)")
   p.add_argument("--before-first", action="store_true", help="run the --before checkout first in each pair")
   p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "vsreid_bench_pipeline"))
@@ -148,14 +156,20 @@ def main(argv=None):
   header = (f"{'package/net/method':<34} {'fps*':>7} {'e2e fps':>7} {'compile':>8} {'RSS MiB':>7} {'dev MiB':>7} "
             f"{'ret':>4}  ms/frame per stage")
   print(header, flush=True)
+  modes = ["on", "off"] if args.prefetch == "both" else [args.prefetch]
   for net in args.nets:
     for method in args.methods:
       for label, path in packages:
-        frames = args.paper_frames if net == "paper_r101" else args.frames
-        r = launch(argparse.Namespace(**dict(vars(args), frames=frames)), path, net, method)
-        if r is not None:
-          results[(label, net, method)] = r
-          print(row(f"{label}/{net}/{method}", r), flush=True)
+        for mode in modes:
+          frames = args.paper_frames if net == "paper_r101" else args.frames
+          r = launch(argparse.Namespace(**dict(vars(args), frames=frames, prefetch=mode)), path, net, method)
+          if r is None:
+            continue
+          if mode == modes[0]:
+            results[(label, net, method)] = r
+          else:
+            results[(label, net, method, "off")] = r
+          print(row(f"{label}/{net}/{method}" + ("/no-prefetch" if mode == "off" else ""), r), flush=True)
   any_r = next(iter(results.values()), None)
   if any_r:
     print(f"\nbackend {any_r['backend']} ({any_r['device']}); clip {args.name}; fps* excludes compilation; "
@@ -169,6 +183,11 @@ def main(argv=None):
         sa, sb = summary(a), summary(b)
         print(f"  {net}/{method}: fps* {sa['fps'] / sb['fps']:.2f}x, e2e {sa['e2e'] / sb['e2e']:.2f}x, "
               f"compile {sa['compile'] / max(sb['compile'], 1e-9):.2f}x, RSS {sa['rss'] / sb['rss']:.2f}x")
+      for label, _ in packages:
+        on, off = results.get((label, net, method)), results.get((label, net, method, "off"))
+        if on and off:
+          print(f"  {label}/{net}/{method}: prefetch on / off: fps* {summary(on)['fps'] / summary(off)['fps']:.2f}x, "
+                f"e2e {summary(on)['e2e'] / summary(off)['e2e']:.2f}x")
     for label, _ in packages:
       v, pr = results.get((label, net, "vsreid")), results.get((label, net, "propagate"))
       if v and pr:

@@ -28,6 +28,7 @@ from vsreid_jax.data.frames import open_frames
 from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.data.results import sequence_name
 from vsreid_jax import memory
+from vsreid_jax.data import prefetch
 from vsreid_jax.data.frames import ResizedFrames, open_frames, resize_ids
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
@@ -218,7 +219,8 @@ class Segmenter:
                         guide_size=int(s.guide_size), prob_memory_mb=float(s.prob_memory_mb),
                         retrieval_rule=str(s.retrieval_rule), motion_weight=float(s.motion_weight),
                         motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
-                        recovery_guard=bool(s.recovery_guard), merge=str(s.merge))
+                        recovery_guard=bool(s.recovery_guard), merge=str(s.merge),
+                        prefetch=bool(self.config.get("prefetch", True)))
 
   @property
   def can_adapt(self) -> bool:
@@ -364,7 +366,7 @@ class Segmenter:
       raise ValueError("call add_mask(state, mask) before segment(state)")
     k = len(state.object_ids)
     cands = tmpl = None
-    cfg = SolverConfig(prob_memory_mb=float(self.config.solver.prob_memory_mb))
+    cfg = SolverConfig(prob_memory_mb=float(self.config.solver.prob_memory_mb), prefetch=bool(self.config.get("prefetch", True)))
     if reid:
       detector, embedder, fingerprint = self.reid_nets()
       cfg = self.solver_config()
@@ -399,13 +401,12 @@ class Segmenter:
     with state.timer.stage("merge", merge_probs):
       ids = merge_to_ids(prob, state.object_ids)
     yield 0, self._output(state, ids)
-    for i in range(1, len(state.frames)):
-      with state.timer.stage("read"):
-        image = state.frames[i]
-      flow = state.flows.get(i, i - 1, state.timer)
-      if isinstance(prop.net, SwappableNet):
-        prop.net.use(state.variables)  # this video's adapted variables, or the base ones
-      prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
-      with state.timer.stage("merge", merge_probs):
-        ids = merge_to_ids(prob, state.object_ids)
-      yield i, self._output(state, ids)
+    with prefetch.forward(state.frames, state.flows, range(1, len(state.frames)), state.timer,
+                          bool(self.config.get("prefetch", True))) as items:
+      for i, image, flow in items:
+        if isinstance(prop.net, SwappableNet):
+          prop.net.use(state.variables)  # this video's adapted variables, or the base ones
+        prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
+        with state.timer.stage("merge", merge_probs):
+          ids = merge_to_ids(prob, state.object_ids)
+        yield i, self._output(state, ids)

@@ -5,6 +5,7 @@ or a zero-padded index for videos) so that results can be written as `<name>.png
 """
 import collections
 import contextlib
+import copy
 import os
 import sys
 import re
@@ -150,6 +151,12 @@ class FolderFrames(Sequence):
   def path(self, i) -> str:
     return os.path.join(self.folder, self._files[i])
 
+  def reopen(self) -> "FolderFrames":
+    """The same frames with a recent-frame cache of their own, for another thread (data/prefetch.py)."""
+    other = copy.copy(self)
+    other._recent = collections.OrderedDict()
+    return other
+
   @property
   def size(self):
     """(height, width) of the first frame; every frame must share it."""
@@ -213,6 +220,12 @@ class VideoFrames(Sequence):
     remember(self._recent, i, image)
     return image
 
+  def reopen(self) -> "VideoFrames":
+    """The same frames with a decoder and recent-frame cache of their own, for another thread."""
+    other = copy.copy(self)
+    other._cap, other._next, other._recent = None, 0, collections.OrderedDict()
+    return other
+
   @property
   def size(self):
     if self._size is None:
@@ -236,6 +249,10 @@ class ArrayFrames(Sequence):
 
   def __getitem__(self, i):
     return self._frames[i]
+
+  def reopen(self) -> "ArrayFrames":
+    """Itself: frames in memory hold no reading state, so threads may share them."""
+    return self
 
 
 def open_frames(path):
@@ -286,3 +303,10 @@ class ResizedFrames(Sequence):
       remember(self._recent, i, image if (h, w) == self.input_size else
                cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA))
     return self._recent[i]
+
+  def reopen(self) -> "ResizedFrames":
+    """The same frames, source reopened, with a recent-frame cache of their own, for another thread."""
+    other = copy.copy(self)
+    other.frames = self.frames.reopen()
+    other._recent = collections.OrderedDict()
+    return other

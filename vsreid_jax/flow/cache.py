@@ -150,16 +150,32 @@ class FlowCache:
     if (i, j) in self._mem:
       self._mem.move_to_end((i, j))
       return self._mem[(i, j)]
+    flow, seconds = self.fetch(i, j, self.frames)
+    self.put(i, j, flow, seconds)
+    return flow
+
+  def fetch(self, i: int, j: int, frames) -> tuple:
+    """(flow i -> j, seconds spent computing it: None when read from the cache folder), reading the
+    images from `frames` (this cache's, or a reopened copy of them on a prefetch thread) and
+    touching nothing in memory, so one other thread may call it; `put` keeps the result.
+    Call `cache_dir` once first (the content fingerprint is computed there, not thread-safe)."""
     flow = self._load(i, j) if self.cache_dir else None
-    if flow is None:
-      t = time.perf_counter()
-      flow = self.backend.flow(self.frames[i], self.frames[j])
-      self.seconds += time.perf_counter() - t
+    if flow is not None:
+      return flow, None
+    t = time.perf_counter()
+    flow = self.backend.flow(frames[i], frames[j])
+    seconds = time.perf_counter() - t
+    if self.cache_dir:
+      half = flow.astype(np.float16)
+      atomic_write(self._path(i, j), lambda f: np.save(f, half))
+    return flow, seconds
+
+  def put(self, i: int, j: int, flow: np.ndarray, seconds: Optional[float]) -> None:
+    """Keeps flow i -> j among the recent ones; `seconds` not None: it was computed (not loaded)."""
+    if seconds is not None:
+      self.seconds += seconds
       self.computed += 1
-      if self.cache_dir:
-        half = flow.astype(np.float16)
-        atomic_write(self._path(i, j), lambda f: np.save(f, half))
     self._mem[(i, j)] = flow
+    self._mem.move_to_end((i, j))
     while len(self._mem) > self.keep:
       self._mem.popitem(last=False)
-    return flow

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from vsreid_jax.data import prefetch
 from vsreid_jax.data.objects import box_iou, mask_box
 from vsreid_jax.propagation import crops
 from vsreid_jax.propagation.algorithm1 import Propagator, binarize
@@ -66,6 +67,7 @@ class SolverConfig:
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
   recovery_guard: bool = False  # never replace a mask the evidence confirms
   merge: str = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
+  prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (data/prefetch.py)
 
   def __post_init__(self):
     if self.retrieval_rule not in RULES:
@@ -131,11 +133,13 @@ class Solver:
 
     prob, a = jnp.asarray(first_prob), jnp.asarray(alive[0])
     area = jnp.asarray(first_area, jnp.float32)
-    for i in tqdm(range(1, n), desc=f"{desc} propagate".strip(), unit="frame", disable=not progress, leave=False):
-      prob, a, _ = prop.step(prob, self._read(frames, i, timer), flows.get(i, i - 1, timer), a, area, timer)
-      probs[i], alive[i] = np.asarray(prob), np.asarray(a)
-      if callback is not None:
-        callback("propagate", i, n - 1)
+    with prefetch.forward(frames, flows, range(1, n), timer, self.config.prefetch) as items:
+      for i, image, flow in tqdm(items, desc=f"{desc} propagate".strip(), total=n - 1, unit="frame",
+                                 disable=not progress, leave=False):
+        prob, a, _ = prop.step(prob, image, flow, a, area, timer)
+        probs[i], alive[i] = np.asarray(prob), np.asarray(a)
+        if callback is not None:
+          callback("propagate", i, n - 1)
 
     log: List[dict] = []
     priority = None
