@@ -74,6 +74,13 @@ def override(config, assignment: str, flag: str = "--override") -> None:
     value = ast.literal_eval(value)
   except (ValueError, SyntaxError):
     pass  # a plain string
+  assign(config, key, value, f"{flag} {assignment}")
+
+
+def assign(config, key: str, value, what: str) -> None:
+  """Sets the existing field `key` (a dotted path) of a ConfigDict to `value`; a key the config
+  does not have, or a value of the wrong type, is a ConfigError starting with `what` (the flag and
+  its argument, e.g. "--override optimizer.lr=3e-4")."""
   *path, last = key.split(".")
   node = config
   for depth, p in enumerate(path + [last]):
@@ -82,10 +89,10 @@ def override(config, assignment: str, flag: str = "--override") -> None:
       keys = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
       close = difflib.get_close_matches(p, keys, n=1)
       hint = f"did you mean {close[0]!r}? " if close else ""
-      raise ConfigError(f"{flag} {assignment}: {where} has no key {p!r}; {hint}its keys: {', '.join(keys) or 'none'}")
+      raise ConfigError(f"{what}: {where} has no key {p!r}; {hint}its keys: {', '.join(keys) or 'none'}")
     if depth < len(path):
       node = node[p]
   try:
     node[last] = value
   except (TypeError, ValueError, AttributeError) as e:
-    raise ConfigError(f"{flag} {assignment}: {e}") from None
+    raise ConfigError(f"{what}: {e}") from None

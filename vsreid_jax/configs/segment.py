@@ -3,6 +3,7 @@ import math
 
 import ml_collections
 
+from vsreid_jax import configs
 from vsreid_jax.errors import InputError
 
 
@@ -110,9 +111,5 @@ def apply_preset(config, name: str) -> None:
   if name not in PRESETS:
     raise InputError(f"--preset {name}: choose one of {', '.join(PRESETS)}")
   for key, value in PAPER.items():
-    node = config
-    *path, last = key.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = value
+    configs.assign(config, key, value, f"--preset {name}")
 

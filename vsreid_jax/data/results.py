@@ -55,17 +55,23 @@ def inside_any(path, folders: Iterable) -> Optional[str]:
   return None
 
 
-def read_manifest(folder) -> Optional[dict]:
-  """The manifest of a results folder this program wrote, else None (no, unreadable or foreign file)."""
-  path = os.path.join(os.fspath(folder), MANIFEST)
+def read_ours(path) -> Optional[dict]:
+  """A JSON file this program wrote (a dict whose "program" is ours), else None (missing, a link,
+  unreadable or foreign)."""
+  path = os.fspath(path)
   if os.path.islink(path) or not os.path.isfile(path):
     return None
   try:
     with open(path) as f:
-      manifest = json.load(f)
+      payload = json.load(f)
   except (OSError, ValueError):
     return None
-  return manifest if isinstance(manifest, dict) and manifest.get("program") == PROGRAM else None
+  return payload if isinstance(payload, dict) and payload.get("program") == PROGRAM else None
+
+
+def read_manifest(folder) -> Optional[dict]:
+  """The manifest of a results folder this program wrote, else None (no, unreadable or foreign file)."""
+  return read_ours(os.path.join(os.fspath(folder), MANIFEST))
 
 
 def check_sequence_name(name: str) -> str:

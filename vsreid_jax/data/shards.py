@@ -18,10 +18,10 @@ import socket
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vsreid_jax import __version__
+from vsreid_jax.data.results import PROGRAM, read_ours
 from vsreid_jax.errors import InputError
 from vsreid_jax.utils import StageTimer
 
-PROGRAM = "vsreid-jax"
 _TIMING_RE = re.compile(r"^timing-shard-(\d+)-of-(\d+)\.json$")
 
 
@@ -78,22 +78,13 @@ def timing_paths(out_dir, shard: int, num_shards: int) -> Tuple[str, str]:
   return stem + ".json", stem + ".txt"
 
 
-def _read(path) -> Optional[dict]:
-  try:
-    with open(path) as f:
-      payload = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return payload if isinstance(payload, dict) and payload.get("program") == PROGRAM else None
-
-
 def check_timing_destination(out_dir, shard: int, num_shards: int) -> None:
   """Refuses, before any work, to replace timing files this program did not write."""
   json_path, txt_path = timing_paths(out_dir, shard, num_shards)
   for path in (json_path, txt_path):
     if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
       raise InputError(f"{path}: not a plain file; refusing to replace it, remove it or pass another --out")
-  if os.path.lexists(json_path) and _read(json_path) is None:
+  if os.path.lexists(json_path) and read_ours(json_path) is None:
     raise InputError(f"{json_path}: file exists and was not written by vsreid; refusing to replace it, move it "
                      "or pass another --out")
   if os.path.lexists(txt_path) and not os.path.lexists(json_path):
@@ -132,7 +123,7 @@ def merged_timing(results_dir) -> Optional[str]:
   newest: Dict[int, float] = {}
   for path in glob.glob(os.path.join(glob.escape(os.fspath(results_dir)), "timing-shard-*-of-*.json")):
     m = _TIMING_RE.match(os.path.basename(path))
-    payload = _read(path) if m else None
+    payload = read_ours(path) if m else None
     if payload is None:
       continue
     shard, n = int(m.group(1)), int(m.group(2))
