@@ -103,3 +103,12 @@ def enable_compile_cache(folder: Optional[str] = "default") -> Optional[str]:
   jax.config.update("jax_compilation_cache_dir", folder)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", COMPILE_CACHE_MIN_SECONDS)
   return folder
+
+
+def write_text_atomic(path, text: str) -> None:
+  """Writes a text file whole or not at all: a temporary file of this process, then a rename."""
+  path = os.fspath(path)
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)

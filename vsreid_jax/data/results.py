@@ -30,6 +30,7 @@ import numpy as np
 from vsreid_jax import __version__
 from vsreid_jax.data.palette import PALETTE, write_mask
 from vsreid_jax.errors import InputError
+from vsreid_jax.utils import write_text_atomic
 
 MANIFEST = ".vsreid-results.json"
 PROGRAM = "vsreid-jax"
@@ -222,10 +223,7 @@ def clean_stale(out_dir) -> List[str]:
 
 
 def _write_manifest(folder: str, manifest: dict) -> None:
-  tmp = os.path.join(folder, MANIFEST + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(manifest, f, indent=2)
-  os.replace(tmp, os.path.join(folder, MANIFEST))
+  write_text_atomic(os.path.join(folder, MANIFEST), json.dumps(manifest, indent=2))
 
 
 def overlay_suffix() -> str:

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from vsreid_jax import __version__
 from vsreid_jax.data.results import PROGRAM, read_ours
 from vsreid_jax.errors import InputError
-from vsreid_jax.utils import StageTimer
+from vsreid_jax.utils import StageTimer, write_text_atomic
 
 _TIMING_RE = re.compile(r"^timing-shard-(\d+)-of-(\d+)\.json$")
 
@@ -92,13 +92,6 @@ def check_timing_destination(out_dir, shard: int, num_shards: int) -> None:
                      "or pass another --out")
 
 
-def _write_atomic(path: str, text: str) -> None:
-  tmp = f"{path}.{os.getpid()}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def write_timing(out_dir, shard: int, num_shards: int, sequences: List[str], frames: int, timer: StageTimer,
                  wall_seconds: float) -> Tuple[str, str]:
   """Writes this shard's timing table (JSON and text) beside its results; returns both paths."""
@@ -107,9 +100,9 @@ def write_timing(out_dir, shard: int, num_shards: int, sequences: List[str], fra
                  frames=frames, seconds={k: round(v, 4) for k, v in timer.seconds.items()},
                  calls=dict(timer.calls), wall_seconds=round(wall_seconds, 4), host=socket.gethostname(),
                  pid=os.getpid())
-  _write_atomic(txt_path, f"shard {shard} of {num_shards}: {len(sequences)} sequences, {frames} frames, "
+  write_text_atomic(txt_path, f"shard {shard} of {num_shards}: {len(sequences)} sequences, {frames} frames, "
                           f"{wall_seconds:.1f} s wall\n{timer.table(frames)}\n")
-  _write_atomic(json_path, json.dumps(payload, indent=1))
+  write_text_atomic(json_path, json.dumps(payload, indent=1))
   return json_path, txt_path
 
 

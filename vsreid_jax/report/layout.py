@@ -13,7 +13,7 @@ import os
 from typing import Optional
 
 from vsreid_jax.errors import InputError
-from vsreid_jax.utils import StageTimer
+from vsreid_jax.utils import StageTimer, write_text_atomic
 
 
 def overlay_path(results_dir, seq: str) -> str:
@@ -60,10 +60,7 @@ def find_sequences(results_dir, exclude=()) -> list:
 
 
 def _write_json(path, payload) -> None:
-  tmp = os.fspath(path) + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1)
-  os.replace(tmp, path)
+  write_text_atomic(path, json.dumps(payload, indent=1))
 
 
 def read_json(path) -> Optional[dict]:

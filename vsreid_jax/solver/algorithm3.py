@@ -33,7 +33,6 @@ whole solve compiles each stage for at most two object counts.
 import dataclasses
 import functools
 import json
-import os
 import time
 from typing import List, Optional
 
@@ -49,7 +48,7 @@ from vsreid_jax.propagation.algorithm1 import Propagator, binarize
 from vsreid_jax.reid.algorithm2 import RULES, Retrieval, best_retrieval, similarity
 from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.solver.merge import MERGES, merge_probs, merge_to_ids
-from vsreid_jax.utils import StageTimer
+from vsreid_jax.utils import StageTimer, write_text_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,7 +366,4 @@ def write_retrievals(path, sequence: str, result: SolveResult, object_ids) -> No
   """The retrieval log of one video as JSON (written atomically)."""
   payload = {"sequence": sequence, "net_calls": result.net_calls, "seconds": round(result.seconds, 2),
              "retrievals": retrieval_log(result, object_ids)}
-  tmp = os.fspath(path) + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1)
-  os.replace(tmp, path)
+  write_text_atomic(path, json.dumps(payload, indent=1))

@@ -16,6 +16,7 @@ import jax.experimental.multihost_utils
 import orbax.checkpoint as ocp
 
 from vsreid_jax.errors import InputError
+from vsreid_jax.utils import write_text_atomic
 
 # Config parts that must match to resume: the architecture (a checkpoint of one model does not
 # restore into another). Optimiser, schedule length, data and loop settings may change.
@@ -111,10 +112,7 @@ def write_config(workdir, text: str) -> None:
   """Writes workdir/config.json atomically (by process 0 alone in a multi-process job)."""
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, "config.json")
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+  write_text_atomic(os.path.join(workdir, "config.json"), text)
 
 
 def _flat(tree, prefix=""):
