@@ -46,7 +46,7 @@ def test_check_raises_a_received_signal():
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
   root = tmp_path_factory.mktemp("sig")
-  synthetic.write_davis_root(str(root), {"clip": synthetic.moving_shapes(n_frames=12, height=96, width=128,
+  synthetic.write_davis_root(str(root), {"clip": synthetic.moving_shapes(n_frames=60, height=96, width=128,
                                                                          n_objects=2, seed=0)})
   return root
 
@@ -54,18 +54,20 @@ def clip(tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_mid_solve_exits_cleanly(clip, tmp_path, sig):
   # Sent while the vsreid solver compiles and runs: before the fix, 3 of 6 such runs ended in a
-  # segfault at exit (XLA's background compile outlived the interpreter).
+  # segfault at exit (XLA's background compile outlived the interpreter). 60 frames and no compile
+  # cache keep the solve running for seconds after the signal: a 12-frame clip with a warm cache
+  # once finished within the wait, and the signal then met the interpreter's own shutdown (-2).
   out = tmp_path / "out"
   proc = subprocess.Popen(
       [sys.executable, "-m", "vsreid_jax", "segment", "--video", str(clip / "JPEGImages" / "480p" / "clip"),
        "--mask", str(clip / "Annotations" / "480p" / "clip" / "00000.png"), "--out", str(out),
-       "--method", "vsreid", "--net", "identity", "--no-progress"],
+       "--method", "vsreid", "--net", "identity", "--no-progress", "--no-compile-cache"],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 120
   while not (out.exists() and os.listdir(out)) and proc.poll() is None and time.monotonic() < deadline:
     time.sleep(0.05)  # the sequence's temporary folder appears when it starts: the solve is next
   assert proc.poll() is None, f"finished before the signal: {proc.stderr.read()}"
-  time.sleep(1.0)
+  time.sleep(0.5)
   proc.send_signal(sig)
   _, err = proc.communicate(timeout=60)
   assert proc.returncode == 128 + sig, (proc.returncode, err)
