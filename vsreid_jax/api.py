@@ -3,9 +3,15 @@
     seg = Segmenter()                                  # default config and net
     state = seg.init_state("path/to/frames_or_video")
     seg.add_mask(state, first_frame_ids)               # uint8 [H, W], ids 1..K
+    seg.add_mask(state, mask, frame_idx=30, obj_id=3)  # optional: an object that appears later
+    seg.add_box(state, (x0, y0, x1, y1), obj_id=4)     # optional: an object given by its box
     seg.adapt(state)                                   # optional: config.online_steps > 0
     for frame_index, ids in seg.segment(state):        # uint8 [H, W] per frame
         ...
+    seg.reset_state(state)                             # clears the prompts; the video stays open
+
+Objects may be given at any frame (SAM 2's `add_new_mask`): each is propagated forward from the
+frame that introduced it and is absent before it, unless `segment(state, backward=True)`.
 
 `segment` runs the configured method: "vsreid" (Algorithm 3: propagation, then re-identification
 of lost objects with the detector and ReID nets, recovery and re-propagation) or "propagate"
@@ -35,7 +41,9 @@ from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
 from vsreid_jax.models import weights
 from vsreid_jax.models.propagation import build_model, dummy_inputs, make_propagation_fn
-from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
+from vsreid_jax.propagation.algorithm1 import (PropagationConfig, Propagator, object_bucket, object_starts, pad_objects,
+                                                propagate_backward, start_objects)
+from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
@@ -49,9 +57,12 @@ class VideoState:
   frames: object  # a FolderFrames / VideoFrames sequence
   flows: FlowCache
   name: str
-  object_ids: Optional[np.ndarray] = None  # [K] uint8 ids in the first mask
-  first_prob: Optional[np.ndarray] = None  # [Kb, H, W] float32 one-hot of the first mask
-  first_area: Optional[np.ndarray] = None  # [Kb] pixels per object in the first mask
+  object_ids: Optional[np.ndarray] = None  # [K] uint8 ids of the objects given, ascending
+  first_prob: Optional[np.ndarray] = None  # [Kb, H, W] float32 each object's mask at its start frame
+  first_area: Optional[np.ndarray] = None  # [Kb] pixels of each object at its start frame
+  starts: Optional[np.ndarray] = None  # [K] int64 frame index where each object is given
+  # {object id: (start frame, bool mask [H, W] at the processing size, source)}: what add_mask got.
+  prompts: dict = dataclasses.field(default_factory=dict)
   timer: StageTimer = dataclasses.field(default_factory=StageTimer)
   variables: Optional[dict] = None  # N_mp variables adapted to this video (Segmenter.adapt), else None
   result: Optional[object] = None  # the solver.algorithm3.SolveResult of segment() with method vsreid
@@ -250,7 +261,9 @@ class Segmenter:
     self.adapter = online.cached_adapter(net.model, cfg, int(net.model_config.crop_size),
                                          float(net.model_config.crop_margin), net.model_config.to_json())
     k = len(state.object_ids)
-    state.variables, info = self.adapter.adapt(net.base_variables, state.frames[0], state.first_prob[:k],
+    s0 = int(state.starts.min())  # the earliest given frame and its objects (frame 0 for a first-frame mask)
+    state.variables, info = self.adapter.adapt(net.base_variables, state.frames[s0],
+                                               state.first_prob[:k][state.starts == s0],
                                                progress=progress, desc=f"{state.name} adapt")
     if info["compile_seconds"]:
       state.timer.add("compile", info["compile_seconds"])
@@ -283,26 +296,138 @@ class Segmenter:
     return VideoState(frames=frames, name=name, input_size=input_size,
                       flows=FlowCache(frames, self.flow_backend, self.flow_cache_dir, key=key))
 
-  def add_mask(self, state: VideoState, mask: np.ndarray, source: str = "first-frame mask") -> None:
-    """Sets the first frame's objects from an id mask [H, W] (0 background, ids 1..254; 255 is void,
-    pixels to ignore as in DAVIS: no object, treated as background)."""
+  def _frame_index(self, state: VideoState, frame_idx, source: str) -> int:
+    """frame_idx checked: an int in 0..T-1, else an InputError naming `source`."""
+    n = len(state.frames)
+    if isinstance(frame_idx, (bool, np.bool_)) or not isinstance(frame_idx, (int, np.integer)):
+      raise InputError(f"{source}: frame {frame_idx!r} is not an integer; pass a frame index 0..{n - 1}")
+    if not 0 <= int(frame_idx) < n:
+      raise InputError(f"{source}: frame {frame_idx} is out of range: the video has {n} frames; pass a frame "
+                       f"index 0..{n - 1}")
+    return int(frame_idx)
+
+  def add_mask(self, state: VideoState, mask: np.ndarray, frame_idx: int = 0, obj_id: Optional[int] = None,
+               source: str = "mask") -> None:
+    """Gives objects by their mask at frame `frame_idx` (SAM 2's `add_new_mask`).
+
+    Each object is propagated from the frame that introduced it (forward; also backward with
+    `segment(state, backward=True)`), is absent before it, and its re-identification template
+    comes from that frame. Giving an object again at the same frame replaces its mask; at another
+    frame is an error (call `reset_state` to start over).
+
+    Args:
+      state: the video (`init_state`).
+      mask: [H, W] at the frames' size. obj_id None: an id mask (0 background, ids 1..254, each an
+        object; 255 is void, pixels to ignore as in DAVIS: no object). obj_id given: a binary mask
+        (bool, 0/1 or 0/255; nonzero is the object).
+      frame_idx: the frame the mask belongs to (0-based).
+      obj_id: the object's id 1..254, or None for an id mask.
+      source: what error messages name (e.g. the PNG's path).
+    """
+    frame_idx = self._frame_index(state, frame_idx, source)
     mask = np.asarray(mask)
     h, w = state.input_size or state.frames.size
     if mask.shape != (h, w):
       raise InputError(f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w}x{h}; "
                        "resize the mask with nearest-neighbour interpolation to the frame size")
-    mask = resize_ids(mask, state.frames.size)  # config.max_size: the mask follows the frames
+    if obj_id is not None:
+      if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)) or not 1 <= obj_id <= 254:
+        raise InputError(f"{source}: object id {obj_id!r}: pass an integer in 1..254 (or obj_id=None for an id mask)")
+      mask = np.where(mask != 0, np.uint8(obj_id), np.uint8(0))
+    mask = resize_ids(mask.astype(np.uint8) if mask.dtype == bool else mask, state.frames.size)
     ids = np.unique(mask)
     ids = ids[(ids != 0) & (ids != VOID_ID)].astype(np.uint8)  # void is no object, as in DAVIS
     if ids.size == 0:
+      if obj_id is not None:
+        raise InputError(f"{source}: the mask of object {obj_id} is empty; draw the object (nonzero pixels)")
       what = "background and void (255)" if np.any(mask == VOID_ID) else "background"
       raise InputError(f"{source}: mask is empty (all {what}); draw at least one object with an id in 1..254")
+    self._set_objects(state, {int(i): mask == i for i in ids}, frame_idx, source)
+
+  def _set_objects(self, state: VideoState, masks: dict, frame_idx: int, source: str) -> None:
+    """Adds {id: bool mask [H, W] at the processing size} at frame_idx; rebuilds the per-object arrays."""
+    for oid in masks:
+      if oid in state.prompts and state.prompts[oid][0] != frame_idx:
+        first, _, where = state.prompts[oid]
+        raise InputError(f"{source}: object {oid} is already given at frame {first} (by {where}); an object is "
+                         f"given at one frame only: leave it out of this one, or call reset_state to start over")
+    prompts = dict(state.prompts)
+    prompts.update({oid: (frame_idx, m, source) for oid, m in masks.items()})
+    ids = np.array(sorted(prompts), np.uint8)
     kb = object_bucket(len(ids), self.propagator.config.object_buckets)
     memory.check_crop(self.propagator.config.scales, kb, self.config.propagation.crop_bytes_per_pixel)
-    onehot = (mask[None] == ids[:, None, None]).astype(np.float32)
+    onehot = np.stack([prompts[int(i)][1] for i in ids]).astype(np.float32)
+    state.prompts = prompts
     state.object_ids = ids
+    state.starts = np.array([prompts[int(i)][0] for i in ids], np.int64)
     state.first_prob = pad_objects(onehot, kb)
     state.first_area = state.first_prob.sum(axis=(1, 2))
+    state.result = None  # the prompts changed: a previous result is stale
+
+  def reset_state(self, state: VideoState) -> None:
+    """Clears every object and prompt, the adapted variables and the last result (SAM 2's
+    `reset_state`); the video, its flows and its timer are kept."""
+    state.prompts = {}
+    state.object_ids = state.first_prob = state.first_area = state.starts = None
+    state.variables = state.result = state.candidates = None
+
+  def add_box(self, state: VideoState, box, frame_idx: int = 0, obj_id: Optional[int] = None,
+              source: str = "box") -> np.ndarray:
+    """Gives object `obj_id` at frame `frame_idx` by its box instead of a mask.
+
+    The mask is made by N_mp's recovery path, the one re-identification uses
+    (solver.algorithm3: the guided prior in the box, here the box itself filled, then
+    `solver.recover_passes` N_mp passes fed back), kept inside the box, and added like `add_mask`.
+
+    Args:
+      state: the video.
+      box: (x0, y0, x1, y1) in pixels of the input frames (x1, y1 exclusive).
+      frame_idx: the frame the box belongs to (0-based).
+      obj_id: the object's id, 1..254.
+      source: what error messages name.
+    Returns:
+      the object's mask, bool [H, W] at the input size.
+    """
+    from vsreid_jax.solver.algorithm3 import guide_prior, recover  # pylint: disable=g-import-not-at-top
+    frame_idx = self._frame_index(state, frame_idx, source)
+    if obj_id is None or isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)) \
+        or not 1 <= obj_id <= 254:
+      raise InputError(f"{source}: object id {obj_id!r}: a box needs obj_id, an integer in 1..254")
+    try:
+      b = np.asarray(box, np.float64).reshape(4)
+    except (TypeError, ValueError):
+      b = None
+    h_in, w_in = state.input_size or state.frames.size
+    if b is None or not np.all(np.isfinite(b)):
+      raise InputError(f"{source}: box {box!r} is not 4 numbers; pass x0,y0,x1,y1 in pixels")
+    clipped = np.clip(b, 0, [w_in, h_in, w_in, h_in])
+    if not (clipped[2] - clipped[0] >= 1 and clipped[3] - clipped[1] >= 1):
+      raise InputError(f"{source}: box {','.join(f'{v:g}' for v in b)} holds no pixel of the {w_in}x{h_in} frame; "
+                       "pass x0,y0,x1,y1 with x0 < x1 and y0 < y1 inside the frame")
+    h, w = state.frames.size
+    scale = np.array([w / w_in, h / h_in, w / w_in, h / h_in])  # config.max_size: the box follows the frames
+    b = (clipped * scale).astype(np.float32)
+    prop = self.propagator
+    if isinstance(prop.net, SwappableNet):
+      prop.net.use(state.variables)
+    with state.timer.stage("recover", guide_prior):
+      prior = guide_prior(jnp.ones((h, w), jnp.float32), jnp.array([0, 0, w, h], jnp.float32), jnp.asarray(b),
+                          height=h, width=w, size=int(self.config.solver.guide_size))
+    area = jnp.sum(prior > prop.config.threshold, axis=(1, 2)).astype(jnp.float32)
+    flow = state.flows.get(frame_idx, frame_idx - 1 if frame_idx > 0 else min(frame_idx + 1, len(state.frames) - 1),
+                           state.timer)
+    with state.timer.stage("read"):
+      image = state.frames[frame_idx]
+    prob, alive = recover(prop, prior, image, flow, area, int(self.config.solver.recover_passes), state.timer)
+    inside = np.zeros((h, w), bool)
+    x0, y0 = int(np.floor(b[0])), int(np.floor(b[1]))
+    inside[y0:int(np.ceil(b[3])), x0:int(np.ceil(b[2]))] = True
+    mask = (np.asarray(prob[0]) > prop.config.threshold) & inside
+    if not bool(alive[0]) or not mask.any():
+      raise InputError(f"{source}: N_mp found no object in box {','.join(f'{v:g}' for v in clipped)} at frame "
+                       f"{frame_idx}; draw the box tightly around the object, or give its mask instead")
+    self._set_objects(state, {int(obj_id): mask}, frame_idx, source)
+    return self._output(state, mask.astype(np.uint8)).astype(bool)
 
   def memory_estimate(self, state: VideoState) -> int:
     """Estimated peak resident bytes of segmenting this video (`memory.estimate_bytes`)."""
@@ -338,8 +463,12 @@ class Segmenter:
     """An id mask at the input size (nearest neighbour when processed smaller)."""
     return ids if state.input_size is None else resize_ids(ids, state.input_size)
 
-  def segment(self, state: VideoState, progress: bool = False, callback=None) -> Iterator[Tuple[int, np.ndarray]]:
+  def segment(self, state: VideoState, progress: bool = False, callback=None,
+              backward: bool = False) -> Iterator[Tuple[int, np.ndarray]]:
     """Yields (frame index, id mask uint8 [H, W]) for every frame with the configured method.
+
+    An object given at frame k is propagated forward from k and is absent before it; `backward`:
+    also propagated backward from k to frame 0 (SAM 2's `reverse`, here in the same call).
 
     "vsreid" solves the whole video first (Algorithm 3 needs every frame's candidates and may
     rewrite any frame), then yields; state.result keeps its probabilities and retrieval log.
@@ -347,19 +476,20 @@ class Segmenter:
     "propagate", "re-id"; see `solve`), so a progress bar can move meanwhile.
     """
     if self.method == "propagate":
-      yield from self.propagate(state)
+      yield from self.propagate(state, backward=backward)
       return
-    result = self.solve(state, progress=progress, callback=callback)
+    result = self.solve(state, progress=progress, callback=callback, backward=backward)
     for i in range(len(state.frames)):
       with state.timer.stage("merge", merge_probs):
         ids = result.ids(i, state.object_ids)
       yield i, self._output(state, ids)
 
-  def solve(self, state: VideoState, progress: bool = False, reid: bool = True, callback=None):
+  def solve(self, state: VideoState, progress: bool = False, reid: bool = True, callback=None,
+            backward: bool = False):
     """Algorithm 3 on one video -> solver.algorithm3.SolveResult (also kept in state.result).
     reid=False: the same solver with no re-identification (propagation only).
     callback(phase, done, total): progress of the phases ("propagate" frames,
-    "re-id" rounds)."""
+    "re-id" rounds). backward: objects given after frame 0 are also propagated backward."""
     from vsreid_jax.solver import caches  # pylint: disable=g-import-not-at-top
     from vsreid_jax.solver.algorithm3 import Solver, SolverConfig  # pylint: disable=g-import-not-at-top
     if state.object_ids is None:
@@ -378,35 +508,67 @@ class Segmenter:
       cands = caches.CandidateSource(state.frames, detector, embedder, int(self.config.solver.candidate_batch),
                                      self.flow_cache_dir, state.name, fingerprint, state.timer)
 
-      def tmpl():
+      def tmpl():  # each object's template from the frame that introduced it
         with state.timer.stage("embed", embedder):
-          return caches.templates(embedder, state.frames[0], state.first_prob[:k])
+          out = [None] * k
+          for s in np.unique(state.starts):
+            js = np.flatnonzero(state.starts == s)
+            for j, t in zip(js, caches.templates(embedder, state.frames[int(s)], state.first_prob[js])):
+              out[j] = t
+          return np.stack(out)
     if isinstance(self.propagator.net, SwappableNet):
       self.propagator.net.use(state.variables)
+    late = bool(state.starts.any())  # None: every object at frame 0, the solver's original path
     state.result = Solver(self.propagator, cfg).solve(
         state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
-        progress=progress, desc=state.name, callback=callback)
+        progress=progress, desc=state.name, callback=callback, starts=state.starts if late else None,
+        backward=backward)
     if cands is not None and hasattr(cands, "close"):
       cands.close()
     return state.result
 
-  def propagate(self, state: VideoState) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yields (frame index, id mask uint8 [H, W]) for every frame, the first included."""
+  def propagate(self, state: VideoState, backward: bool = False) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yields (frame index, id mask uint8 [H, W]) for every frame, the first included, streaming
+    forward (objects given at a later frame join there; `backward`: their frames before it are
+    propagated backward first)."""
     if state.object_ids is None:
       raise ValueError("call add_mask(state, mask) before propagate(state)")
     prop = self.propagator
-    prob = jnp.asarray(state.first_prob)
-    alive = jnp.asarray(state.first_area > 0)
+    n = len(state.frames)
+    kb = state.first_prob.shape[0]
+    st = object_starts(state.starts, kb)
+    s0 = int(st[:len(state.object_ids)].min())
+    if isinstance(prop.net, SwappableNet):
+      prop.net.use(state.variables)  # this video's adapted variables, or the base ones
+    back = None
+    if backward and st.max() > 0:  # the frames before each later object's start, solved first
+      back = ProbStore((int(st.max()), kb) + state.first_prob.shape[1:], float(self.config.solver.prob_memory_mb))
+      for i, prob, _ in propagate_backward(prop, state.frames, state.flows, state.first_prob, state.first_area, st,
+                                           state.timer):
+        back[i] = np.asarray(prob)
+
+    def ids_at(i, prob):
+      if back is not None and i < len(back):
+        prob = jnp.where(jnp.asarray(st > i)[:, None, None], jnp.asarray(back[i]), prob)
+      with state.timer.stage("merge", merge_probs):
+        return merge_to_ids(prob, state.object_ids)
+
+    empty = jnp.zeros(state.first_prob.shape, jnp.float32)
+    for i in range(s0):  # before the first given frame: no object yet (unless propagated backward)
+      yield i, self._output(state, ids_at(i, empty))
+    if state.starts.any():
+      prob, alive = start_objects(empty, jnp.zeros(kb, bool), state.first_prob, state.first_area, st == s0)
+    else:  # every object at frame 0
+      prob, alive = jnp.asarray(state.first_prob), jnp.asarray(state.first_area > 0)
     first_area = jnp.asarray(state.first_area)
-    with state.timer.stage("merge", merge_probs):
-      ids = merge_to_ids(prob, state.object_ids)
-    yield 0, self._output(state, ids)
-    with prefetch.forward(state.frames, state.flows, range(1, len(state.frames)), state.timer,
-                          bool(self.config.get("prefetch", True))) as items:
+    yield s0, self._output(state, ids_at(s0, prob))
+    with prefetch.forward(state.frames, state.flows, range(s0 + 1, n),
+                          state.timer, bool(self.config.get("prefetch", True))) as items:
       for i, image, flow in items:
         if isinstance(prop.net, SwappableNet):
           prop.net.use(state.variables)  # this video's adapted variables, or the base ones
         prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
-        with state.timer.stage("merge", merge_probs):
-          ids = merge_to_ids(prob, state.object_ids)
-        yield i, self._output(state, ids)
+        prob, alive = start_objects(prob, alive, state.first_prob, state.first_area, st == i)
+        yield i, self._output(state, ids_at(i, prob))
+    if back is not None:
+      back.close()

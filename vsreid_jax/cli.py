@@ -41,8 +41,19 @@ def _add_segment(sub):
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
   p.add_argument("--zip", action="store_true", help="with --youtube-vos: also write OUT/submission.zip "
                  "(Annotations/<video>/<frame>.png), what the YouTube-VOS / MOSE servers take")
-  p.add_argument("--mask", metavar="PNG", help="first-frame id mask for --video (indexed PNG, ids 1..K; "
-                 "a grey 0/255 PNG is one object)")
+  p.add_argument("--mask", action="append", metavar="[FRAME:]PNG",
+                 help="id mask for --video (indexed PNG, ids 1..K; a grey 0/255 PNG is one object) at frame 0, or "
+                 "at FRAME (0-based index) with FRAME:PNG; repeatable: objects first given at a later frame are "
+                 "propagated from there (absent before it, unless --backward)")
+  p.add_argument("--box", action="append", metavar="[FRAME:]ID:x0,y0,x1,y1",
+                 help="with --video: object ID given by its box (pixels; x1, y1 exclusive) at frame 0 or FRAME; its "
+                 "mask is made by N_mp's recovery path; repeatable, with or without --mask")
+  p.add_argument("--use-all-masks", action="store_true",
+                 help="with --davis: also read the annotations after frame 0; an object first appearing in a later "
+                 "annotation is added at that frame (--youtube-vos always does this)")
+  p.add_argument("--backward", action="store_true",
+                 help="also propagate objects given after the first frame backward from their frame to frame 0 "
+                 "(default: absent before it)")
   p.add_argument("--resize-mask", action="store_true",
                  help="resize a mask of another size than the frames by nearest neighbour (default: refuse it)")
   p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -330,12 +341,68 @@ def _results_dir(args) -> str:
   return os.path.join(args.out, youtube_vos.RESULTS_DIR) if args.youtube_vos else args.out
 
 
+def _mask_arg(text: str):
+  """--mask [FRAME:]PNG -> (frame index, path); a path that exists is taken whole (it may hold a colon)."""
+  if os.path.exists(text) or ":" not in text:
+    return 0, text
+  head, path = text.split(":", 1)
+  try:
+    return int(head), path
+  except ValueError:
+    raise InputError(f"--mask {text}: FRAME {head!r} is not an integer; pass --mask FRAME:PNG (FRAME a 0-based "
+                     "frame index) or --mask PNG for frame 0") from None
+
+
+def _box_arg(text: str):
+  """--box [FRAME:]ID:x0,y0,x1,y1 -> (frame index, object id, (x0, y0, x1, y1))."""
+  fix = "pass --box [FRAME:]ID:x0,y0,x1,y1, e.g. --box 1:10,20,110,220 or --box 5:2:10,20,110,220"
+  parts = text.split(":")
+  if len(parts) not in (2, 3):
+    raise InputError(f"--box {text}: expected 2 or 3 fields separated by ':'; {fix}")
+  *frame, oid, coords = parts
+  try:
+    frame_idx = int(frame[0]) if frame else 0
+  except ValueError:
+    raise InputError(f"--box {text}: FRAME {frame[0]!r} is not an integer; {fix}") from None
+  try:
+    oid = int(oid)
+  except ValueError:
+    raise InputError(f"--box {text}: ID {oid!r} is not an integer; {fix}") from None
+  try:
+    box = tuple(float(v) for v in coords.split(","))
+  except ValueError:
+    box = ()
+  if len(box) != 4:
+    raise InputError(f"--box {text}: {coords!r} is not 4 numbers x0,y0,x1,y1; {fix}")
+  return frame_idx, oid, box
+
+
+def _later_annotations(ds, seq, names):
+  """--use-all-masks: (frame index, annotation path, "new") for each annotated frame after the first."""
+  prompts = []
+  for i, name in enumerate(names[1:], 1):
+    path = ds.annotation_path(seq, name)
+    if os.path.isfile(path):
+      prompts.append((i, path, "new"))
+  return prompts
+
+
 def _jobs(args):
-  """(sequence name, frames, first-mask path, inputs, input folders, names of frames before the
-  prompt frame) for every video to segment: `inputs` and `input_folders` are what the results may
-  not overlap (`check_destination`); frames before the prompt frame are written as background."""
+  """(sequence name, frames, prompts, inputs, input folders, names of frames before the prompt
+  frame) for every video to segment: prompts are (frame index, mask path, which ids: None for all,
+  "new" for those not given before, or a set), in frame order; `inputs` and `input_folders` are
+  what the results may not overlap (`check_destination`); frames before the prompt frame are
+  written as background."""
   from vsreid_jax.data import DavisDataset, open_frames, shards
   from vsreid_jax.data.results import sequence_name
+  if args.mask and not args.video:
+    raise InputError("--mask: only with --video (dataset roots read their Annotations/; --use-all-masks reads "
+                     "those after frame 0)")
+  if args.box and not args.video:
+    raise InputError("--box: only with --video; pass the video or frame folder with --video")
+  if args.use_all_masks and (args.video or args.demo):
+    raise InputError("--use-all-masks: only with --davis or --youtube-vos; with --video pass each mask as "
+                     "--mask FRAME:PNG")
   if args.davis:
     ds = DavisDataset(args.davis, args.resolution)
     folders = (os.path.join(ds.root, "JPEGImages"), os.path.join(ds.root, "Annotations"))
@@ -347,7 +414,8 @@ def _jobs(args):
     for seq in names:
       frames = all_frames[seq]
       mask = ds.annotation_path(seq, frames.names[0])
-      yield seq, frames, mask, (frames.folder, mask), folders, ()
+      prompts = [(0, mask, None)] + (_later_annotations(ds, seq, frames.names) if args.use_all_masks else [])
+      yield seq, frames, prompts, (frames.folder,) + tuple(p for _, p, _ in prompts), folders, ()
   elif args.youtube_vos:
     from vsreid_jax.data import youtube_vos
     ds = youtube_vos.YouTubeVOSDataset(args.youtube_vos)
@@ -363,18 +431,51 @@ def _jobs(args):
         print(youtube_vos.later_objects_note(video, prompt))
       frames = ds.frames_from(video, prompt.frame_index)
       before = ds.frames(video).names[:prompt.frame_index]
-      yield video, frames, prompt.mask_path, (frames.folder, prompt.mask_path), (ds.image_dir, ds.anno_dir), before
+      prompts = [(0, prompt.mask_path, None)]
+      for name in sorted(set(prompt.later.values()), key=frames.names.index):  # each object at its first frame
+        prompts.append((frames.names.index(name), ds.annotation_path(video, name),
+                        {oid for oid, first in prompt.later.items() if first == name}))
+      yield (video, frames, prompts, (frames.folder,) + tuple(p for _, p, _ in prompts), (ds.image_dir, ds.anno_dir),
+             before)
   elif args.demo:
     seq = "demo"
     frames = open_frames(os.path.join(DEMO_DIR, "JPEGImages"))
     mask = os.path.join(DEMO_DIR, "Annotations", frames.names[0] + ".png")
-    yield seq, frames, mask, (frames.folder, mask), (DEMO_DIR,), ()
+    yield seq, frames, [(0, mask, None)], (frames.folder, mask), (DEMO_DIR,), ()
   else:
-    if not args.mask:
-      raise InputError(f"{args.video}: --video needs --mask FIRST_FRAME.png (an indexed PNG of object ids)")
+    if not args.mask and not args.box:
+      raise InputError(f"{args.video}: --video needs --mask FIRST_FRAME.png (an indexed PNG of object ids) or "
+                       "--box ID:x0,y0,x1,y1")
+    masks = sorted((_mask_arg(m) for m in args.mask or ()), key=lambda p: p[0])
+    _ = [_box_arg(b) for b in args.box or ()]  # a bad --box fails here, before any work
     frames = open_frames(args.video)
     folders = (args.video,) if os.path.isdir(args.video) else ()
-    yield sequence_name(args.video), frames, args.mask, (args.video, args.mask), folders, ()
+    yield (sequence_name(args.video), frames, [(i, path, None) for i, path in masks],
+           (args.video,) + tuple(path for _, path in masks), folders, ())
+
+
+def _add_prompts(seg, state, prompts, boxes, size, resize: bool) -> None:
+  """Adds a job's masks (`_jobs`) and --box prompts to `state`, printing the notes of reading."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data.palette import VOID_ID, read_prompt_mask  # pylint: disable=g-import-not-at-top
+  for frame_idx, path, which in prompts:
+    mask, notes = read_prompt_mask(path, size, resize=resize)
+    for note in notes:
+      print(f"note: {note}")
+    present = set(int(i) for i in np.unique(mask)) - {0, VOID_ID}
+    if which == "new":  # a dataset's later annotation: only objects not given before
+      which = present - set(state.prompts)
+      if not which:
+        continue
+    elif which is not None and not which <= present:
+      raise InputError(f"{path}: object(s) {', '.join(str(i) for i in sorted(which - present))} first appear at "
+                       "this frame (meta.json) but the mask has no pixel of them; fix the annotation or meta.json")
+    if which is not None:
+      mask = np.where(np.isin(mask, sorted(which)), mask, 0).astype(np.uint8)
+    seg.add_mask(state, mask, frame_idx, source=path)
+  for text in boxes:
+    frame_idx, oid, box = _box_arg(text)
+    seg.add_box(state, box, frame_idx, oid, source=f"--box {text}")
 
 
 def cmd_segment(args):
@@ -384,7 +485,6 @@ def cmd_segment(args):
   import numpy as np
   from tqdm import tqdm
   from vsreid_jax.api import Segmenter
-  from vsreid_jax.data.palette import read_prompt_mask
   from vsreid_jax.data.results import (SequenceWriter, check_destination, clean_stale, inside_any, overlay_suffix,
                                        prepare_dir)
   from vsreid_jax.report.layout import write_timing
@@ -432,13 +532,10 @@ def cmd_segment(args):
   start = time.perf_counter()
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
-  for seq, frames, mask_path, _, _, before in jobs:
+  for seq, frames, prompts, _, _, before in jobs:
     seq_start = time.perf_counter()
     state = seg.init_state(frames, name=seq)
-    mask, notes = read_prompt_mask(mask_path, frames.size, resize=args.resize_mask)
-    for note in notes:
-      print(f"note: {note}")
-    seg.add_mask(state, mask, source=mask_path)
+    _add_prompts(seg, state, prompts, args.box or (), frames.size, args.resize_mask)
     seg.check_memory(state, source=getattr(frames, "folder", None) or getattr(frames, "path_", seq))
     info = seg.adapt(state, progress=not args.no_progress)
     if info is not None:
@@ -453,7 +550,7 @@ def cmd_segment(args):
       for name in before:  # no object yet: background (a prompt on a later frame starts the video there)
         writer.write(name, np.zeros(frames.size, np.uint8))
       callback = _phase_callback(bar, seq)
-      for i, ids in seg.segment(state, callback=callback):
+      for i, ids in seg.segment(state, callback=callback, backward=args.backward):
         if i == 0:
           callback("write", 0, len(frames))
         signals.check()  # a signal swallowed on the way (see signals.py) stops the run here

@@ -36,7 +36,7 @@ class Prompt:
   frame_index: int  # index of the prompt frame among the video's frames
   frame_name: str
   mask_path: str  # Annotations/<video>/<frame>.png: the objects present there
-  later: Dict[int, str]  # {object id: first frame name} of objects first annotated after it
+  later: Dict[int, str]  # {object id: first frame name} of objects first annotated after it (added there)
 
 
 class YouTubeVOSDataset(SequenceFolders):
@@ -152,9 +152,7 @@ def write_submission(out_dir, videos: List[str], dataset: YouTubeVOSDataset) -> 
 
 
 def later_objects_note(video: str, prompt: Prompt) -> str:
-  """The note printed for objects that first appear after the prompt frame (not segmented yet)."""
-  objects = ", ".join(f"{oid} (from frame {name})" for oid, name in prompt.later.items())
+  """The note printed for objects that first appear after the prompt frame (each is added there)."""
+  objects = ", ".join(f"{oid} from frame {name}" for oid, name in prompt.later.items())
   return (f"note: {video}: segmented from frame {prompt.frame_name} with the objects present there; object(s) "
-          f"{objects} first appear later and are NOT segmented (their masks stay empty): objects introduced "
-          "after the first annotated frame need the any-frame prompts (issue 14, item 1), not built yet")
-
+          f"{objects} join at their first annotated frame (empty before it)")

@@ -143,6 +143,56 @@ class Propagator:
     return prob, still, area
 
 
+def object_starts(starts, bucket: int) -> np.ndarray:
+  """[K] frame where each object is given (None: all at frame 0) -> [bucket] int64, padding -1."""
+  out = np.full(bucket, -1, np.int64)
+  if starts is not None:
+    out[:len(starts)] = starts
+  else:
+    out[:] = 0
+  return out
+
+
+def start_objects(prob, alive, first_prob, first_area, new: np.ndarray):
+  """Objects new[Kb] (given at this frame) take their given mask first_prob[Kb, H, W] and are alive
+  when it is not empty; the others keep prob[Kb, H, W] and alive[Kb]. -> (prob, alive) as jax arrays."""
+  if not new.any():
+    return prob, alive
+  prob = jnp.where(jnp.asarray(new)[:, None, None], jnp.asarray(first_prob), prob)
+  alive = jnp.where(jnp.asarray(new), jnp.asarray(first_area > 0), alive)
+  return prob, alive
+
+
+def propagate_backward(prop: Propagator, frames, flows, first_prob: np.ndarray, first_area: np.ndarray,
+                       starts: np.ndarray, timer: StageTimer = None):
+  """Objects given at a later frame, propagated backward from it to frame 0 (Algorithm 1 with the
+  flow to the next frame).
+
+  Args:
+    prop: the Propagator.
+    frames: a frame sequence; flows: its FlowCache (`get(i, j, timer)`).
+    first_prob: [Kb, H, W] each object's given mask (at its start frame); first_area: [Kb].
+    starts: [Kb] the frame each object is given at (-1: padding; `object_starts`).
+  Yields:
+    (i, prob [Kb, H, W], alive [Kb]) for i = max(starts) - 1 down to 0; only the objects with
+    starts > i are meaningful there (the caller keeps the others' forward masks).
+  """
+  t = timer or prop.timer
+  top = int(starts.max())
+  if top <= 0:
+    return
+  prob, alive = start_objects(jnp.zeros(first_prob.shape, jnp.float32), jnp.zeros(starts.shape, bool), first_prob,
+                              first_area, starts == top)
+  area = jnp.asarray(first_area, jnp.float32)
+  for i in range(top - 1, -1, -1):
+    with t.stage("read"):
+      image = frames[i]
+    prob, alive, _ = prop.step(prob, image, flows.get(i, i + 1, t), alive, area, t)
+    if i > 0:
+      prob, alive = start_objects(prob, alive, first_prob, first_area, starts == i)
+    yield i, prob, alive
+
+
 def pad_objects(masks: np.ndarray, bucket: int) -> np.ndarray:
   """Pads [K,H,W] with empty objects up to [bucket,H,W]."""
   k = masks.shape[0]

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from vsreid_jax.data import prefetch
 from vsreid_jax.data.objects import box_iou, mask_box
 from vsreid_jax.propagation import crops
-from vsreid_jax.propagation.algorithm1 import Propagator, binarize
+from vsreid_jax.propagation.algorithm1 import Propagator, binarize, object_starts, propagate_backward, start_objects
 from vsreid_jax.reid.algorithm2 import RULES, Retrieval, best_retrieval, similarity
 from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.solver.merge import MERGES, merge_probs, merge_to_ids
@@ -82,6 +82,28 @@ def guide_prior(first_prob, src_box, dst_box, *, height, width, size):
   return crops.paste(patch, dst_box, height, width)[None]
 
 
+def recover(prop: Propagator, prior, image, flow, area, passes: int, timer: Optional[StageTimer] = None):
+  """N_mp's recovery at one frame: `passes` N_mp passes on a prior already in place (the guided
+  prior of `guide_prior`), each fed back as the next one's prior.
+
+  Args:
+    prop: the Propagator.
+    prior: [1, H, W] float32 the guided prior.
+    image: [H, W, 3] uint8 the frame; flow: [H, W, 2] its flow to a neighbour frame.
+    area: [1] float32 the area the lost rule compares with.
+    passes: N_mp passes (SolverConfig.recover_passes).
+  Returns:
+    (prob [1, H, W], alive [1]): alive False when the mask fell under the lost rule.
+  """
+  on = jnp.ones((1,), bool)
+  for p in range(passes):
+    if p and prop.config.binarize_prior:
+      prior = binarize(prior, prop.config.threshold)
+    prob, a, _ = prop.segment(prior, image, flow, on, area, timer)
+    prior = prob
+  return prob, a
+
+
 @dataclasses.dataclass
 class SolveResult:
   probs: ProbStore  # [T, Kb, H, W] uint8 in memory or on disk; probs[t] -> float32 [Kb, H, W]
@@ -110,13 +132,17 @@ class Solver:
 
   def solve(self, frames, flows, first_prob: np.ndarray, first_area: np.ndarray, num_objects: int,
             candidates, templates, timer: Optional[StageTimer] = None, progress: bool = False,
-            desc: str = "", callback=None) -> SolveResult:
+            desc: str = "", callback=None, starts: Optional[np.ndarray] = None,
+            backward: bool = False) -> SolveResult:
     """frames (a frame sequence), flows (a FlowCache), first_prob[Kb, H, W] with num_objects real
     objects, first_area[Kb]; candidates: a solver.caches.CandidateSource (or Candidates of every
     frame), asked only for the frames the retrieval rule reads (`search_frames`); templates[K, D] or
     a function returning them (called at the first retrieval); candidates None: propagation only.
     callback(phase, done, total), if given, after each step: ("propagate", frames done, T - 1),
-    then ("re-id", rounds done, max_retrievals), e.g. to move a caller's progress bar."""
+    then ("re-id", rounds done, max_retrievals), e.g. to move a caller's progress bar.
+    starts[K]: the frame each object is given at, first_prob[j] being its mask there (None: all at
+    frame 0). An object is absent before its start frame, or, with `backward`, propagated backward
+    from it to frame 0 too; its given frame is its checkpoint and is never rewritten."""
     start = time.perf_counter()
     timer = timer or StageTimer()
     prop = self.propagator
@@ -126,19 +152,35 @@ class Solver:
     k = num_objects
     probs = ProbStore((n, kb, h, w), self.config.prob_memory_mb)
     alive = np.zeros((n, kb), bool)
-    probs[0] = first_prob
-    alive[0] = first_area > 0
-    ckpt = np.zeros((n, k), np.int64)
+    st = object_starts(starts, kb)  # [Kb] start frame of each object, -1 for padding
+    s0 = int(st[:k].min()) if k else 0  # nothing to propagate before the first given frame
+    prob0 = first_prob if starts is None else np.where((st == s0)[:, None, None], first_prob, 0.0)
+    probs[s0], alive[s0] = prob0, (st == s0) & (first_area > 0)
+    # checkpoint of (frame, object): its start frame; before it, the frame itself (given as
+    # absent: never rewritten), unless propagated backward from the start frame.
+    ckpt = np.broadcast_to(st[:k], (n, k)).copy()
+    given = np.arange(n)[:, None] == ckpt  # the given frames: never retrieved
+    if not backward:
+      before = np.arange(n)[:, None] < st[None, :k]
+      ckpt[before] = np.broadcast_to(np.arange(n)[:, None], (n, k))[before]
+      given |= before
 
-    prob, a = jnp.asarray(first_prob), jnp.asarray(alive[0])
+    prob, a = jnp.asarray(prob0), jnp.asarray(alive[s0])
     area = jnp.asarray(first_area, jnp.float32)
-    with prefetch.forward(frames, flows, range(1, n), timer, self.config.prefetch) as items:
-      for i, image, flow in tqdm(items, desc=f"{desc} propagate".strip(), total=n - 1, unit="frame",
+    with prefetch.forward(frames, flows, range(s0 + 1, n), timer, self.config.prefetch) as items:
+      for i, image, flow in tqdm(items, desc=f"{desc} propagate".strip(), total=n - 1 - s0, unit="frame",
                                  disable=not progress, leave=False):
         prob, a, _ = prop.step(prob, image, flow, a, area, timer)
+        if starts is not None:
+          prob, a = start_objects(prob, a, first_prob, first_area, st == i)
         probs[i], alive[i] = np.asarray(prob), np.asarray(a)
         if callback is not None:
           callback("propagate", i, n - 1)
+    if backward and starts is not None:
+      for i, back, back_alive in propagate_backward(prop, frames, flows, first_prob, first_area, st, timer):
+        mine = st > i  # objects not yet given at frame i: the backward pass's
+        probs[i] = np.where(mine[:, None, None], np.asarray(back), probs[i])
+        alive[i] = np.where(mine, np.asarray(back_alive), alive[i])
 
     log: List[dict] = []
     priority = None
@@ -162,8 +204,7 @@ class Solver:
         if callback is not None:
           callback("re-id", round_, cfg.max_retrievals)
         present = alive[:, :k]
-        lost = ~present
-        lost[0] = False  # frame 0 is given
+        lost = ~present & ~given  # a given frame (frame 0 for a first-frame mask) is not searched
         confirmed = None
         if not reads_all:
           ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer)
@@ -175,8 +216,7 @@ class Solver:
             tmpl = self._templates(cands, templates(), confirmed, match)
             consider = bonus = None
             if cfg.retrieval_rule == "paper":
-              consider = np.ones((n, k), bool)
-              consider[0] = False
+              consider = ~given
               if cfg.recovery_guard:
                 consider &= ~confirmed
               if cfg.motion_weight > 0:
@@ -312,11 +352,7 @@ class Solver:
     with timer.stage("recover", guide_prior):
       prior = guide_prior(jnp.asarray(first_prob[obj], jnp.float32), jnp.asarray(first_boxes[obj]),
                           jnp.asarray(ret.box, jnp.float32), height=h, width=w, size=cfg.guide_size)
-    for p in range(cfg.recover_passes):
-      if p and prop.config.binarize_prior:
-        prior = binarize(prior, prop.config.threshold)
-      prob, a, _ = prop.segment(prior, image, flow, on, area, timer)
-      prior = prob
+    prob, a = recover(prop, prior, image, flow, area, cfg.recover_passes, timer)
     if not bool(a[0]):
       return []
     if confirmed is not None and not self._agrees(prob, ret.box):
@@ -326,7 +362,8 @@ class Solver:
     for step in (1, -1):  # forward, then backward
       cur, a = prob, on
       i = t + step
-      while 0 < i < n and abs(ckpt[i, obj] - i) > abs(t - i):
+      # A given frame is its own checkpoint (distance 0): never rewritten, and nothing beyond it.
+      while 0 <= i < n and abs(ckpt[i, obj] - i) > abs(t - i):
         cur, a, _ = prop.step(cur, self._read(frames, i, timer), flows.get(i, i - step, timer), a, area, timer)
         if not bool(a[0]):
           break  # lost again: frames beyond keep what they had
