@@ -60,14 +60,21 @@ def test_segment_writes_the_servers_layout_and_zip(ytvos_root, tmp_path, capsys)
     pngs = sorted(f for f in os.listdir(out / "Annotations" / video) if not f.startswith("."))
     assert pngs == [n + ".png" for n in NAMES]  # every frame, the prompt frame's predecessors included
   np.testing.assert_array_equal(read_mask(out / "Annotations" / "alpha" / "00000.png"), ds.annotation("alpha", "00000"))
-  # beta starts at 00005 (object 1); 00000 is background; object 2 (from 00015) is not faked.
+  # beta starts at 00005 (object 1); 00000 is background; object 2 joins at 00015, its first frame.
   assert not read_mask(out / "Annotations" / "beta" / "00000.png").any()
   np.testing.assert_array_equal(read_mask(out / "Annotations" / "beta" / "00005.png"), ds.annotation("beta", "00005"))
-  for name in NAMES:
+  for name in NAMES[:3]:
     assert 2 not in read_mask(out / "Annotations" / "beta" / f"{name}.png")
-  assert read_mask(out / "Annotations" / "beta" / "00025.png").max() == 1  # object 1 is propagated
-  assert "note: beta: segmented from frame 00005" in text and "2 (from frame 00015)" in text
-  assert "NOT segmented" in text and "any-frame prompts" in text
+  late = read_mask(out / "Annotations" / "beta" / "00015.png")
+  np.testing.assert_array_equal(late == 2, ds.annotation("beta", "00015") == 2)  # its mask where it is given
+  assert 1 in late  # object 1 is still propagated from 00005 there
+  _, gt = synthetic.moving_shapes(n_frames=6, n_objects=2, seed=3)
+  for t, name in ((4, "00020"), (5, "00025")):  # and object 2 is propagated from 00015
+    pred = read_mask(out / "Annotations" / "beta" / f"{name}.png") == 2
+    assert (pred & (gt[t] == 2)).sum() > 0.6 * (pred | (gt[t] == 2)).sum(), name
+  assert read_mask(out / "Annotations" / "beta" / "00025.png").max() == 2
+  assert "note: beta: segmented from frame 00005" in text and "2 from frame 00015" in text
+  assert "join at their first annotated frame" in text and "NOT segmented" not in text
   # The submission zip: Annotations/<video>/<frame>.png palette PNGs, nothing else.
   with zipfile.ZipFile(out / "submission.zip") as z:
     assert sorted(z.namelist()) == sorted(f"Annotations/{v}/{n}.png" for v in ("alpha", "beta") for n in NAMES)

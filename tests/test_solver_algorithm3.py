@@ -199,3 +199,41 @@ def test_recovery_propagates_backward_to_the_frames_before_the_retrieved_one(cli
   for t in range(8, 12):
     assert _iou(result, masks, t, 2) > 0.7, t
   assert len(result.retrievals) == 1 or all(not r["frames_rewritten"] for r in result.retrievals[1:])
+
+
+def _solve_late(clip, backward):
+  """Object 2 given only at frame 9 (after it is back), object 1 at frame 0; the oracle's ReID."""
+  frames, masks, seq, cands, _, _ = clip
+  first = np.stack([(masks[0] == 1), (masks[9] == 2)]).astype(np.float32)
+  starts = np.array([0, 9])
+  nets = OracleNets(frames, masks)
+  tmpl = np.stack([caches.templates(nets, frames[0], first[:1])[0], caches.templates(nets, frames[9], first[1:])[0]])
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+  solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=10, recover_passes=2, guide_size=33))
+  return solver.solve(seq, FlowCache(seq, DISFlow("ultrafast")), first, first.sum(axis=(1, 2)), 2, cands, tmpl,
+                      starts=starts, backward=backward)
+
+
+def test_an_object_given_later_is_never_retrieved_before_its_frame(clip):
+  # Object 2 is visible at frames 0..3 and 8 too, where the oracle would re-identify it: without
+  # backward it is absent before frame 9, so re-identification must not bring it there.
+  result = _solve_late(clip, backward=False)
+  assert all(r["object"] != 1 or r["frame"] >= 9 for r in result.retrievals)
+  for t in range(9):
+    assert not (result.ids(t, np.array([1, 2], np.uint8)) == 2).any(), t
+  for t in range(9, 12):
+    assert _iou(result, clip[1], t, 2) > 0.7, t
+  np.testing.assert_array_equal(result.checkpoints[:, 1], list(range(9)) + [9, 9, 9])
+
+
+def test_backward_lets_reid_recover_an_object_given_later_in_the_frames_before(clip):
+  # Backward from 9 reaches 8 (it left the frame at 4..7); re-identification, searching before
+  # frame 9 now, recovers it at 0..3 with the template of frame 9.
+  result = _solve_late(clip, backward=True)
+  assert _iou(result, clip[1], 8, 2) > 0.7
+  assert any(r["object"] == 1 and r["frame"] < 4 for r in result.retrievals)
+  for t in range(4):
+    assert _iou(result, clip[1], t, 2) > 0.7, t
+  for t in range(4, 8):
+    assert not (result.ids(t, np.array([1, 2], np.uint8)) == 2).any(), t
+  np.testing.assert_array_equal(result.checkpoints[9:, 1], 9)  # its given frame is never rewritten
