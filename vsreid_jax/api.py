@@ -376,8 +376,9 @@ class Segmenter:
     """Gives object `obj_id` at frame `frame_idx` by its box instead of a mask.
 
     The mask is made by N_mp's recovery path, the one re-identification uses
-    (solver.algorithm3: the guided prior in the box, here the box itself filled, then
-    `solver.recover_passes` N_mp passes fed back), kept inside the box, and added like `add_mask`.
+    (solver.algorithm3 `guide_prior` and `recover`: the guided prior in the box, here the box itself
+    filled, then `solver.box_passes` N_mp passes, each fed back unthresholded), kept inside the
+    box, and added like `add_mask`.
 
     Args:
       state: the video.
@@ -418,7 +419,8 @@ class Segmenter:
                            state.timer)
     with state.timer.stage("read"):
       image = state.frames[frame_idx]
-    prob, alive = recover(prop, prior, image, flow, area, int(self.config.solver.recover_passes), state.timer)
+    prob, alive = recover(prop, prior, image, flow, area, int(self.config.solver.box_passes), state.timer,
+                          binarize_feedback=False)
     inside = np.zeros((h, w), bool)
     x0, y0 = int(np.floor(b[0])), int(np.floor(b[1]))
     inside[y0:int(np.ceil(b[3])), x0:int(np.ceil(b[2]))] = True

@@ -82,7 +82,8 @@ def guide_prior(first_prob, src_box, dst_box, *, height, width, size):
   return crops.paste(patch, dst_box, height, width)[None]
 
 
-def recover(prop: Propagator, prior, image, flow, area, passes: int, timer: Optional[StageTimer] = None):
+def recover(prop: Propagator, prior, image, flow, area, passes: int, timer: Optional[StageTimer] = None,
+            binarize_feedback: Optional[bool] = None):
   """N_mp's recovery at one frame: `passes` N_mp passes on a prior already in place (the guided
   prior of `guide_prior`), each fed back as the next one's prior.
 
@@ -92,12 +93,16 @@ def recover(prop: Propagator, prior, image, flow, area, passes: int, timer: Opti
     image: [H, W, 3] uint8 the frame; flow: [H, W, 2] its flow to a neighbour frame.
     area: [1] float32 the area the lost rule compares with.
     passes: N_mp passes (SolverConfig.recover_passes).
+    binarize_feedback: threshold each pass's output before feeding it back; None: as the
+      propagator's `binarize_prior` (re-identification's recovery).
   Returns:
     (prob [1, H, W], alive [1]): alive False when the mask fell under the lost rule.
   """
   on = jnp.ones((1,), bool)
+  if binarize_feedback is None:
+    binarize_feedback = prop.config.binarize_prior
   for p in range(passes):
-    if p and prop.config.binarize_prior:
+    if p and binarize_feedback:
       prior = binarize(prior, prop.config.threshold)
     prob, a, _ = prop.segment(prior, image, flow, on, area, timer)
     prior = prob
