@@ -43,8 +43,8 @@ from vsreid_jax.models import weights
 from vsreid_jax.models.propagation import build_model, dummy_inputs, make_propagation_fn
 from vsreid_jax.propagation.algorithm1 import (PropagationConfig, Propagator, object_bucket, object_starts, pad_objects,
                                                 propagate_backward, start_objects)
-from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
+from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
 
@@ -240,8 +240,9 @@ class Segmenter:
 
   def adapt(self, state: VideoState, progress: bool = False) -> Optional[dict]:
     """Online adaptation: fine-tunes a copy of the net on synthetic pairs made from the first frame
-    and its masks (`train/online.py`) for `config.online_steps` steps; the video then propagates
-    with the adapted variables (the base weights are untouched). Returns the adaptation info
+    and its masks (the earliest frame an object is given at, with the objects given there;
+    `train/online.py`) for `config.online_steps` steps; the video then propagates with the
+    adapted variables (the base weights are untouched). Returns the adaptation info
     (loss per step, seconds), or None when off (0 steps) or the net has no weights (identity).
     """
     steps = int(self.config.get("online_steps", 0))
