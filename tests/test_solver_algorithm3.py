@@ -237,3 +237,29 @@ def test_backward_lets_reid_recover_an_object_given_later_in_the_frames_before(c
   for t in range(4, 8):
     assert not (result.ids(t, np.array([1, 2], np.uint8)) == 2).any(), t
   np.testing.assert_array_equal(result.checkpoints[9:, 1], 9)  # its given frame is never rewritten
+
+
+def test_segmenter_takes_a_later_objects_template_from_its_own_frame(clip, tmp_path):
+  from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
+  frames, masks = clip[0], clip[1]
+  config = segment_config.get_config()
+  config.net, config.method = "identity", "vsreid"
+  config.flow.preset = "ultrafast"
+  config.propagation.scales = ((0.15, 65),)
+  config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
+  seg = Segmenter(config, flow_cache_dir=str(tmp_path))
+  seg.propagator.net = seeing_net
+  nets = OracleNets(frames, masks)
+  embedded = []
+  embed = nets.embed
+  nets.embed = lambda images, boxes: embedded.append([nets._index(im) for im in images]) or embed(images, boxes)  # pylint: disable=protected-access
+  seg._reid = (nets, nets, "oracle")  # pylint: disable=protected-access
+  state = seg.init_state(frames, name="clip")
+  seg.add_mask(state, np.where(masks[0] == 1, 1, 0).astype(np.uint8))
+  seg.add_mask(state, masks[9] == 2, frame_idx=9, obj_id=2)
+  out = dict(seg.segment(state, backward=True))
+  assert [0] in embedded and [9] in embedded  # each object's template from the frame that gave it
+  assert any(r["object"] == 1 and r["frame"] < 4 for r in state.result.retrievals)
+  for t in range(4):
+    assert ((out[t] == 2) & (masks[t] == 2)).sum() > 0.7 * (masks[t] == 2).sum(), t
