@@ -15,12 +15,11 @@ Loss: RAFT's sequence loss, sum_i gamma^(N-1-i) * mean endpoint error of iterati
 valid pixels (gamma 0.8); train.loss="l1" gives torchvision's reference (mean |flow - gt|).
 """
 import argparse
-import concurrent.futures
 import functools
+import itertools
 import json
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +33,9 @@ from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import raft_small  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
 from vsreid_jax.flow import raft, synthetic_flow  # pylint: disable=wrong-import-position
+from vsreid_jax.models import weights  # pylint: disable=wrong-import-position
 from vsreid_jax.train import checkpoint as ckpt_lib  # pylint: disable=wrong-import-position
-from vsreid_jax.train import metrics as metrics_lib  # pylint: disable=wrong-import-position
+from vsreid_jax.train import fit  # pylint: disable=wrong-import-position
 from vsreid_jax.train import state as state_lib  # pylint: disable=wrong-import-position
 
 TRAIN_FIELDS = ("step", "loss", "epe", "grad_norm", "lr", "seconds")
@@ -113,14 +113,6 @@ def _components(model_json: str, optimizer_json: str, train_json: str):
   return model, tx, schedule, make_train_step(model, config.train)
 
 
-def build(config):
-  """Model, fresh train state (deterministic numpy init), LR schedule and jitted step."""
-  t = config.train
-  model, tx, schedule, step_fn = _components(config.model.to_json(), config.optimizer.to_json(), t.to_json())
-  variables = raft.init_variables(model, seed=t.seed, height=max(t.height, 128), width=max(t.width, 128))
-  return model, state_lib.create_train_state(model, variables, tx), schedule, step_fn
-
-
 def make_evaluate(model, num_iters: int):
   """evaluate(state, batch) -> mean EPE of the final flow (inference mode, `num_iters` updates)."""
   forward = jax.jit(lambda v, a, b: model.apply(v, raft.normalize(a), raft.normalize(b), num_iters))
@@ -133,62 +125,58 @@ def make_evaluate(model, num_iters: int):
   return evaluate
 
 
-def train(config, workdir, *, resume: bool = False, stop_at=None, davis_root=None, progress: bool = True):
-  """Trains per config.train; returns {"state", "train_rows", "eval_rows"}."""
+def trainer(config, davis_root=None) -> fit.Trainer:
+  """RAFT's Trainer (vsreid_jax/train/fit.py): batch i is samples [i*B, (i+1)*B) of the
+  deterministic synthetic set; one device."""
   t = config.train
-  workdir = os.path.abspath(workdir)
-  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
-  model, state, schedule, step_fn = build(config)
-  train_log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS)
-  eval_log = metrics_lib.CsvLog(os.path.join(workdir, "eval.csv"), ("step", "epe"))
-  if resume and ckpt.latest_step() is not None:
-    state, data_state = ckpt.restore(state)
-    for log in (train_log, eval_log):  # drop what a killed run logged after its checkpoint
-      if os.path.isfile(log.path):
-        log.truncate(int(data_state["step"]))
-  start = int(jax.device_get(state.step))
-  # One signature for fresh, stepped and restored states (a Python-int step or uncommitted
-  # arrays would each compile the step again).
-  state = jax.device_put(state.replace(step=jnp.asarray(start, jnp.int32)), jax.devices()[0])
-  stop = min(stop_at if stop_at is not None else t.steps, t.steps)
-
+  model, tx, schedule, step_fn = _components(config.model.to_json(), config.optimizer.to_json(), t.to_json())
   dataset = make_dataset(config, davis_root)
-  eval_batch = get_batch(dataset, EVAL_OFFSET, t.eval_samples) if t.eval_samples else None
   evaluate = make_evaluate(model, config.num_iters)
-  pool = concurrent.futures.ThreadPoolExecutor(1)  # the next batch is built during this step
-  pending = pool.submit(get_batch, dataset, start * t.batch_size, t.batch_size)
-  window, t_window = [], time.perf_counter()
-  try:
-    for step in range(start + 1, stop + 1):
-      batch = pending.result()
-      if step < stop:
-        pending = pool.submit(get_batch, dataset, step * t.batch_size, t.batch_size)
-      state, m = step_fn(state, batch)
-      window.append(m)
-      if step % t.log_every == 0 or step == stop:
-        m = jax.device_get(window)
-        dt = (time.perf_counter() - t_window) / len(window)
-        row = {k: float(np.mean([x[k] for x in m])) for k in m[0]}
-        row.update(step=step, lr=float(schedule(step - 1)), seconds=dt)
-        train_log.append(row)
-        if progress:
-          print(f"step {step}: loss {row['loss']:.3f} epe {row['epe']:.3f} ({dt:.2f} s/step)", flush=True)
-        window, t_window = [], time.perf_counter()
-      t_pause = time.perf_counter()
-      if eval_batch is not None and (step % t.eval_every == 0 or step == stop):
-        eval_log.append(dict(step=step, epe=evaluate(state, eval_batch)))
-        if progress:
-          print(f"step {step}: held-out EPE {eval_log.rows()[-1]['epe']:.3f} ({config.num_iters} iterations)")
-      if step % t.checkpoint_every == 0 or step == stop:
-        ckpt.save(step, state, dict(step=step, position=step * t.batch_size))
-      if step % t.plot_every == 0 or step == stop:
-        metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows(),
-                         train_keys=("loss", "epe"), eval_keys=("epe",))
-      t_window += time.perf_counter() - t_pause
-  finally:
-    pool.shutdown(wait=True, cancel_futures=True)
-    ckpt.close()
-  return dict(state=state, train_rows=train_log.rows(), eval_rows=eval_log.rows())
+  made = {}
+
+  def init(restoring):
+    del restoring
+    variables = raft.init_variables(model, seed=t.seed, height=max(t.height, 128), width=max(t.width, 128))
+    state = state_lib.create_train_state(model, variables, tx)
+    # One signature for fresh, stepped and restored states (a Python-int step or uncommitted
+    # arrays would each compile the step again).
+    return jax.device_put(state.replace(step=jnp.asarray(0, jnp.int32)), jax.devices()[0])
+
+  def batches(start, position):
+    del position  # a function of the step (position = step * batch_size while the batch size stays)
+    for s in itertools.count(start):
+      yield get_batch(dataset, s * t.batch_size, t.batch_size)
+
+  def eval_fn(state, step):
+    del step
+    if "batch" not in made:
+      made["batch"] = get_batch(dataset, EVAL_OFFSET, t.eval_samples)
+    return {"epe": evaluate(state, made["batch"])}
+
+  return fit.Trainer(init_state=init, step_fn=step_fn, batches=batches, batch_size=t.batch_size, schedule=schedule,
+                     fields=TRAIN_FIELDS, eval_fn=eval_fn if t.eval_samples else None, eval_fields=("step", "epe"),
+                     plot_keys=("loss", "epe"), eval_keys=("epe",), desc="train raft")
+
+
+def build(config):
+  """Model, fresh train state (deterministic numpy init), LR schedule and jitted step."""
+  t = config.train
+  model, tx, schedule, step_fn = _components(config.model.to_json(), config.optimizer.to_json(), t.to_json())
+  variables = raft.init_variables(model, seed=t.seed, height=max(t.height, 128), width=max(t.width, 128))
+  return model, state_lib.create_train_state(model, variables, tx), schedule, step_fn
+
+
+def train(config, workdir, *, resume: bool = False, stop_at=None, davis_root=None, progress: bool = True):
+  """Trains per config.train with vsreid_jax/train/fit.py; returns {"state", "train_rows", "eval_rows"}."""
+  return fit.fit(trainer(config, davis_root), config, workdir, resume=resume, stop_at=stop_at, progress=progress)
+
+
+def export(config, workdir, path) -> int:
+  """Writes the latest checkpoint's variables as a RAFT weights file (`RAFTFlow.from_weights`);
+  returns its step."""
+  variables, step = load_variables(config, workdir)
+  weights.save_weights(path, variables, config.variant, meta=dict(step=step), config=config, kind="raft")
+  return step
 
 
 def load_variables(config, workdir):
@@ -214,6 +202,8 @@ def main(argv=None):
   ap.add_argument("--steps", type=int, default=None, help="stop after this global step")
   ap.add_argument("--davis", default=None, help="DAVIS-layout root of the frames (default: config)")
   ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+  ap.add_argument("--export", default=None, metavar="FILE",
+                  help="then write the latest checkpoint as a RAFT weights file (RAFTFlow.from_weights)")
   ap.add_argument("--quiet", action="store_true")
   args = ap.parse_args(argv)
   try:
@@ -222,6 +212,8 @@ def main(argv=None):
       configs.override(config, s)
     out = train(config, args.workdir, resume=args.resume, stop_at=args.steps, davis_root=args.davis,
                 progress=not args.quiet)
+    if args.export:
+      print(f"exported step {export(config, args.workdir, args.export)} to {args.export}")
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
