@@ -73,6 +73,18 @@ MUTATIONS = (
     Mutation("console script's error text changed (seen only by a subprocess)", "vsreid_jax/data/davis.py",
              'DAVIS root not found")', 'DAVIS root is missing")',
              ("tests/test_cli.py::test_console_script_reports_errors_without_traceback",)),
+    Mutation("train/fit: a checkpoint saved without the NaN guard", "vsreid_jax/train/fit.py",
+             "      guard()\n      ckpt.save(", "      ckpt.save(",
+             ("tests/test_train_fit.py::test_nan_guard_stops_and_keeps_the_last_good_checkpoint",)),
+    Mutation("train/fit: nothing saved on Ctrl-C", "vsreid_jax/train/fit.py",
+             "if step > start and ckpt.latest_step() != step:", "if False:",
+             ("tests/test_train_fit.py::test_sigint_saves_a_checkpoint_of_the_last_whole_step",)),
+    Mutation("train/fit: max_seconds ignored", "vsreid_jax/train/fit.py",
+             'if (t.get("max_seconds", 0) and', "if (False and",
+             ("tests/test_train_fit.py::test_max_seconds_stops_with_a_checkpoint_and_resume_finishes_the_run",)),
+    Mutation("train/fit: resumed position off by its start step (tiny trainer)", "vsreid_jax/train/fit.py",
+             "position=position + (step - start) * trainer.batch_size", "position=position + step * trainer.batch_size",
+             ("tests/test_train_fit.py::test_resume_across_two_restarts_is_exact",)),
 )
 
 
