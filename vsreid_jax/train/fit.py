@@ -59,7 +59,8 @@ class Trainer:
     batches: batches(start, position) -> an iterator of the batches of steps start + 1,
       start + 2, ...; `position` counts the examples consumed before step start + 1 (0 on a
       fresh start; on resume what the checkpoint recorded).
-    batch_size: examples per step (the global batch), for `position` and examples/s.
+    batch_size: examples per step (the global batch), for `position` and examples/s; 0 where the
+      batches follow the step alone and do not say their size (ReID).
     schedule: the learning rate of step s + 1, schedule(s) (an optax schedule).
     fields: metrics.csv columns (a subset of the metrics plus step, lr, seconds, examples_per_s).
     eval_fn: eval_fn(state, step) -> {name: value}, every `eval_every` steps and at the end;
