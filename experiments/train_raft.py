@@ -1,210 +1,24 @@
 """Trains RAFT-small from scratch on the synthetic flow set, one command:
 
   python experiments/train_raft.py --workdir runs/raft_small [--resume] [--steps N] [--set train.batch_size=2]
+                                   [--export raft_small.msgpack]
 
 --steps N stops after global step N (the learning-rate schedule still spans train.steps), so a
-later --resume continues the same run exactly: batch i is samples [i*B, (i+1)*B) of the
-deterministic synthetic set, so the restored state and the step count fix everything else.
-
-Reuses vsreid_jax/train: TrainState and make_optimizer (state.py), the orbax Checkpointer
-(checkpoint.py), CsvLog and plot (metrics.py). Not loop.train: it builds N_mp's variables,
-train step (BCE/IoU on image+flow+prior batches) and propagation-example iterator itself, with
-no hook for another model, loss or data source.
-
-Loss: RAFT's sequence loss, sum_i gamma^(N-1-i) * mean endpoint error of iteration i over
-valid pixels (gamma 0.8); train.loss="l1" gives torchvision's reference (mean |flow - gt|).
+later --resume continues the same run exactly. The trainer is vsreid_jax/flow/train.py, run by
+vsreid_jax/train/fit.py, the loop every net trains with (checkpoints, exact resume, logs,
+max_seconds, a checkpoint on Ctrl-C, the NaN guard). --export FILE writes the latest checkpoint as a
+RAFT weights file (`RAFTFlow.from_weights`).
 """
 import argparse
-import concurrent.futures
-import functools
-import json
 import os
 import sys
-import time
-
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
-import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import raft_small  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
-from vsreid_jax.flow import raft, synthetic_flow  # pylint: disable=wrong-import-position
-from vsreid_jax.train import checkpoint as ckpt_lib  # pylint: disable=wrong-import-position
-from vsreid_jax.train import metrics as metrics_lib  # pylint: disable=wrong-import-position
-from vsreid_jax.train import state as state_lib  # pylint: disable=wrong-import-position
-
-TRAIN_FIELDS = ("step", "loss", "epe", "grad_norm", "lr", "seconds")
-DEFAULT_DAVIS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
-                             "shared", "data", "davis2016-train")
-# Sample indices of the held-out set: far beyond anything training reaches.
-EVAL_OFFSET = 10 ** 9
-
-
-def sequence_loss(preds, flow_gt, valid, gamma: float, kind: str = "epe", max_gt_flow: float = 400.0):
-  """preds [N,B,H,W,2] (one per iteration), flow_gt [B,H,W,2], valid [B,H,W] -> (loss, last EPE)."""
-  if kind not in ("epe", "l1"):
-    raise ValueError(f"unknown train.loss {kind!r}; use epe or l1")
-  valid = valid & (jnp.linalg.norm(flow_gt, axis=-1) < max_gt_flow)
-  diff = preds - flow_gt
-  # The epsilon keeps the gradient of the norm finite at a perfect prediction.
-  epe = jnp.sqrt(jnp.sum(diff ** 2, -1) + 1e-12)
-  per_pixel = epe if kind == "epe" else jnp.abs(diff).mean(-1)
-  count = jnp.maximum(valid.sum(), 1)
-  per_iter = jnp.sum(per_pixel * valid, axis=(1, 2, 3)) / count
-  n = preds.shape[0]
-  weights = gamma ** jnp.arange(n - 1, -1, -1, dtype=jnp.float32)
-  return jnp.sum(weights * per_iter), jnp.sum(epe[-1] * valid) / count
-
-
-def make_train_step(model, t):
-  """jit(step): RAFT on normalised frames, all iterations, sequence loss, optimiser update."""
-
-  def step(state, batch):
-    def loss_fn(params):
-      variables = {"params": params}
-      mutable = False
-      if state.batch_stats:  # raft_large's context encoder
-        variables["batch_stats"], mutable = state.batch_stats, ["batch_stats"]
-      out = model.apply(variables, raft.normalize(batch["frame_a"]), raft.normalize(batch["frame_b"]),
-                        t.num_iters, train=True, all_predictions=True, mutable=mutable)
-      preds, updates = out if mutable else (out, {})
-      loss, epe = sequence_loss(preds, batch["flow"], batch["valid"], t.gamma, t.loss, t.max_gt_flow)
-      return loss, (epe, updates.get("batch_stats", state.batch_stats))
-
-    (loss, (epe, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    return state, dict(loss=loss, epe=epe, grad_norm=optax.tree.norm(grads))
-
-  return jax.jit(step, donate_argnums=0)
-
-
-def make_dataset(config, davis_root=None) -> synthetic_flow.SyntheticFlowSet:
-  """davis_root: a DAVIS-layout root; "" for generated textures; None: the config's (or textures
-  when that is absent)."""
-  t = config.train
-  root = davis_root if davis_root is not None else (t.davis_root or DEFAULT_DAVIS)
-  if not os.path.isdir(root):
-    root = None  # generated textures
-  if t.height % raft.DOWNSAMPLE or t.width % raft.DOWNSAMPLE:
-    raise InputError(f"train.height/width {t.height}x{t.width} must be multiples of {raft.DOWNSAMPLE}")
-  return synthetic_flow.SyntheticFlowSet(root, t.height, t.width, max_flow=t.max_flow, seed=t.data_seed,
-                                         size=2 * EVAL_OFFSET, crop_scale=tuple(t.crop_scale))
-
-
-def get_batch(dataset, start: int, size: int) -> dict:
-  a, b, flow, valid = dataset.batch(range(start, start + size))
-  return dict(frame_a=a, frame_b=b, flow=flow, valid=valid)
-
-
-@functools.lru_cache(maxsize=4)
-def _components(model_json: str, optimizer_json: str, train_json: str):
-  """Model, optimiser, schedule and jitted step of one config, kept for the process: the step's
-  jit cache keys on the optimiser object (a static field of TrainState), so a second run in the
-  same process (a resume, a test) reuses the compiled step only with the same objects."""
-  config = ml_collections.ConfigDict(dict(model=json.loads(model_json), optimizer=json.loads(optimizer_json),
-                                          train=json.loads(train_json)))
-  model = raft.model_from_config(config.model)
-  tx, schedule = state_lib.make_optimizer(config.optimizer, config.train.steps)
-  return model, tx, schedule, make_train_step(model, config.train)
-
-
-def build(config):
-  """Model, fresh train state (deterministic numpy init), LR schedule and jitted step."""
-  t = config.train
-  model, tx, schedule, step_fn = _components(config.model.to_json(), config.optimizer.to_json(), t.to_json())
-  variables = raft.init_variables(model, seed=t.seed, height=max(t.height, 128), width=max(t.width, 128))
-  return model, state_lib.create_train_state(model, variables, tx), schedule, step_fn
-
-
-def make_evaluate(model, num_iters: int):
-  """evaluate(state, batch) -> mean EPE of the final flow (inference mode, `num_iters` updates)."""
-  forward = jax.jit(lambda v, a, b: model.apply(v, raft.normalize(a), raft.normalize(b), num_iters))
-
-  def evaluate(state, batch):
-    variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
-    flows = np.asarray(forward(variables, batch["frame_a"], batch["frame_b"]))
-    return float(np.mean([synthetic_flow.epe(f, g, v) for f, g, v in zip(flows, batch["flow"], batch["valid"])]))
-
-  return evaluate
-
-
-def train(config, workdir, *, resume: bool = False, stop_at=None, davis_root=None, progress: bool = True):
-  """Trains per config.train; returns {"state", "train_rows", "eval_rows"}."""
-  t = config.train
-  workdir = os.path.abspath(workdir)
-  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
-  model, state, schedule, step_fn = build(config)
-  train_log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS)
-  eval_log = metrics_lib.CsvLog(os.path.join(workdir, "eval.csv"), ("step", "epe"))
-  if resume and ckpt.latest_step() is not None:
-    state, data_state = ckpt.restore(state)
-    for log in (train_log, eval_log):  # drop what a killed run logged after its checkpoint
-      if os.path.isfile(log.path):
-        log.truncate(int(data_state["step"]))
-  start = int(jax.device_get(state.step))
-  # One signature for fresh, stepped and restored states (a Python-int step or uncommitted
-  # arrays would each compile the step again).
-  state = jax.device_put(state.replace(step=jnp.asarray(start, jnp.int32)), jax.devices()[0])
-  stop = min(stop_at if stop_at is not None else t.steps, t.steps)
-
-  dataset = make_dataset(config, davis_root)
-  eval_batch = get_batch(dataset, EVAL_OFFSET, t.eval_samples) if t.eval_samples else None
-  evaluate = make_evaluate(model, config.num_iters)
-  pool = concurrent.futures.ThreadPoolExecutor(1)  # the next batch is built during this step
-  pending = pool.submit(get_batch, dataset, start * t.batch_size, t.batch_size)
-  window, t_window = [], time.perf_counter()
-  try:
-    for step in range(start + 1, stop + 1):
-      batch = pending.result()
-      if step < stop:
-        pending = pool.submit(get_batch, dataset, step * t.batch_size, t.batch_size)
-      state, m = step_fn(state, batch)
-      window.append(m)
-      if step % t.log_every == 0 or step == stop:
-        m = jax.device_get(window)
-        dt = (time.perf_counter() - t_window) / len(window)
-        row = {k: float(np.mean([x[k] for x in m])) for k in m[0]}
-        row.update(step=step, lr=float(schedule(step - 1)), seconds=dt)
-        train_log.append(row)
-        if progress:
-          print(f"step {step}: loss {row['loss']:.3f} epe {row['epe']:.3f} ({dt:.2f} s/step)", flush=True)
-        window, t_window = [], time.perf_counter()
-      t_pause = time.perf_counter()
-      if eval_batch is not None and (step % t.eval_every == 0 or step == stop):
-        eval_log.append(dict(step=step, epe=evaluate(state, eval_batch)))
-        if progress:
-          print(f"step {step}: held-out EPE {eval_log.rows()[-1]['epe']:.3f} ({config.num_iters} iterations)")
-      if step % t.checkpoint_every == 0 or step == stop:
-        ckpt.save(step, state, dict(step=step, position=step * t.batch_size))
-      if step % t.plot_every == 0 or step == stop:
-        metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows(),
-                         train_keys=("loss", "epe"), eval_keys=("epe",))
-      t_window += time.perf_counter() - t_pause
-  finally:
-    pool.shutdown(wait=True, cancel_futures=True)
-    ckpt.close()
-  return dict(state=state, train_rows=train_log.rows(), eval_rows=eval_log.rows())
-
-
-def load_variables(config, workdir):
-  """Flax variables of the latest checkpoint in workdir (for RAFTFlow)."""
-  _, state, _, _ = build(config)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"))
-  try:
-    if ckpt.latest_step() is None:
-      raise InputError(f"{workdir}: no checkpoints")
-    state, data_state = ckpt.restore(state)
-  finally:
-    ckpt.close()
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
-  return variables, int(data_state["step"])
+from vsreid_jax.flow.train import export, load_variables, train  # pylint: disable=wrong-import-position,unused-import
 
 
 def main(argv=None):
@@ -214,6 +28,8 @@ def main(argv=None):
   ap.add_argument("--steps", type=int, default=None, help="stop after this global step")
   ap.add_argument("--davis", default=None, help="DAVIS-layout root of the frames (default: config)")
   ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+  ap.add_argument("--export", default=None, metavar="FILE",
+                  help="then write the latest checkpoint as a RAFT weights file (RAFTFlow.from_weights)")
   ap.add_argument("--quiet", action="store_true")
   args = ap.parse_args(argv)
   try:
@@ -222,6 +38,8 @@ def main(argv=None):
       configs.override(config, s)
     out = train(config, args.workdir, resume=args.resume, stop_at=args.steps, davis_root=args.davis,
                 progress=not args.quiet)
+    if args.export:
+      print(f"exported step {export(config, args.workdir, args.export)} to {args.export}")
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

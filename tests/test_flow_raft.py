@@ -170,3 +170,8 @@ def test_training_resumes_exactly(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, resumed["state"].params, straight["state"].params)
   assert [r["loss"] for r in resumed["train_rows"]] == [r["loss"] for r in straight["train_rows"]]
   assert np.isfinite(straight["train_rows"][-1]["loss"])
+  # The trained variables load as a flow backend (the RAFT weights file).
+  path = tmp_path / "raft.msgpack"
+  assert train_raft.export(config, str(tmp_path / "split"), str(path)) == 3
+  flow = raft.RAFTFlow.from_weights(path, num_iters=2)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed["state"].params), flow.variables["params"])

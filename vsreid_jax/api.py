@@ -20,17 +20,14 @@ of lost objects with the detector and ReID nets, recovery and re-propagation) or
 The CLI (`vsreid segment`) is a thin shell over this.
 """
 import dataclasses
-import functools
 import os
 from typing import Iterator, Optional, Tuple
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from vsreid_jax.configs import segment as segment_config
-from vsreid_jax.data.frames import open_frames
 from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.data.results import sequence_name
 from vsreid_jax import memory
@@ -40,10 +37,9 @@ from vsreid_jax.errors import InputError
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.dis import DISFlow
 from vsreid_jax.models import weights
-from vsreid_jax.models.propagation import build_model, dummy_inputs, make_propagation_fn
 from vsreid_jax.propagation.algorithm1 import (PropagationConfig, Propagator, object_bucket, object_starts, pad_objects,
                                                 propagate_backward, start_objects)
-from vsreid_jax.propagation.nets import identity_net, with_flip_average
+from vsreid_jax.propagation.nets import PropagationNet, identity_net, net_scales
 from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
@@ -104,75 +100,22 @@ def build_flow(config: ml_collections.ConfigDict):
   raise ValueError(f"unknown flow backend {config.flow.backend!r}")
 
 
-class SwappableNet:
-  """A learned N_mp whose variables are an argument of its jitted function, so that each video can
-  run its own (online-adapted) variables without recompiling: `net.variables = ...` swaps them.
-
-  Calls like a net fn (image, flow, prob) -> logits; `jitted(variables, image, flow, prob)` is the
-  compiled function (flip-averaged when `flip`), what `utils.jit_cache_size` counts.
-  """
-
-  def __init__(self, model, variables, flip: bool, config_name: str, model_config: ml_collections.ConfigDict):
-    self.model, self.config_name, self.model_config = model, config_name, model_config
-    base = make_propagation_fn(model, variables).jitted
-    if flip:
-      self.jitted = jax.jit(lambda v, image, flow, prob: with_flip_average(functools.partial(base, v))(image, flow, prob))
-    else:
-      self.jitted = base
-    # On the device once (not with every call); uncommitted like the loaded numpy arrays.
-    self.base_variables = jax.device_put(variables)
-    self.variables, self._source = self.base_variables, None
-
-  def use(self, variables: Optional[dict]) -> None:
-    """Runs with `variables` from now on; None: the base (loaded) variables."""
-    if variables is not self._source:  # called every frame: transfer only on a change
-      self._source = variables
-      self.variables = self.base_variables if variables is None else jax.device_put(variables)
-
-  def __call__(self, image, flow, prob):
-    return self.jitted(self.variables, image, flow, prob)
+# The learned N_mp (its weights, config and per-video variables): propagation/nets.PropagationNet.
+SwappableNet = PropagationNet
 
 
 def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]] = None):
-  """Resolves "identity", "default" (the shipped weights) or a weights file to a jitted N_mp.
+  """Resolves "identity", "default" (the shipped weights) or a weights file to N_mp.
 
   `streams`: run only these of the net's streams, e.g. ("rgb",) for the single-stream ablation
   (the two-stream weights with the flow stream left out; None: all).
-  Returns (net fn, the net's model ConfigDict, None for identity): its crop size, margin and
-  test-time settings are the defaults of propagation.
+  Returns (net, the net's model ConfigDict): `PropagationNet.from_weights(path)` and its config,
+  or (identity_net, None): its crop size, margin and test-time settings are the defaults of propagation.
   """
   if name == "identity":
     return identity_net, None  # flipping the identity changes nothing
-  path = weights.DEFAULT_WEIGHTS if name == "default" else name
-  w = weights.load_net_weights(path, "propagation")
-  try:
-    model_cfg = w.config or weights.model_config(w.name)
-  except InputError as e:
-    raise InputError(f"{path}: {e}") from None
-  # A single-stream net (e.g. trained with `vsreid train --stage rgb`) brings only its streams.
-  trained = tuple(s for s in model_cfg.model.streams if f"{s}_stream" in w.variables.get("params", {}))
-  if streams and not set(streams) <= set(trained):
-    raise InputError(f"{path}: has no {' / '.join(sorted(set(streams) - set(trained)))} stream (it has "
-                     f"{', '.join(trained)}); use a net trained with those streams")
-  model_cfg.model.streams = trained
-  init = functools.partial(build_model(model_cfg.model).init, train=False)
-  weights.check_variables(path, w.variables, jax.eval_shape(init, jax.random.key(0), *dummy_inputs(model_cfg.crop_size)),
-                          w.name)
-  if streams:
-    model_cfg.model.streams = tuple(streams)
-  fn = SwappableNet(build_model(model_cfg.model), w.variables, model_cfg.test_flip if flip is None else flip,
-                    w.name, model_cfg)
-  return fn, model_cfg
-
-
-def net_scales(model_cfg: ml_collections.ConfigDict) -> Tuple[Tuple[float, int], ...]:
-  """The net's own test scales: (its margin, its crop size x f) for each f of `test_scales`, the crop
-  rounded to the nearest (multiple of the output stride) + 1, like the training crop (161 = 10 x 16 + 1:
-  0.8 -> 129, 1.2 -> 193)."""
-  stride = int(model_cfg.model.backbone.output_stride)
-  crop = int(model_cfg.crop_size)
-  return tuple((float(model_cfg.crop_margin), int(round((crop - 1) * float(f) / stride)) * stride + 1)
-               for f in model_cfg.get("test_scales", (1.0,)))
+  net = PropagationNet.from_weights(None if name == "default" else name, flip, streams)
+  return net, net.config
 
 
 def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> PropagationConfig:
@@ -236,7 +179,7 @@ class Segmenter:
   @property
   def can_adapt(self) -> bool:
     """Whether the net has weights to adapt online (not the identity)."""
-    return isinstance(self.propagator.net, SwappableNet)
+    return isinstance(self.propagator.net, PropagationNet)
 
   def adapt(self, state: VideoState, progress: bool = False) -> Optional[dict]:
     """Online adaptation: fine-tunes a copy of the net on synthetic pairs made from the first frame
@@ -259,8 +202,8 @@ class Segmenter:
     cfg.steps = steps
     cfg.seed = int(self.config.get("online_seed", cfg.seed))
     # The net's own crop and margin (what it was trained on); the compiled step is shared.
-    self.adapter = online.cached_adapter(net.model, cfg, int(net.model_config.crop_size),
-                                         float(net.model_config.crop_margin), net.model_config.to_json())
+    self.adapter = online.cached_adapter(net.model, cfg, int(net.config.crop_size),
+                                         float(net.config.crop_margin), net.config.to_json())
     k = len(state.object_ids)
     s0 = int(state.starts.min())  # the earliest given frame and its objects (frame 0 for a first-frame mask)
     state.variables, info = self.adapter.adapt(net.base_variables, state.frames[s0],
@@ -278,7 +221,7 @@ class Segmenter:
     net = self.propagator.net
     weights.save_weights(path, state.variables, net.config_name,
                          meta={"sequence": state.name, "online_steps": int(self.config.online_steps),
-                               "base": self.config.net}, config=net.model_config, kind="propagation")
+                               "base": self.config.net}, config=net.config, kind="propagation")
 
   def init_state(self, frames, name: Optional[str] = None) -> VideoState:
     """`frames`: a frame folder or video path, a [T,H,W,3] uint8 array, or opened frames."""
@@ -519,7 +462,7 @@ class Segmenter:
             for j, t in zip(js, caches.templates(embedder, state.frames[int(s)], state.first_prob[js])):
               out[j] = t
           return np.stack(out)
-    if isinstance(self.propagator.net, SwappableNet):
+    if isinstance(self.propagator.net, PropagationNet):
       self.propagator.net.use(state.variables)
     late = bool(state.starts.any())  # None: every object at frame 0, the solver's original path
     state.result = Solver(self.propagator, cfg).solve(
@@ -568,7 +511,7 @@ class Segmenter:
     with prefetch.forward(state.frames, state.flows, range(s0 + 1, n),
                           state.timer, bool(self.config.get("prefetch", True))) as items:
       for i, image, flow in items:
-        if isinstance(prop.net, SwappableNet):
+        if isinstance(prop.net, PropagationNet):
           prop.net.use(state.variables)  # this video's adapted variables, or the base ones
         prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
         prob, alive = start_objects(prob, alive, state.first_prob, state.first_area, st == i)

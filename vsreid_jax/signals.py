@@ -47,6 +47,7 @@ class _State:
   received: Optional[int] = None  # the first signal received, None while none
   raised = False  # whether an Interrupted has been raised out of the handler's frame
   in_gc = False
+  active = False  # inside handled()
 
 
 _state = _State()
@@ -87,8 +88,9 @@ def received() -> Optional[int]:
 
 
 def check() -> None:
-  """Raises Interrupted when a signal was received; call at safe points (between frames)."""
-  if _state.received is not None:
+  """Raises Interrupted when a signal was received within handled(); call at safe points (between
+  frames, between training steps)."""
+  if _state.active and _state.received is not None:
     _state.raised = True
     raise Interrupted(_state.received)
 
@@ -103,12 +105,13 @@ def handled():
     yield
     return
   previous = {s: signal.signal(s, _handler) for s in HANDLED}
-  _state.received, _state.raised, _state.in_gc = None, False, False
+  _state.received, _state.raised, _state.in_gc, _state.active = None, False, False, True
   gc.callbacks.insert(0, _gc_start)  # callbacks run in list order: first at the start ...
   gc.callbacks.append(_gc_stop)  # ... and last at the end of a collection
   try:
     yield
   finally:
+    _state.active = False
     gc.callbacks.remove(_gc_start)
     gc.callbacks.remove(_gc_stop)
     for s, h in previous.items():

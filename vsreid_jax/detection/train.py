@@ -1,13 +1,12 @@
-"""Detector training: loss on a batch, the jitted step, and the loop (orbax, exact resume, CSV).
+"""Detector training: loss on a batch, the jitted step, and its Trainer, run by train/fit.py.
 
 `train(config, workdir, resume=...)` writes checkpoints/ (state + step), metrics.csv, metrics.png
 and config.json under workdir. Batches are a function of (data.seed, step) and the sampling
 randomness of (train.seed, step), so a resumed run repeats an uninterrupted one exactly.
 """
 import fnmatch
+import itertools
 import os
-import queue
-import threading
 import time
 from typing import Dict, Optional
 
@@ -16,14 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 
 from vsreid_jax import distributed
 from vsreid_jax.detection import losses
 from vsreid_jax.detection import model as det_model
 from vsreid_jax.models.weights import load_weights, save_weights
-from vsreid_jax.train import checkpoint as ckpt_lib
-from vsreid_jax.train import metrics as metrics_lib
+from vsreid_jax.train import fit as fit_lib
 from vsreid_jax.train import state as state_lib
 from vsreid_jax.train import step as step_lib
 
@@ -161,82 +158,38 @@ def export(state, path, config_name: str, meta: Optional[dict] = None, dtype=np.
                kind="detector")
 
 
-class Prefetcher:
-  """Makes batch(step) for step = start, start+1, ... in a thread, `depth` ahead."""
+def trainer(config, data, mesh=None) -> fit_lib.Trainer:
+  """The detector's Trainer (train/fit.py): batches `data.batch(step, batch_size)`, a function of the
+  step; the jitted step over `mesh` (default: every device of every process)."""
+  mesh = mesh if mesh is not None else step_lib.make_mesh()  # vsreid_jax/distributed.py
+  model, tx, schedule, train_step = setup(config, mesh)
+  batch_size = config.data.batch_size
 
-  def __init__(self, make_batch, start: int, depth: int):
-    self.q = queue.Queue(maxsize=max(depth, 1))
-    self.stop = threading.Event()
+  def init(restoring):
+    del restoring
+    variables = initial_variables(model, config, jax.random.key(config.train.seed))
+    # Committed (replicated over the mesh) like a restored state, so a resumed run reuses the compiled step.
+    return jax.device_put(state_lib.create_train_state(model, variables, tx), step_lib.replicated(mesh))
 
-    def work():
-      s = start
-      while not self.stop.is_set():
-        b = make_batch(s)
-        while not self.stop.is_set():
-          try:
-            self.q.put(b, timeout=0.1)
-            break
-          except queue.Full:
-            pass
-        s += 1
+  def batches(start, position):
+    del position  # batch i feeds step i + 1: a function of the step alone
+    for s in itertools.count(start):
+      yield data.batch(s, batch_size)
 
-    self.thread = threading.Thread(target=work, daemon=True)
-    self.thread.start()
+  def step_fn(state, batch):
+    # Multi-process: every process makes the whole batch (a function of the step) and keeps its rows.
+    return train_step(state, distributed.shard_batch(batch, mesh, batch_size))
 
-  def __next__(self):
-    return self.q.get()
-
-  def close(self):
-    self.stop.set()
-    self.thread.join(timeout=5)
+  return fit_lib.Trainer(init_state=init, step_fn=step_fn, batches=batches, batch_size=batch_size,
+                         schedule=schedule, fields=TRAIN_FIELDS + ("grad_norm",),
+                         plot_keys=("loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box"),
+                         prefetch=config.data.prefetch)
 
 
 def train(config, workdir, data, *, resume: bool = False, stop_at: Optional[int] = None,
           progress: bool = True):
-  """Trains from `data.batch(step, batch_size)`; returns {"state", "train_rows"}."""
-  t_start = time.perf_counter()
-  t = config.train
-  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
-  mesh = step_lib.make_mesh()  # every device of every process (vsreid_jax/distributed.py)
-  model, tx, schedule, train_step = setup(config, mesh)
-  variables = initial_variables(model, config, jax.random.key(t.seed))
-  # Committed (replicated over the mesh) like a restored state, so a resumed run reuses the compiled step.
-  state = jax.device_put(state_lib.create_train_state(model, variables, tx), step_lib.replicated(mesh))
-  main = distributed.is_main()  # process 0 alone writes logs and plots
-  if resume and ckpt.latest_step() is not None:
-    state, _ = ckpt.restore(state)
-  log = (metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS + ("grad_norm",)) if main
-         else distributed.MemoryLog())
-  if os.path.isfile(log.path):
-    log.truncate(int(state.step))
-  start = int(state.step)
-  stop = min(stop_at if stop_at is not None else t.steps, t.steps)
-  batch_size = config.data.batch_size
-  batches = Prefetcher(lambda s: data.batch(s, batch_size), start, config.data.prefetch)
-  window = metrics_lib.StepWindow(start)
-  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not (progress and main), dynamic_ncols=True)
-  try:
-    for step in range(start + 1, stop + 1):
-      # Multi-process: every process makes the whole batch (a function of the step) and keeps its rows.
-      state, m = train_step(state, distributed.shard_batch(next(batches), mesh, batch_size))
-      window.add(step, m)
-      bar.update()
-      if step % t.log_every == 0 or step == stop:
-        row = window.row(step, float(schedule(step - 1)))
-        log.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", s_step=f"{row['seconds']:.2f}")
-      with window.paused():
-        out_of_time = t.get("max_seconds", 0) and distributed.agree(time.perf_counter() - t_start > t.max_seconds)
-        if step % t.checkpoint_every == 0 or step == stop or out_of_time:
-          ckpt.save(step, state, dict(step=step))
-        if main and (step % t.plot_every == 0 or step == stop or out_of_time):
-          metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(),
-                           train_keys=("loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box"))
-      if out_of_time and step < stop:
-        tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")
-        break
-  finally:
-    bar.close()
-    batches.close()
-    ckpt.close()
-  return dict(state=state, train_rows=log.rows())
+  """Trains from `data.batch(step, batch_size)` with train/fit.py; returns {"state", "train_rows"}."""
+  started = time.perf_counter()
+  out = fit_lib.fit(trainer(config, data), config, workdir, resume=resume, stop_at=stop_at, progress=progress,
+                    started=started)
+  return dict(state=out["state"], train_rows=out["train_rows"])

@@ -13,6 +13,7 @@ evaluation pads with InputPadder ("sintel" mode: replicate border, split evenly 
 sides). `RAFTFlow` does the same and crops the flow back.
 """
 import functools
+import os
 from typing import Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -466,6 +467,25 @@ class RAFTFlow:
     self.name = f"raft-{config.variant}-{self.num_iters}it" + (f"-{tag}" if tag else "")
     self.traces = 0  # how many times the forward was traced (compiled), for tests and benches
     self._forward = jax.jit(self._batched)
+
+  @classmethod
+  def from_weights(cls, path, num_iters: Optional[int] = None) -> "RAFTFlow":
+    """The RAFT of a weights file (`models.weights.save_weights(..., kind="raft")`, written by
+    experiments/train_raft.py --export); InputError when it is not RAFT weights or does not fit
+    the model its config builds. The file's name tags the flows (cache keys)."""
+    from vsreid_jax import configs  # pylint: disable=g-import-not-at-top
+    from vsreid_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+    from vsreid_jax.models import weights  # pylint: disable=g-import-not-at-top
+    w = weights.load_net_weights(path, "raft")
+    try:
+      config = w.config or configs.get("raft", w.name)
+    except InputError as e:
+      raise InputError(f"{w.path}: weights name an unknown RAFT config: {e}") from None
+    model, z = model_from_config(config.model), jax.ShapeDtypeStruct((1, 128, 128, 3), jnp.float32)
+    weights.check_variables(w.path, w.variables, jax.eval_shape(
+        lambda a, b: model.init(jax.random.key(0), a, b, 1), z, z), w.name)
+    tag = os.path.splitext(os.path.basename(w.path))[0]
+    return cls(config, jax.tree.map(jnp.asarray, w.variables), num_iters, tag=tag)
 
   def _batched(self, variables, frames_a, frames_b):
     self.traces += 1

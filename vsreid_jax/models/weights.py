@@ -1,9 +1,9 @@
-"""Portable weights of the three nets (N_mp, detector, ReID): one msgpack file each.
+"""Portable weights of the nets (N_mp, detector, ReID, RAFT): one msgpack file each.
 
 Training keeps orbax checkpoints (resumable state with optimiser moments); what ships and what
 `vsreid segment --net/--detector/--reid FILE` read is this small file of inference variables:
   config        the config's name ("lite_cpu", "detector_lite_cpu", "reid_lite_cpu")
-  kind          "propagation", "detector" or "reid" (files before it: told by the config name)
+  kind          "propagation", "detector", "reid" or "raft" (files before it: told by the config name)
   model_config  the full config as JSON, overrides (`--set`) included (files before it: None, the
                 named config is used)
   meta          free-form (step, data, ...)
@@ -41,10 +41,10 @@ def model_config(name: str):
     raise InputError(f"weights name the unknown model config {name!r}: {e}") from None
 
 
-KINDS = ("propagation", "detector", "reid")
+KINDS = ("propagation", "detector", "reid", "raft")
 # What each kind of file is passed to, for the message when a file is given to the wrong option.
-OPTIONS = {"propagation": "--net", "detector": "--detector", "reid": "--reid"}
-NAMES = {"propagation": "propagation (N_mp)", "detector": "detector", "reid": "ReID"}
+OPTIONS = {"propagation": "--net", "detector": "--detector", "reid": "--reid", "raft": "flow.raft.RAFTFlow.from_weights"}
+NAMES = {"propagation": "propagation (N_mp)", "detector": "detector", "reid": "ReID", "raft": "RAFT flow"}
 
 
 def kind_of(config_name: str) -> Optional[str]:

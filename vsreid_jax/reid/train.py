@@ -1,27 +1,24 @@
-"""Training the ReID net: SupCon on ReIDBatches, AdamW, orbax checkpoints, CSV/PNG metrics.
+"""Training the ReID net: SupCon on ReIDBatches, AdamW; its Trainer, run by train/fit.py.
 
 Batches and dropout-free steps are functions of the step, so a checkpoint holds everything needed
 to continue exactly (`resume=True`): the batches, parameters and logged losses are those of an
 uninterrupted run. Files in workdir: checkpoints/, metrics.csv, metrics.png, config.json.
 """
-import concurrent.futures
 import functools
+import itertools
 import json
-import os
 import time
 from typing import Callable, Optional
 
 import jax
 import ml_collections
 import optax
-import tqdm
 
 from vsreid_jax import distributed
 from vsreid_jax.models.propagation import numpy_init
 from vsreid_jax.reid import losses
 from vsreid_jax.reid import model as model_lib
-from vsreid_jax.train import checkpoint as ckpt_lib
-from vsreid_jax.train import metrics as metrics_lib
+from vsreid_jax.train import fit as fit_lib
 from vsreid_jax.train import state as state_lib
 from vsreid_jax.train import step as step_lib
 
@@ -75,68 +72,43 @@ def inference_variables(state) -> dict:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def train(config, workdir: str, batches, *, resume: bool = False, stop_at: Optional[int] = None,
-          progress: bool = True):
-  """Trains until config.train.steps (or stop_at, or train.max_seconds); returns the state and rows.
-
-  batches: an object with batch(step) -> {"crops", "labels"} (data.ReIDBatches or a synthetic one).
-  """
-  t_start = time.perf_counter()
+def trainer(config, batches) -> fit_lib.Trainer:
+  """The ReID net's Trainer (train/fit.py). batches: an object with batch(step) -> {"crops",
+  "labels"} (data.ReIDBatches or a synthetic one), a function of the step."""
   t = config.train
-  workdir = os.path.abspath(workdir)
-  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
   model = _model(config.model.to_json())
   tx, schedule = _optimizer(config.optimizer.to_json(), t.steps)
   mesh = step_lib.make_mesh()  # every device of every process (vsreid_jax/distributed.py)
-  state = jax.device_put(init_state(model, config, tx, t.seed), step_lib.replicated(mesh))
-  main = distributed.is_main()  # process 0 alone writes logs and plots
-  log = metrics_lib.CsvLog(os.path.join(workdir, "metrics.csv"), TRAIN_FIELDS) if main else distributed.MemoryLog()
-  if resume and ckpt.latest_step() is not None:
-    state, _ = ckpt.restore(state)
-  start = int(jax.device_get(state.step))
-  if os.path.isfile(log.path):
-    log.truncate(start)  # drop what a killed run logged after its checkpoint
-  stop = min(stop_at if stop_at is not None else t.steps, t.steps)
-  step_fn = make_train_step(config.loss.temperature, mesh)
+  jitted = make_train_step(config.loss.temperature, mesh)
 
-  def save(step):
-    if ckpt.latest_step() != step:
-      ckpt.save(step, state, dict(step=step))
+  def init(restoring):
+    del restoring
+    return jax.device_put(init_state(model, config, tx, t.seed), step_lib.replicated(mesh))
 
-  def plot():
-    if main:
-      metrics_lib.plot(os.path.join(workdir, "metrics.png"), log.rows(), None, train_keys=("loss",))
+  def make(start, position):
+    del position  # batch i feeds step i + 1: a function of the step alone
+    for s in itertools.count(start):
+      yield batches.batch(s)
 
-  window = metrics_lib.StepWindow(start)
-  bar = tqdm.tqdm(total=stop, initial=start, desc="train reid", disable=not (progress and main), dynamic_ncols=True)
-  pool = concurrent.futures.ThreadPoolExecutor(1)  # makes the next batch while this step runs
-  pending = pool.submit(batches.batch, start)
-  try:
-    for step in range(start + 1, stop + 1):
-      b = pending.result()  # batch i feeds step i + 1: a function of the step alone
-      pending = pool.submit(batches.batch, step)
-      # Multi-process: every process makes the whole batch (a function of the step) and keeps its rows.
-      b = distributed.shard_batch(b, mesh, len(b["labels"]))
-      state, m = step_fn(state, b["crops"], b["labels"])
-      window.add(step, m)
-      bar.update()
-      if step % t.log_every == 0 or step == stop:
-        row = window.row(step, float(schedule(step - 1)))
-        log.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", rank1=f"{row['rank1']:.2f}", s_step=f"{row['seconds']:.2f}")
-      with window.paused():
-        if step % t.checkpoint_every == 0 or step == stop:
-          save(step)
-        if step % t.plot_every == 0 or step == stop:
-          plot()
-      if (t.get("max_seconds", 0) and distributed.agree(time.perf_counter() - t_start > t.max_seconds)
-          and step < stop):
-        save(step)
-        plot()
-        tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")
-        break
-  finally:
-    pool.shutdown(wait=True, cancel_futures=True)
-    bar.close()
-    ckpt.close()
-  return dict(state=state, rows=log.rows())
+  def step_fn(state, b):
+    # Multi-process: every process makes the whole batch (a function of the step) and keeps its rows.
+    b = distributed.shard_batch(b, mesh, len(b["labels"]))
+    return jitted(state, b["crops"], b["labels"])
+
+  # Examples per step, where the batches say (only for the logged position: batches follow the step).
+  batch_size = int(getattr(batches, "batch_size", 0) or 0)
+  return fit_lib.Trainer(init_state=init, step_fn=step_fn, batches=make, batch_size=batch_size,
+                         schedule=schedule, fields=TRAIN_FIELDS, desc="train reid")
+
+
+def train(config, workdir: str, batches, *, resume: bool = False, stop_at: Optional[int] = None,
+          progress: bool = True):
+  """Trains until config.train.steps (or stop_at, or train.max_seconds) with train/fit.py; returns
+  {"state", "rows"}.
+
+  batches: an object with batch(step) -> {"crops", "labels"} (data.ReIDBatches or a synthetic one).
+  """
+  started = time.perf_counter()
+  out = fit_lib.fit(trainer(config, batches), config, workdir, resume=resume, stop_at=stop_at,
+                    progress=progress, started=started)
+  return dict(state=out["state"], rows=out["train_rows"])

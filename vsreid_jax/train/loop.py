@@ -1,4 +1,4 @@
-"""The N_mp training loop: data, data-parallel steps, orbax checkpoints, CSV/PNG metrics, eval hook.
+"""N_mp training: its Trainer (data, data-parallel steps, eval hook), run by train/fit.py.
 
 `train(config, workdir)` runs until `config.train.steps` (or an earlier `stop_at`), saving a
 checkpoint every `checkpoint_every` steps and at the end. `resume=True` restores the latest
@@ -18,13 +18,12 @@ from typing import Callable, Dict, List, Optional
 
 import jax
 import numpy as np
-import tqdm
 
 from vsreid_jax import distributed
 from vsreid_jax.data import propagation_examples as pe
 from vsreid_jax.errors import InputError
-from vsreid_jax.train import checkpoint as ckpt_lib
-from vsreid_jax.train import metrics as metrics_lib
+from vsreid_jax.train import fit as fit_lib
+from vsreid_jax.train import metrics as metrics_lib  # pylint: disable=unused-import  # loop.metrics_lib: tests
 from vsreid_jax.train import stages
 from vsreid_jax.train import state as state_lib
 from vsreid_jax.train import step as step_lib
@@ -113,23 +112,12 @@ def init_state(config, model, tx, rng, from_stage: bool = True):
   return state_lib.create_train_state(model, variables, tx)
 
 
-def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_at: Optional[int] = None,
-          eval_fn: Optional[EvalFn] = None, model=None, data: Optional[Data] = None, devices=None,
-          progress: bool = True):
-  """Trains N_mp; returns {"state", "train_rows", "eval_rows"}.
-
-  stop_at: stop after this global step (the LR schedule still spans config.train.steps), as if
-    killed there; `resume=True` later continues. eval_fn(state, step) -> {name: value} runs every
-    `eval_every` steps and at the end; default `iou_eval_fn` on the held-out records.
-  """
-  t_start = time.perf_counter()  # for train.max_seconds: the whole call, data preparation included
+def trainer(config, *, eval_fn: Optional[EvalFn] = None, model=None, data: Optional[Data] = None, devices=None,
+            progress: bool = True) -> fit_lib.Trainer:
+  """N_mp's Trainer (train/fit.py): data-parallel steps over `devices` (default: all), batches of
+  consecutive example positions (`data`, default `make_data(config)`, made when first needed),
+  eval_fn default `iou_eval_fn` on the held-out records."""
   t = config.train
-  workdir = os.path.abspath(workdir or t.workdir)
-  if not workdir:
-    raise InputError("no workdir: pass --workdir DIR (or set config.train.workdir)")
-  stages.check_stage(config)
-  ckpt = ckpt_lib.open_workdir(workdir, config, t.keep_checkpoints, resume)
-
   mesh = step_lib.make_mesh(devices)
   batch_size = global_batch_size(config.data, mesh.devices.size)
   if model is None:
@@ -137,84 +125,55 @@ def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_a
     model = build_model(config.model)
   tx, schedule = state_lib.make_optimizer(config.optimizer, t.steps)
   rng = jax.random.key(t.seed)
-  # A resumed stage restores its own checkpoint below: no need to read the previous stage's.
-  state = init_state(config, model, tx, jax.random.fold_in(rng, 0),
-                     from_stage=not (resume and ckpt.latest_step() is not None))
-  state = jax.device_put(state, step_lib.replicated(mesh))
-
-  # A multi-process job: every process reads its rows of each batch; process 0 alone writes logs and plots.
-  rows, main = distributed.process_rows(mesh, batch_size), distributed.is_main()
-  log = lambda name, *fields: metrics_lib.CsvLog(os.path.join(workdir, name), *fields) if main else (
-      distributed.MemoryLog())
-  train_log, eval_log = log("metrics.csv", TRAIN_FIELDS), log("eval.csv")
-  position = 0
-  if resume and ckpt.latest_step() is not None:
-    state, data_state = ckpt.restore(state)
-    position = data_state["position"]
-  for log in (train_log, eval_log):  # drop what a killed run logged after its checkpoint (all, if none)
-    if os.path.isfile(log.path):
-      log.truncate(int(jax.device_get(state.step)))
-  start = int(jax.device_get(state.step))
-  stop = min(stop_at if stop_at is not None else t.steps, t.steps)
-
-  data = data or make_data(config, progress)
-  if eval_fn is None:
-    eval_fn = iou_eval_fn(data.val_records, mesh, batch_size)
-  batches = pe.BatchIterator(data.get_record, batch_size, seed=config.data.seed, position=position,
-                             num_records=data.num_records,
-                             augment_prob=(config.data.colour_prob, config.data.flip_prob),
-                             prefetch=config.data.prefetch, rows=rows)
+  # A multi-process job: every process reads its rows of each batch.
+  rows = distributed.process_rows(mesh, batch_size)
   train_step = step_lib.make_train_step(mesh, jax.random.fold_in(rng, 1),
                                         soft_iou_weight=config.loss.soft_iou_weight)
+  made = {}
 
-  def save(step):
-    if ckpt.latest_step() == step:
-      return
-    # Examples consumed up to `step` (not the iterator's count, which may be a batch ahead).
-    ckpt.save(step, state, dict(position=position + (step - start) * batch_size, step=step))
+  def get_data() -> Data:
+    if "data" not in made:
+      made["data"] = data or make_data(config, progress)
+    return made["data"]
 
-  window = metrics_lib.StepWindow(start)
-  bar = tqdm.tqdm(total=stop, initial=start, desc="train", disable=not (progress and main), dynamic_ncols=True)
-  try:
-    for step in range(start + 1, stop + 1):
-      batch = distributed.shard_batch(next(batches), mesh, batch_size)
-      state, m = train_step(state, batch)
-      window.add(step, m)
-      bar.update()
-      if step % t.log_every == 0 or step == stop:
-        row = window.row(step, float(schedule(step - 1)))
-        row["examples_per_s"] = batch_size / row["seconds"]
-        train_log.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.4f}", iou=f"{row['iou']:.3f}", s_step=f"{row['seconds']:.2f}")
-      with window.paused():  # eval, saving and plotting are not step time
-        if step % t.eval_every == 0 or step == stop:
-          row = dict(step=step, **eval_fn(state, step))
-          eval_log.append(row)
-          if main:
-            tqdm.tqdm.write(f"step {step} eval: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
-        if step % t.checkpoint_every == 0 or step == stop:
-          save(step)
-        if main and (step % t.plot_every == 0 or step == stop):
-          metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
-      if (t.get("max_seconds", 0) and distributed.agree(time.perf_counter() - t_start > t.max_seconds)
-          and step < stop):
-        save(step)  # out of time: stop here; --resume continues the same schedule
-        if main:
-          metrics_lib.plot(os.path.join(workdir, "metrics.png"), train_log.rows(), eval_log.rows())
-        tqdm.tqdm.write(f"train.max_seconds={t.max_seconds} reached at step {step}; checkpoint saved")
-        break
-  except KeyboardInterrupt:
-    try:
-      step = int(jax.device_get(state.step))
-      if step > start and ckpt.latest_step() != step:
-        save(step)
-        ckpt.wait()
-        tqdm.tqdm.write(f"interrupted: saved a checkpoint at step {step}; --resume continues from it")
-    except Exception:  # pylint: disable=broad-except
-      pass  # interrupted inside a step: its donated input is gone; the last checkpoint stands
-    raise
-  finally:
-    bar.close()
-    batches.close()
-    ckpt.close()
-  return dict(state=state, train_rows=train_log.rows(), eval_rows=eval_log.rows())
+  def init(restoring):
+    # A resumed stage restores its own checkpoint: no need to read the previous stage's.
+    state = init_state(config, model, tx, jax.random.fold_in(rng, 0), from_stage=not restoring)
+    return jax.device_put(state, step_lib.replicated(mesh))
+
+  def batches(start, position):
+    del start  # the position says it all
+    d = get_data()
+    return pe.BatchIterator(d.get_record, batch_size, seed=config.data.seed, position=position,
+                            num_records=d.num_records, augment_prob=(config.data.colour_prob, config.data.flip_prob),
+                            prefetch=0, rows=rows)  # fit's prefetcher makes them ahead
+
+  def step_fn(state, batch):
+    return train_step(state, distributed.shard_batch(batch, mesh, batch_size))
+
+  def default_eval(state, step):
+    if "eval" not in made:
+      made["eval"] = iou_eval_fn(get_data().val_records, mesh, batch_size)
+    return made["eval"](state, step)
+
+  return fit_lib.Trainer(init_state=init, step_fn=step_fn, batches=batches, batch_size=batch_size,
+                         schedule=schedule, fields=TRAIN_FIELDS, eval_fn=eval_fn or default_eval,
+                         eval_keys=("iou", "prior_iou"), prefetch=config.data.prefetch)
+
+
+def train(config, workdir: Optional[str] = None, *, resume: bool = False, stop_at: Optional[int] = None,
+          eval_fn: Optional[EvalFn] = None, model=None, data: Optional[Data] = None, devices=None,
+          progress: bool = True):
+  """Trains N_mp with train/fit.py; returns {"state", "train_rows", "eval_rows"}.
+
+  stop_at: stop after this global step (the LR schedule still spans config.train.steps), as if
+    killed there; `resume=True` later continues. eval_fn(state, step) -> {name: value} runs every
+    `eval_every` steps and at the end; default `iou_eval_fn` on the held-out records.
+  """
+  started = time.perf_counter()  # for train.max_seconds: the whole call, data preparation included
+  workdir = workdir or config.train.workdir
+  if not workdir:
+    raise InputError("no workdir: pass --workdir DIR (or set config.train.workdir)")
+  stages.check_stage(config)
+  tr = trainer(config, eval_fn=eval_fn, model=model, data=data, devices=devices, progress=progress)
+  return fit_lib.fit(tr, config, workdir, resume=resume, stop_at=stop_at, progress=progress, started=started)

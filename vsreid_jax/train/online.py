@@ -20,7 +20,7 @@ that frame and its K masks are known, so training pairs are synthesised from it 
 
 A COPY of the net's variables is then fine-tuned with the shared train step (`train.step`,
 AdamW from `configs/online.py`); the result has the same tree as the input, so the segmenter
-swaps it in per video without recompiling (`api.SwappableNet`).
+swaps it in per video without recompiling (`propagation.nets.PropagationNet`).
 
 BatchNorm is frozen: every step normalises with the running (inference) statistics, which stay
 as they are. A batch holds 4 crops of one video, mostly of the same object: batch statistics of
