@@ -672,7 +672,7 @@ def _train_retrieval_net(args, datasets=(), val_datasets=()):
     if not args.export.endswith(".msgpack") or os.path.isdir(args.export):
       raise InputError(f"--export {args.export}: pass the .msgpack weights file to write")
     parent = os.path.dirname(os.path.abspath(args.export))
-    if not os.path.isdir(parent):
+    if not os.path.isdir(parent) and parent != os.path.abspath(args.workdir):  # the run makes its workdir
       raise InputError(f"--export {args.export}: folder {parent} does not exist; create it first")
   kw = dict(resume=args.resume, steps=args.steps, export=args.export, progress=not args.no_progress)
   if args.net == "detector":
