@@ -274,3 +274,21 @@ def test_segment_stages_score_val_and_zip_the_test_dev_submission(workdir):
     if "--zip" in argv:  # every frame of every sequence, <sequence>/<frame>.png at the zip's root
       with zipfile.ZipFile(os.path.join(out, "submission.zip")) as z:
         assert sorted(z.namelist()) == [f"d1/{t:05d}.png" for t in range(5)]
+
+
+def test_recipe_flags_refuse_bad_input_in_one_line(downloads, tmp_path, capsys):
+  davis = os.path.join(downloads, "DAVIS")
+  out = str(tmp_path / "out")
+  # A shard's zip would hold only its own sequences.
+  assert cli.main(["segment", "--davis", davis, "--set", "test-dev", "--out", out, "--num-shards", "2",
+                   "--shard", "0", "--zip", "--no-progress"]) == 2
+  # The detector's torchvision weights file is missing.
+  assert cli.main(["train", "--net", "detector", "--config", "r50_fpn", "--workdir", str(tmp_path / "det"),
+                   "--dataset", f"davis:{davis}", "--val-dataset", f"davis:{davis}",
+                   "--override", f"init={tmp_path / 'missing.pth'}"] + [
+                       a for kv in TINY_DETECTOR for a in ("--override", kv)] + ["--no-progress"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 2 and all(line.startswith("vsreid: error: ") for line in err), err
+  assert "--zip: a shard sees only its own sequences" in err[0]
+  assert "missing.pth: config.init not found" in err[1]
+  assert not os.path.exists(out)
