@@ -197,7 +197,8 @@ def test_nmp_first_stage_imports_the_imagenet_weights(workdir):
 
 @pytest.mark.skipif(not os.environ.get("VSREID_LONG_TESTS"), reason=(
     "the four stages compile paper_r101's train and eval steps four times: ~60 s of CPU with XLA's "
-    "optimisations off, even at one block per stage (the first stage alone runs in the test above); "
+    "optimisations off, even at one block per stage (the first stage alone, the export's consumer and "
+    "the other stages run in the tests around it); "
     "VSREID_LONG_TESTS=1 runs it"))
 def test_nmp_stages_chain_from_imagenet_weights_to_the_exported_net(workdir):
   for argv in NMP + EXPORT:
@@ -211,6 +212,10 @@ def test_nmp_stages_chain_from_imagenet_weights_to_the_exported_net(workdir):
     with open(os.path.join(option(c, "--workdir"), "config.json")) as f:
       assert os.path.abspath(option(c, "--init-from")) in f.read()
   assert set(variables["params"]) >= {"rgb_stream", "flow_stream"}
+  # The exported net (its file records the whole training config) is what the segment lines load.
+  write_tiny_nets(nmp=False)
+  run(tiny(SEGMENT[-1]))
+  assert os.path.isfile(os.path.join(option(SEGMENT[-1], "--out"), "submission.zip"))
 
 
 def test_detector_stage_starts_from_coco_weights(workdir, capsys):
@@ -238,9 +243,9 @@ def test_reid_stage_trains_on_the_named_datasets(workdir, capsys):
   assert os.path.isfile(option(argv, "--export"))
 
 
-def write_tiny_nets():
+def write_tiny_nets(nmp: bool = True):
   """The weight files the training stages export, made directly (random init, the tiny configs):
-  the segment stages' inputs without the training runs."""
+  the segment stages' inputs without the training runs (`nmp` False: the retrieval nets only)."""
   from vsreid_jax.detection import model as det_model  # pylint: disable=g-import-not-at-top
   from vsreid_jax.detection import train as det_train  # pylint: disable=g-import-not-at-top
   from vsreid_jax.models import propagation  # pylint: disable=g-import-not-at-top
@@ -249,9 +254,10 @@ def write_tiny_nets():
   c = configs.get("train", option(NMP[-1], "--config"))
   for kv in TINY_NMP:
     configs.override(c, kv)
-  model = propagation.build_model(c.model)
-  save_weights(option(EXPORT[0], "--out"), propagation.numpy_init(
-      model, *propagation.dummy_inputs(c.crop_size), train=False), c.name, config=c)
+  if nmp:
+    model = propagation.build_model(c.model)
+    save_weights(option(EXPORT[0], "--out"), propagation.numpy_init(
+        model, *propagation.dummy_inputs(c.crop_size), train=False), c.name, config=c)
   c = retrieval_nets.detector_config(option(DETECTOR[0], "--config"), TINY_DETECTOR)
   model = det_model.build_model(c)
   pooled = np.zeros((1, 1, c.roi.output_size, c.roi.output_size, c.model.fpn_channels), np.float32)
