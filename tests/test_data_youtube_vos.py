@@ -92,7 +92,7 @@ def test_broken_meta_json_is_one_line(ytvos_root, tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert err.startswith("vsreid: error: ") and "meta.json: not a YouTube-VOS meta.json" in err and "\n" not in err
   assert cli.main(["segment", "--demo", "--out", str(tmp_path / "out"), "--zip"] + FAST) == 2
-  assert "--zip: only with --youtube-vos" in capsys.readouterr().err
+  assert "--zip: only with --davis or --youtube-vos" in capsys.readouterr().err
 
 
 def test_out_at_the_root_is_refused_so_annotations_are_never_overwritten(ytvos_root, tmp_path, capsys, snapshot):

@@ -113,7 +113,7 @@ def test_cli_refuses_half_named_datasets_in_one_line(roots, tmp_path, capsys):
   assert cli.main(["train", "--workdir", w, "--dataset", f"davis:{roots['davis']}"]) == 2
   assert cli.main(["train", "--workdir", w, "--dataset", "nope:/x", "--val-dataset", "davis:/x"]) == 2
   assert cli.main(["train", "--net", "reid", "--workdir", w, "--dataset", f"davis:{roots['davis']}",
-                   "--val-dataset", f"davis:{roots['davis']}"]) == 2
+                   "--val-dataset", f"davis:{roots['davis']}:480p:train"]) == 2
   missing = str(tmp_path / "no-such-root")
   assert cli.main(["train", "--workdir", w, "--dataset", f"davis:{roots['davis']}",
                    "--val-dataset", f"youtube-vos:{missing}"]) == 2
@@ -121,7 +121,7 @@ def test_cli_refuses_half_named_datasets_in_one_line(roots, tmp_path, capsys):
                    "--val-dataset", f"davis:{roots['davis']}"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 5 and all(line.startswith("vsreid: error: ") for line in err), err
-  assert "--val-dataset" in err[0] and "nope:/x" in err[1] and "--net reid" in err[2]
+  assert "--val-dataset" in err[0] and "nope:/x" in err[1] and "also training sequences" in err[2]
   assert missing in err[3] and "test-dev.txt: set file not found; available sets: train, val" in err[4]
 
 

@@ -39,8 +39,9 @@ def _add_segment(sub):
   p.add_argument("--set", default="val", help="DAVIS ImageSets/2017/<set>.txt (default: val)")
   p.add_argument("--sequences", nargs="+", metavar="SEQ", help="only these sequences of the set (or videos)")
   p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default: 480p)")
-  p.add_argument("--zip", action="store_true", help="with --youtube-vos: also write OUT/submission.zip "
-                 "(Annotations/<video>/<frame>.png), what the YouTube-VOS / MOSE servers take")
+  p.add_argument("--zip", action="store_true", help="also write OUT/submission.zip: with --youtube-vos "
+                 "Annotations/<video>/<frame>.png, what the YouTube-VOS / MOSE servers take; with --davis "
+                 "<sequence>/<frame>.png, what the DAVIS challenge server takes (e.g. --set test-dev)")
   p.add_argument("--mask", action="append", metavar="[FRAME:]PNG",
                  help="id mask for --video (indexed PNG, ids 1..K; a grey 0/255 PNG is one object) at frame 0, or "
                  "at FRAME (0-based index) with FRAME:PNG; repeatable: objects first given at a later frame are "
@@ -174,7 +175,7 @@ def _add_train(sub):
   from vsreid_jax import configs
   p = sub.add_parser("train", help="train N_mp, the detector or the ReID net (resumable)",
                      description="Trains a net (--net) on the DAVIS roots in --data-dir (held-out sequences "
-                     "excluded) or, for N_mp, on the datasets --dataset names (validated on --val-dataset); orbax checkpoints and metrics go to --workdir. After any stop, the same "
+                     "excluded) or on the datasets --dataset names (validated on, or for the retrieval nets held out: --val-dataset); orbax checkpoints and metrics go to --workdir. After any stop, the same "
                      "command with --resume continues exactly.")
   p.add_argument("--net", default="propagation", choices=["propagation", "detector", "reid"],
                  help="propagation: N_mp (default); detector, reid: the retrieval nets of Algorithm 2")
@@ -187,13 +188,13 @@ def _add_train(sub):
                  "davis2016-train-240p (default: ../shared/data beside the repository checkout, wherever the "
                  "command runs; a path given here is relative to the current folder)")
   p.add_argument("--dataset", action="append", default=[], metavar="SPEC",
-                 help="propagation: train on this dataset instead of --data-dir's DAVIS-2016 split (repeatable): "
+                 help="train on this dataset instead of --data-dir's DAVIS-2016 split (repeatable; every net): "
                  "davis:ROOT[:RES[:SET]] (a DAVIS-2017-layout root, resolution folder RES, default 480p, set file "
                  "ImageSets/2017/SET.txt, default train; multi-object masks) or youtube-vos:ROOT (a YouTube-VOS "
                  "split folder with a mask at every frame, e.g. youtube-vos/train); needs --val-dataset")
   p.add_argument("--val-dataset", action="append", default=[], metavar="SPEC",
-                 help="propagation: validate on this dataset (repeatable; same forms, the davis SET defaults to "
-                 "val), e.g. davis:DAVIS:480p:val; its sequences must not be training ones")
+                 help="validate on this dataset (repeatable; same forms, the davis SET defaults to val), e.g. "
+                 "davis:DAVIS:480p:val; its sequences must not be training ones (detector, reid: held out)")
   p.add_argument("--export", metavar="FILE", help="detector, reid: write the float16 inference weights here "
                  "at the end (what segment --detector/--reid load)")
   p.add_argument("--override", "--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
@@ -500,8 +501,8 @@ def cmd_segment(args):
   jobs = list(_jobs(args))
   if args.report and args.youtube_vos:
     raise InputError("--report: not available with --youtube-vos yet (its results are sparse); run without it")
-  if args.zip and not args.youtube_vos:
-    raise InputError("--zip: only with --youtube-vos (the submission layout of its servers)")
+  if args.zip and not (args.youtube_vos or args.davis):
+    raise InputError("--zip: only with --davis or --youtube-vos (the submission layouts of their servers)")
   out = _results_dir(args)
   for seq, frames, _, inputs, input_folders, _ in jobs:  # every output checked before any work
     if getattr(frames, "note", None):
@@ -580,11 +581,17 @@ def cmd_segment(args):
   evaluation = _run_eval(args, args.out) if args.eval and args.davis else None
   if args.report:
     _segment_report(args, jobs, evaluation)
-  if args.youtube_vos and args.zip:
+  if args.zip:
     from vsreid_jax.data import youtube_vos
-    path = youtube_vos.write_submission(args.out, [seq for seq, *_ in jobs],
-                                        youtube_vos.YouTubeVOSDataset(args.youtube_vos))
-    print(f"submission: {path} (Annotations/<video>/<frame>.png of {len(jobs)} videos)")
+    from vsreid_jax.data.davis import DavisDataset
+    if args.youtube_vos:
+      path = youtube_vos.write_submission(args.out, [seq for seq, *_ in jobs],
+                                          youtube_vos.YouTubeVOSDataset(args.youtube_vos))
+      print(f"submission: {path} (Annotations/<video>/<frame>.png of {len(jobs)} videos)")
+    else:  # the DAVIS challenge servers take <sequence>/<frame>.png at the root of the zip
+      path = youtube_vos.write_submission(args.out, [seq for seq, *_ in jobs],
+                                          DavisDataset(args.davis, args.resolution), folder="")
+      print(f"submission: {path} (<sequence>/<frame>.png of {len(jobs)} sequences)")
 
 
 def _print_outputs(writer, fps: float) -> None:
@@ -628,6 +635,9 @@ def _shard_of(args):
     flag = "--eval" if args.eval else "--report"
     raise InputError(f"{flag}: a shard sees only its own sequences; run `vsreid eval`/`vsreid report` on --out "
                      "once every shard has finished")
+  if args.zip:
+    raise InputError("--zip: a shard sees only its own sequences; zip --out once every shard has finished "
+                     "(`cd OUT && zip -r submission.zip */*.png`)")
   return shard_of
 
 
@@ -702,11 +712,9 @@ def cmd_train(args):
   distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.distributed)
   prepare_dir(args.workdir, "--workdir")
   named = args.dataset or args.val_dataset
+  datasets, val_datasets = (), ()
   if named:
     from vsreid_jax.data import training_sets  # pylint: disable=g-import-not-at-top
-    if args.net != "propagation":
-      raise InputError(f"--dataset/--val-dataset: --net {args.net} trains on --data-dir's DAVIS-2016 roots only; "
-                       "named datasets are read by --net propagation")
     if not args.dataset or not args.val_dataset:
       raise InputError("--dataset and --val-dataset go together: name the training datasets and the validation "
                        "one (e.g. --dataset davis:DAVIS:480p:train --val-dataset davis:DAVIS:480p:val)")
@@ -715,15 +723,15 @@ def cmd_train(args):
                        "pass one or the other")
     specs = [training_sets.parse(t, "train", "--dataset") for t in args.dataset]
     val_specs = [training_sets.parse(t, "val", "--val-dataset") for t in args.val_dataset]
-    for spec in specs + val_specs:
-      training_sets.sequences(spec)  # a missing root, folder or set file fails here, before jax loads
     datasets, val_datasets = tuple(map(str, specs)), tuple(map(str, val_specs))
+    # A missing root, folder or set file, or a validation sequence also trained on, fails here, before jax loads.
+    training_sets.split(datasets, val_datasets)
   else:
     args.data_dir = args.data_dir or str(shared_data_dir())
     if not os.path.isdir(args.data_dir):
       raise InputError(f"{args.data_dir}: data folder not found; pass --data-dir DIR holding the DAVIS roots")
   if args.net != "propagation":
-    return _train_retrieval_net(args)
+    return _train_retrieval_net(args, datasets, val_datasets)
   if args.export:
     raise InputError(f"--export {args.export}: for --net propagation use experiments/export_weights.py "
                      "--workdir WORKDIR --out FILE --float16")
@@ -753,22 +761,26 @@ def cmd_train(args):
     print(f"step {int(rows[-1]['step'])}: loss {rows[-1]['loss']:.4f}; metrics in {args.workdir}/metrics.csv")
 
 
-def _train_retrieval_net(args):
-  """vsreid train --net detector|reid (vsreid_jax/train/retrieval_nets.py)."""
+def _train_retrieval_net(args, datasets=(), val_datasets=()):
+  """vsreid train --net detector|reid (vsreid_jax/train/retrieval_nets.py), on --data-dir's DAVIS-2016
+  split or on the named `datasets` (canonical strings; `val_datasets` held out)."""
   from vsreid_jax.train import retrieval_nets
   if args.export:
     if not args.export.endswith(".msgpack") or os.path.isdir(args.export):
       raise InputError(f"--export {args.export}: pass the .msgpack weights file to write")
     parent = os.path.dirname(os.path.abspath(args.export))
-    if not os.path.isdir(parent):
+    if not os.path.isdir(parent) and parent != os.path.abspath(args.workdir):  # the run makes its workdir
       raise InputError(f"--export {args.export}: folder {parent} does not exist; create it first")
   kw = dict(resume=args.resume, steps=args.steps, export=args.export, progress=not args.no_progress)
   if args.net == "detector":
     config = retrieval_nets.detector_config(args.config or "lite_cpu", args.override)
-    retrieval_nets.train_detector(config, args.workdir, os.path.abspath(args.data_dir), **kw)
   else:
     config = retrieval_nets.reid_config(args.config or "reid_lite_cpu", args.override)
-    retrieval_nets.train_reid(config, args.workdir, os.path.abspath(args.data_dir), **kw)
+  if datasets:
+    config.data.datasets, config.data.val_datasets = datasets, val_datasets
+  data_dir = os.path.abspath(args.data_dir) if args.data_dir else ""
+  train = retrieval_nets.train_detector if args.net == "detector" else retrieval_nets.train_reid
+  train(config, args.workdir, data_dir, **kw)
 
 
 def cmd_report(args):

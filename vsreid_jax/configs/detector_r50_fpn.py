@@ -55,6 +55,10 @@ def get_config():
   # Training (vsreid_jax/detection/train.py): DAVIS training frames with copy-paste.
   d = config.data = ml_collections.ConfigDict()
   d.data_dir = ""  # experiments/train_detector.py fills ../shared/data
+  # Named datasets (data/training_sets.py; `vsreid train --net detector --dataset/--val-dataset`):
+  # when set, their training sequences replace data_dir's DAVIS-2016 split (validation ones held out).
+  d.datasets = ()
+  d.val_datasets = ()
   d.batch_size = 4
   d.max_boxes = 8  # GT boxes per image (padded)
   d.max_paste = 3
@@ -75,5 +79,8 @@ def get_config():
   t.keep_checkpoints = 3
   t.plot_every = 100
   t.max_seconds = 0.0  # > 0: stop with a checkpoint after this much wall time
-  config.init = ""  # "": ImageNet/torchvision weights are imported separately
+  # "": random init; a propagation weights file (.msgpack): its RGB stream's ResNet; a torchvision
+  # Faster R-CNN state_dict (.pth, e.g. the COCO `fasterrcnn_resnet50_fpn` weights): every tensor,
+  # the class predictor left at random init when its class count differs (detection/import_torch.py).
+  config.init = ""
   return config

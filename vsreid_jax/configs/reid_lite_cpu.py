@@ -45,6 +45,10 @@ def get_config():
   d.roots = DATA_ROOTS
   d.subset = "train"
   d.held_out = tuple(s for seqs in HELD_OUT.values() for s in seqs)
+  # Named datasets (data/training_sets.py; `vsreid train --net reid --dataset/--val-dataset`): when
+  # set, their training sequences replace data_dir/roots/held_out (validation ones held out).
+  d.datasets = ()
+  d.val_datasets = ()
   d.frame_height = 240  # frames cached at this height (480p halved): the whole train split in memory
   d.identities_per_batch = 8  # P objects ...
   d.crops_per_identity = 3  # ... K crops each (other frames, or the same frame augmented anew)

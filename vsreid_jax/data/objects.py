@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from vsreid_jax.data.davis import DavisDataset
+from vsreid_jax.data.training_sets import open_root
 
 
 def mask_box(mask: np.ndarray) -> Optional[np.ndarray]:
@@ -117,26 +117,31 @@ class ObjectRef:
 class ObjectBank:
   """Every (sequence, frame, object) of some DAVIS-layout roots, with boxes read once.
 
-  `roots` are (path, resolution folder) pairs; `sequences` restricts each root to some of its
-  sequences (e.g. the training split, so that held-out objects stay unseen), `exclude` removes
-  some. Frames and masks are read on demand.
+  `roots` are (path, resolution folder) pairs, or the root entries of named training datasets
+  (data/training_sets.py `open_root`: a YouTube-VOS root too); `sequences` restricts each root to
+  some of its sequences (e.g. the training split, so that held-out objects stay unseen), `exclude`
+  removes some; `pairs`, (root index, sequence) pairs (training_sets.split), replaces the walk over
+  each root's `subset` set file. Frames and masks are read on demand.
   """
 
-  def __init__(self, roots: Sequence[Tuple[str, str]], subset: str = "train",
-               sequences: Optional[Sequence[str]] = None, exclude: Sequence[str] = ()):
-    self.datasets = [DavisDataset(path, res) for path, res in roots]
+  def __init__(self, roots: Sequence[Sequence[str]], subset: str = "train",
+               sequences: Optional[Sequence[str]] = None, exclude: Sequence[str] = (),
+               pairs: Optional[Sequence[Tuple[int, str]]] = None):
+    self.datasets = [open_root(root) for root in roots]
     self.refs: List[ObjectRef] = []
     self.sequences: List[Tuple[int, str]] = []  # (root index, sequence name)
-    for r, ds in enumerate(self.datasets):
-      for seq in ds.sequences(subset):
-        if (sequences is not None and seq not in sequences) or seq in exclude:
-          continue
-        self.sequences.append((r, seq))
-        frames = ds.frames(seq)
-        for t, name in enumerate(frames.names):
-          ids = ds.annotation(seq, name)
-          for k, box in frame_boxes(ids).items():
-            self.refs.append(ObjectRef(r, seq, t, k, tuple(float(v) for v in box)))
+    if pairs is None:
+      pairs = [(r, seq) for r, ds in enumerate(self.datasets) for seq in ds.sequences(subset)]
+    for r, seq in pairs:
+      ds = self.datasets[r]
+      if (sequences is not None and seq not in sequences) or seq in exclude:
+        continue
+      self.sequences.append((r, seq))
+      frames = ds.frames(seq)
+      for t, name in enumerate(frames.names):
+        ids = ds.annotation(seq, name)
+        for k, box in frame_boxes(ids).items():
+          self.refs.append(ObjectRef(r, seq, t, k, tuple(float(v) for v in box)))
 
   def frame(self, root: int, seq: str, t: int) -> Tuple[np.ndarray, np.ndarray]:
     """(image [H, W, 3] uint8 RGB, ids [H, W] uint8) of frame t."""

@@ -95,22 +95,7 @@ def _named_datasets(data):
     raise InputError(f"config.data.datasets={tuple(data.datasets)}, val_datasets={tuple(data.val_datasets)}: "
                      "name both the training and the validation datasets (--dataset ... --val-dataset ...), "
                      "or neither for the default DAVIS-2016 split")
-  roots, lists = [], ([], [])
-  for which, texts, default_subset, flag in ((0, data.datasets, "train", "--dataset"),
-                                             (1, data.val_datasets, "val", "--val-dataset")):
-    for text in texts:
-      spec = training_sets.parse(text, default_subset, flag)
-      entry = spec.root_entry()
-      if entry not in roots:
-        roots.append(entry)
-      i = roots.index(entry)
-      lists[which].extend((i, seq) for seq in training_sets.sequences(spec) if (i, seq) not in lists[which])
-  both = sorted(set(lists[0]) & set(lists[1]))
-  if both:
-    names = ", ".join(f"{roots[i][0]}:{seq}" for i, seq in both[:5])
-    raise InputError(f"--val-dataset: {len(both)} validation sequence(s) are also training sequences ({names}); "
-                     "validate on sequences never trained on (e.g. davis:ROOT:480p:val)")
-  return roots, lists[0], lists[1]
+  return training_sets.split(data.datasets, data.val_datasets)
 
 
 def _default_split(data):

@@ -22,7 +22,7 @@ the DAVIS layout (as before, so the hashes naming cached examples do not change)
 import dataclasses
 import hashlib
 import os
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 from vsreid_jax.data.davis import DavisDataset
 from vsreid_jax.data.frames import FolderFrames
@@ -113,3 +113,25 @@ def sequences(spec: DatasetSpec) -> List[str]:
   if spec.layout == "youtube-vos":
     return YouTubeVOSTraining(spec.root).sequences()
   return DavisDataset(spec.root, spec.resolution).sequences(spec.subset)
+
+
+def split(datasets: Sequence[str], val_datasets: Sequence[str]) -> Tuple[list, list, list]:
+  """(roots, train pairs, validation pairs) of named datasets (strings of `parse`): the root entries
+  (`DatasetSpec.root_entry`, each once) and (root index, sequence) lists; a validation sequence that
+  is also a training one is an InputError. Shared by every trainer (N_mp examples, detector, ReID)."""
+  roots, lists = [], ([], [])
+  for which, texts, default_subset, flag in ((0, datasets, "train", "--dataset"),
+                                             (1, val_datasets, "val", "--val-dataset")):
+    for text in texts:
+      spec = parse(text, default_subset, flag)
+      entry = spec.root_entry()
+      if entry not in roots:
+        roots.append(entry)
+      i = roots.index(entry)
+      lists[which].extend((i, seq) for seq in sequences(spec) if (i, seq) not in lists[which])
+  both = sorted(set(lists[0]) & set(lists[1]))
+  if both:
+    names = ", ".join(f"{roots[i][0]}:{seq}" for i, seq in both[:5])
+    raise InputError(f"--val-dataset: {len(both)} validation sequence(s) are also training sequences ({names}); "
+                     "validate on sequences never trained on (e.g. davis:ROOT:480p:val)")
+  return roots, lists[0], lists[1]

@@ -130,9 +130,10 @@ class YouTubeVOSDataset(SequenceFolders):
     return FolderFrames(frames.folder, [os.path.basename(frames.path(i)) for i in range(start, len(frames))])
 
 
-def write_submission(out_dir, videos: List[str], dataset: YouTubeVOSDataset) -> str:
-  """Zips OUT/Annotations/<video>/<frame>.png of `videos` as OUT/submission.zip, checking that every
-  frame of each video is there (what the servers require); written to a temporary name first."""
+def write_submission(out_dir, videos: List[str], dataset: YouTubeVOSDataset, folder: str = RESULTS_DIR) -> str:
+  """Zips OUT/<folder>/<video>/<frame>.png of `videos` as OUT/submission.zip (entries named from OUT),
+  checking that every frame of each video is there (what the servers require); written to a
+  temporary name first. `folder` "" with a DavisDataset: the DAVIS challenge layout."""
   out_dir = os.fspath(out_dir)
   path = os.path.join(out_dir, SUBMISSION)
   tmp = path + ".partial"
@@ -140,10 +141,11 @@ def write_submission(out_dir, videos: List[str], dataset: YouTubeVOSDataset) -> 
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
       for video in videos:
         for name in dataset.frames(video).names:
-          png = os.path.join(out_dir, RESULTS_DIR, video, name + ".png")
+          entry = "/".join(([folder] if folder else []) + [video, name + ".png"])
+          png = os.path.join(out_dir, *entry.split("/"))
           if not os.path.isfile(png):
             raise InputError(f"{png}: result missing; segment every video before zipping")
-          z.write(png, f"{RESULTS_DIR}/{video}/{name}.png")
+          z.write(png, entry)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

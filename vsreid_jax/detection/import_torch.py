@@ -67,3 +67,24 @@ def import_fasterrcnn(variables, state_dict: Union[str, Mapping[str, Any]]):
   if missing:
     raise ValueError(f"not in the checkpoint: {sorted(missing)[:5]}")
   return out
+
+
+_PREDICTOR = "roi_heads.box_predictor."
+
+
+def import_for_training(variables, state_dict: Union[str, Mapping[str, Any]], num_classes: int):
+  """A torchvision Faster R-CNN checkpoint (e.g. the COCO `fasterrcnn_resnet50_fpn` weights) as the
+  start of training a detector of `num_classes` classes (config.init; detection/train.py).
+
+  Every tensor is imported as by `import_fasterrcnn`, except the class predictor
+  (`roi_heads.box_predictor.*`) when the checkpoint's class count differs from `num_classes` (COCO's
+  91 against the class-agnostic 2): that layer keeps its random init, as torchvision's fine-tuning
+  recipe replaces it. Returns the new variables.
+  """
+  sd = load_state_dict(state_dict)
+  cls = sd.get(_PREDICTOR + "cls_score.weight")
+  if cls is not None and cls.shape[0] != num_classes:
+    print(f"detector init: the checkpoint's class predictor has {cls.shape[0]} classes, the model "
+          f"{num_classes}: roi_heads.box_predictor starts at random init, every other tensor is imported")
+    sd = {k: v for k, v in sd.items() if not k.startswith(_PREDICTOR)}
+  return import_fasterrcnn(variables, sd)

@@ -19,6 +19,7 @@ import optax
 from vsreid_jax import distributed
 from vsreid_jax.detection import losses
 from vsreid_jax.detection import model as det_model
+from vsreid_jax.errors import InputError
 from vsreid_jax.models.weights import load_weights, save_weights
 from vsreid_jax.train import fit as fit_lib
 from vsreid_jax.train import state as state_lib
@@ -125,7 +126,8 @@ def setup(config, mesh=None):
 
 def initial_variables(model, config, rng):
   """Random init; with config.init a propagation weights file, its RGB stream's ResNet (RGB
-  filters of the first conv, BatchNorm statistics) becomes the backbone."""
+  filters of the first conv, BatchNorm statistics) becomes the backbone; a torchvision Faster
+  R-CNN state_dict (.pth) gives every tensor (import_torch.import_for_training)."""
   hp, wp = padded_hw(config)
   variables = flax.core.unfreeze(det_model.init_variables(model, config, rng, (hp, wp)))
   variables = jax.tree.map(np.asarray, variables)
@@ -133,6 +135,11 @@ def initial_variables(model, config, rng):
     path = config.init
     if not os.path.isabs(path) and not os.path.exists(path):  # relative to the repository
       path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), path)
+    if path.endswith((".pth", ".pt")):  # a torchvision Faster R-CNN state_dict (COCO weights)
+      from vsreid_jax.detection import import_torch  # pylint: disable=g-import-not-at-top
+      if not os.path.isfile(path):
+        raise InputError(f"{config.init}: config.init not found; pass the torchvision Faster R-CNN .pth file")
+      return import_torch.import_for_training(variables, path, config.model.num_classes)
     _, _, src = load_weights(path)
     for col in ("params", "batch_stats"):
       bb = src[col]["rgb_stream"]["backbone"]

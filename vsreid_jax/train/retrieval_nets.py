@@ -1,7 +1,9 @@
 """Training the retrieval nets of Algorithm 2 in one call each: the detector and the ReID net
 (`vsreid train --net detector|reid`; experiments/train_detector.py and train_reid.py wrap these).
 
-Both train on the DAVIS 2016 training roots in `data_dir` (held-out sequences excluded), resume
+Both train on the DAVIS 2016 training roots in `data_dir` (held-out sequences excluded) or, with
+`config.data.datasets` / `val_datasets` (`--dataset` / `--val-dataset`, data/training_sets.py), on
+the training sequences of those named datasets (the validation ones never read), resume
 exactly from the latest orbax checkpoint in `workdir` with `resume`, and with `export` write the
 float16 inference weights that `vsreid segment --detector/--reid` (and the shipped files) use.
 """
@@ -37,6 +39,20 @@ def reid_config(name: str, overrides: Sequence[str] = ()):
   return config
 
 
+def named_bank(d):
+  """The ObjectBank of `d.datasets`' training sequences (data/training_sets.py), or None when the
+  config names no dataset (the default DAVIS-2016 split then applies)."""
+  if not (d.get("datasets", ()) or d.get("val_datasets", ())):
+    return None
+  from vsreid_jax.data import training_sets  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data.objects import ObjectBank  # pylint: disable=g-import-not-at-top
+  if not d.datasets or not d.val_datasets:
+    raise InputError("--dataset and --val-dataset go together: name the training datasets and the validation "
+                     "one (e.g. --dataset davis:DAVIS:480p:train --val-dataset davis:DAVIS:480p:val)")
+  roots, train, _ = training_sets.split(d.datasets, d.val_datasets)
+  return ObjectBank(roots, pairs=train)
+
+
 def train_detector(config, workdir: str, data_dir: str, *, resume: bool = False, steps: Optional[int] = None,
                    export: Optional[str] = None, progress: bool = True) -> dict:
   """Trains the detector (copy-paste augmented frames) and optionally exports its weights.
@@ -56,18 +72,24 @@ def train_detector(config, workdir: str, data_dir: str, *, resume: bool = False,
   from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT  # pylint: disable=g-import-not-at-top
   from vsreid_jax.detection import data as det_data  # pylint: disable=g-import-not-at-top
   from vsreid_jax.detection import train as det_train  # pylint: disable=g-import-not-at-top
-  data_dir = config.data.data_dir or data_dir
-  held_out = [s for seqs in HELD_OUT.values() for s in seqs]
-  bank = det_data.training_bank(data_dir, DATA_ROOTS, held_out)
+  bank = named_bank(config.data)
+  if bank is None:
+    data_dir = config.data.data_dir or data_dir
+    held_out = [s for seqs in HELD_OUT.values() for s in seqs]
+    bank = det_data.training_bank(data_dir, DATA_ROOTS, held_out)
+    source = f"held out: {' '.join(held_out)}"
+  else:
+    source = f"from {', '.join(config.data.datasets)}"
   data = det_data.CopyPasteData(bank, (config.input.height, config.input.width), config.data.max_boxes,
                                 seed=config.data.seed, cfg=det_data.PasteConfig(max_paste=config.data.max_paste))
-  print(f"{len(data.frames)} training frames, {len(bank.refs)} objects, held out: {' '.join(held_out)}")
+  print(f"{len(data.frames)} training frames, {len(bank.refs)} objects, {source}")
   out = det_train.train(config, workdir, data, resume=resume, stop_at=steps, progress=progress)
   if out["train_rows"]:
     print("last: " + ", ".join(f"{k}={v:.4g}" for k, v in out["train_rows"][-1].items()))
   if export:
     det_train.export(out["state"], export, config.name,
-                     meta=dict(step=int(out["state"].step), data="davis2016 train minus held-out, copy-paste"),
+                     meta=dict(step=int(out["state"].step), data=", ".join(config.data.datasets) + ", copy-paste"
+                               if config.data.datasets else "davis2016 train minus held-out, copy-paste"),
                      config=config)
     print(f"exported {export} ({os.path.getsize(export) / 1e6:.1f} MB)")
   return out
@@ -81,8 +103,10 @@ def train_reid(config, workdir: str, data_dir: str, *, resume: bool = False, ste
   from vsreid_jax.reid import data as data_lib  # pylint: disable=g-import-not-at-top
   from vsreid_jax.reid import train as train_lib  # pylint: disable=g-import-not-at-top
   from vsreid_jax.train.export import export_checkpoint  # pylint: disable=g-import-not-at-top
-  config.data.data_dir = data_dir
-  bank = data_lib.data_bank(config.data, data_dir)
+  bank = named_bank(config.data)
+  if bank is None:
+    config.data.data_dir = data_dir
+    bank = data_lib.data_bank(config.data, data_dir)
   batches = data_lib.ReIDBatches(bank, config)
   print(f"{len(batches.identities)} training identities, {len(bank.refs)} object boxes")
   out = train_lib.train(config, workdir, batches, resume=resume, stop_at=steps, progress=progress)
