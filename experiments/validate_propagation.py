@@ -7,6 +7,10 @@ and prints J&F per root, per sequence and over all objects of the split.
 
   python experiments/validate_propagation.py --split val --nets identity runs/lite.msgpack --out /tmp/val
   python experiments/validate_propagation.py --split val --workdir runs/lite --step 500 1000 --out /tmp/val
+  python experiments/validate_propagation.py --split val --nets default --target off color:weight=0.5 --out /tmp/val
+
+`--target` runs each net once per target-model setting (propagation/target.py): "off", or the
+features ("color", "backbone") optionally followed by `:key=value,...` of `propagation.target`.
 """
 import argparse
 import os
@@ -18,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import splits  # pylint: disable=wrong-import-position
+from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
@@ -28,9 +33,17 @@ from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-im
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
 
 
-def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=None):
+def target_overrides(spec: str):
+  """"color:weight=0.5,fusion=suppress" -> ["propagation.target_model=color", "propagation.target.weight=0.5", ...]."""
+  name, _, rest = spec.partition(":")
+  return [f"propagation.target_model={name}"] + [f"propagation.target.{kv}" for kv in rest.split(",") if kv]
+
+
+def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=None, target="off"):
   """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds)."""
   config = segment_config.get_config()
+  for assignment in target_overrides(target):
+    configs.override(config, assignment, "--target")
   config.net = net
   config.propagation.binarize_prior = binarize
   config.flip = flip
@@ -63,6 +76,8 @@ def main(argv=None):
   ap.add_argument("--scales", default=None, help="margin:crop pairs (default: each net's own)")
   ap.add_argument("--binarize-prior", choices=["on", "off", "net"], default="net",
                   help="warp the thresholded previous mask (default: as the net's config says)")
+  ap.add_argument("--target", nargs="+", default=["off"],
+                  help="target-model settings to run each net with: off, color, backbone[:key=value,...]")
   ap.add_argument("--data-dir", default=None)
   args = ap.parse_args(argv)
   data_dir = args.data_dir or str(splits.shared_data_dir())
@@ -79,11 +94,12 @@ def main(argv=None):
   flow_cache = args.flow_cache or os.path.join(args.out, "flow")
   flip = {"on": True, "off": False, "net": None}[args.flip]
   rows = []
-  for k, net in enumerate(nets):
+  runs = [(net, target) for net in nets for target in args.target]
+  for k, (net, target) in enumerate(runs):
     out_dir = os.path.join(args.out, f"net{k}")
     t = time.perf_counter()
     binarize = {"on": True, "off": False, "net": None}[args.binarize_prior]
-    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize)
+    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize, target)
     wall = time.perf_counter() - t
     per_root, objects = {}, []
     for name, _ in DATA_ROOTS:
@@ -92,8 +108,10 @@ def main(argv=None):
       objects += [(j, f) for _, j, f in res.per_object]
       print("  " + ", ".join(f"{obj}: {(j + f) / 2:.3f}" for obj, j, f in res.per_object), flush=True)
     j_all, f_all = np.mean([o[0] for o in objects]), np.mean([o[1] for o in objects])
-    rows.append((net, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
-    print(f"{net}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s)", flush=True)
+    label = net if target == "off" else f"{net} + target {target}"
+    rows.append((label, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
+    print(f"{label}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s, {n / steady if steady else 0.0:.2f} frames/s)",
+          flush=True)
   names = [name for name, _ in DATA_ROOTS]
   print("\n| net | " + " | ".join(f"J&F {n}" for n in names) + " | J&F all | J | F | frames/s (no flow) |")
   print("|---" * (len(names) + 5) + "|")

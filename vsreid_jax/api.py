@@ -37,6 +37,7 @@ from vsreid_jax.models import weights
 from vsreid_jax.models.propagation import build_model, dummy_inputs, make_propagation_fn
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
+from vsreid_jax.propagation import target as target_model
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
 
@@ -187,7 +188,7 @@ class Segmenter:
     self.config = config or segment_config.get_config()
     self.flow_backend = build_flow(self.config)
     net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
-    self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
+    self.propagator = Propagator(net, propagation_config(self.config, model_cfg), target_model.build(self.config, net))
     memory.check_crop(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
@@ -383,6 +384,7 @@ class Segmenter:
           return caches.templates(embedder, state.frames[0], state.first_prob[:k])
     if isinstance(self.propagator.net, SwappableNet):
       self.propagator.net.use(state.variables)
+    self.propagator.fit_target(state.frames[0], state.first_prob, state.timer)
     state.result = Solver(self.propagator, cfg).solve(
         state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
         progress=progress, desc=state.name, callback=callback)
@@ -400,6 +402,9 @@ class Segmenter:
     first_area = jnp.asarray(state.first_area)
     with state.timer.stage("merge", merge_probs):
       ids = merge_to_ids(prob, state.object_ids)
+    if isinstance(prop.net, SwappableNet):
+      prop.net.use(state.variables)
+    prop.fit_target(state.frames[0], state.first_prob, state.timer)
     yield 0, self._output(state, ids)
     with prefetch.forward(state.frames, state.flows, range(1, len(state.frames)), state.timer,
                           bool(self.config.get("prefetch", True))) as items:

@@ -60,6 +60,23 @@ def get_config():
   c.propagation.lost_ratio = 0.1
   # Warp the thresholded previous mask (see algorithm1.py); None: as the net's config says.
   c.propagation.binarize_prior = None
+  # Test-time target model (propagation/target.py, issue 17 lever 3): a per-object logistic
+  # regression fitted on the first frame's crop, its logits fused with N_mp's on every later crop.
+  # "off", "color" (random Fourier features of colour) or "backbone" (N_mp's RGB-stream features).
+  c.propagation.target_model = "off"
+  c.propagation.target = ml_collections.ConfigDict()
+  c.propagation.target.fusion = "sum"  # "sum": add weight x target logit; "suppress": only its negative part
+  c.propagation.target.weight = 1.0  # the target logit's weight in the fusion
+  # Ridge on standardised weights, per unit of pixel weight (each class weighs 1/2): keeps the
+  # Newton steps well posed on separable crops and the logits finite.
+  c.propagation.target.l2 = 1e-3
+  c.propagation.target.newton_steps = 8  # fixed count (compiles once); converged from 0 within ~6 on val crops
+  c.propagation.target.logit_clip = 6.0  # |target logit| at most this (p 0.0025..0.9975): no single cue is certain
+  c.propagation.target.rff_dim = 64  # colour: random Fourier features (D); 64 keep the Newton solve ~1 ms
+  c.propagation.target.rff_sigma = 0.2  # colour: kernel bandwidth in RGB/255 units (~50 grey levels)
+  c.propagation.target.blur = (9,)  # colour: local mean boxes (crop pixels) beside the pixel's own RGB
+  c.propagation.target.layers = ("layer1", "layer2", "layer3")  # backbone: stride 4, 8, 16 maps, at stride 4
+  c.propagation.target.seed = 0  # colour: the random projection's seed
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).
