@@ -14,6 +14,7 @@ features ("color", "backbone") optionally followed by `:key=value,...` of `propa
 """
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -36,11 +37,13 @@ from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-i
 def target_overrides(spec: str):
   """"color:weight=0.5,fusion=suppress" -> ["propagation.target_model=color", "propagation.target.weight=0.5", ...]."""
   name, _, rest = spec.partition(":")
-  return [f"propagation.target_model={name}"] + [f"propagation.target.{kv}" for kv in rest.split(",") if kv]
+  pairs = re.split(r",(?=\w+=)", rest) if rest else []  # commas inside a value (blur=(9,25)) stay
+  return [f"propagation.target_model={name}"] + [f"propagation.target.{kv}" for kv in pairs]
 
 
 def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=None, target="off"):
-  """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds)."""
+  """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds, steady
+  seconds of the N_mp and target-model stages)."""
   config = segment_config.get_config()
   for assignment in target_overrides(target):
     configs.override(config, assignment, "--target")
@@ -50,7 +53,7 @@ def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize
   if scales:
     config.propagation.scales = segment_config.parse_scales(scales)
   seg = Segmenter(config, flow_cache_dir=flow_cache)
-  frames_done, seconds = 0, 0.0
+  frames_done, seconds, stages = 0, 0.0, {"net": 0.0, "target": 0.0}
   for ds, seq in jobs:
     frames = ds.frames(seq)
     state = seg.init_state(frames, name=os.path.join(os.path.basename(ds.root), seq))
@@ -60,7 +63,9 @@ def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize
         w.write(frames.names[i], ids)
     frames_done += len(frames)
     seconds += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow"))
-  return frames_done, seconds
+    for k in stages:
+      stages[k] += state.timer.seconds.get(k, 0.0)
+  return frames_done, seconds, stages
 
 
 def main(argv=None):
@@ -99,7 +104,7 @@ def main(argv=None):
     out_dir = os.path.join(args.out, f"net{k}")
     t = time.perf_counter()
     binarize = {"on": True, "off": False, "net": None}[args.binarize_prior]
-    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize, target)
+    n, steady, stages = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize, target)
     wall = time.perf_counter() - t
     per_root, objects = {}, []
     for name, _ in DATA_ROOTS:
@@ -110,7 +115,8 @@ def main(argv=None):
     j_all, f_all = np.mean([o[0] for o in objects]), np.mean([o[1] for o in objects])
     label = net if target == "off" else f"{net} + target {target}"
     rows.append((label, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
-    print(f"{label}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s, {n / steady if steady else 0.0:.2f} frames/s)",
+    print(f"{label}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s, {n / steady if steady else 0.0:.2f} frames/s; "
+          f"N_mp {1e3 * stages['net'] / n:.0f} ms/frame, target model {1e3 * stages['target'] / n:.0f} ms/frame)",
           flush=True)
   names = [name for name, _ in DATA_ROOTS]
   print("\n| net | " + " | ".join(f"J&F {n}" for n in names) + " | J&F all | J | F | frames/s (no flow) |")
