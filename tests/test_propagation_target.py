@@ -87,8 +87,14 @@ def test_target_model_off_is_bit_identical_and_weight_zero_changes_nothing():
   assert seg_off.propagator.target is None
   # Today's path: a Propagator built without a target model runs exactly these functions.
   assert Propagator(identity_net, seg_off.propagator.config).jitted == seg_off.propagator.jitted
-  seg_zero, ids_zero = _segment(_color_config(weight=0.0), frames, masks[0])
-  assert jit_cache_size(seg_zero.propagator.target.jitted[1]) == 1  # the fusion did run
+  calls = []
+  seg_zero = Segmenter(_color_config(weight=0.0))
+  fuse = seg_zero.propagator.target.fuse
+  seg_zero.propagator.target.fuse = lambda *a: calls.append(1) or fuse(*a)
+  state = seg_zero.init_state(frames, name="clip")
+  seg_zero.add_mask(state, masks[0])
+  ids_zero = np.stack([ids for _, ids in seg_zero.propagate(state)])
+  assert len(calls) == 3  # the fusion did run on every later frame
   np.testing.assert_array_equal(ids_off, ids_zero)
 
 
@@ -104,9 +110,10 @@ def test_target_model_compiles_once_not_per_frame_or_video():
     for _ in seg.propagate(state):
       pass
 
-  run(seed=4)
   fit, fuse = seg.propagator.target.jitted
-  assert jit_cache_size(fit) == 1 and jit_cache_size(fuse) == 1
+  before = [jit_cache_size(fit), jit_cache_size(fuse)]
+  run(seed=4)
+  assert jit_cache_size(fit) - before[0] <= 1 and jit_cache_size(fuse) - before[1] <= 1
   after_first = sum(jit_cache_size(f) for f in fns)
   run(seed=5)  # new objects, motion and fitted parameters; same frame size and bucket
   assert sum(jit_cache_size(f) for f in fns) == after_first

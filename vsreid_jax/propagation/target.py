@@ -120,11 +120,54 @@ def score(params, feats: jnp.ndarray) -> jnp.ndarray:
   return jnp.einsum("nhwd,nd->nhw", x, wts[:, :-1]) + wts[:, None, None, -1]
 
 
+def features(aux, image, config: TargetConfig, backbone=None, norm=None) -> jnp.ndarray:
+  """Per-pixel features [N, h, w, D] of crops image[N, S, S, 3] (0..255).
+
+  aux: (projection, phase) for "color"; N_mp's variables for "backbone", with `backbone` its RGB
+  stream's ResNet module and `norm` the net's (rgb_mean, rgb_std)."""
+  if config.features == "color":
+    return color_features(image, aux[0], aux[1], tuple(config.blur))
+  rgb = (image - jnp.asarray(norm[0])) / jnp.asarray(norm[1])
+  x = jnp.concatenate([rgb, jnp.zeros_like(rgb[..., :1])], axis=-1)  # the prior channel: 0
+  sub = {k: v["rgb_stream"]["backbone"] for k, v in aux.items()}
+  _, feats = backbone.apply(sub, x, train=False, return_features=True)
+  h, w = feats[config.layers[0]].shape[1:3]
+  return jnp.concatenate([resize_bilinear(feats[l].astype(jnp.float32), h, w) for l in config.layers], -1)
+
+
+_STATIC = ("config", "backbone", "norm")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def fit_stage(aux, image, prob, *, config, backbone=None, norm=None):
+  """Fitted params (fit_logistic) of crops image[Kb,S,S,3] with object probabilities prob[Kb,S,S,1]."""
+  feats = features(aux, image, config, backbone, norm)
+  labels = jax.image.resize(prob[..., 0], prob.shape[:1] + feats.shape[1:3], "bilinear")
+  return fit_logistic(feats, labels, config.l2, config.newton_steps)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def score_stage(aux, params, image, *, config, backbone=None, norm=None):
+  """The target model's clipped logits [N,S,S,1] on crops image[N,S,S,3]."""
+  s = score(params, features(aux, image, config, backbone, norm))
+  return jnp.clip(resize_bilinear(s[..., None], *image.shape[1:3]), -config.logit_clip, config.logit_clip)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def fuse_stage(aux, params, image, logits, *, config, backbone=None, norm=None):
+  """N_mp logits[N,S,S,1] fused with the target logits of crops image[N,S,S,3] (module docstring)."""
+  s = score_stage(aux, params, image, config=config, backbone=backbone, norm=norm)
+  if config.fusion == "suppress":
+    s = jnp.minimum(s, 0.0)
+  return logits + config.weight * s
+
+
 class TargetModel:
   """Fits per-object target models on the given frame's crops; fuses their logits with N_mp's.
 
   `fit(image_crops, prob_crops)` sets the current video's parameters; `fuse(image_crops, logits)`
-  returns the fused logits. `jitted` are the compiled functions (for compilation counts).
+  returns the fused logits. The jitted stages are module functions with the config static, so
+  every Segmenter of one config shares their compilations.
   """
 
   def __init__(self, config: TargetConfig, net=None):
@@ -134,66 +177,37 @@ class TargetModel:
       raise InputError(f"propagation.target.fusion {config.fusion!r}: choose one of {', '.join(FUSIONS)}")
     self.config = config
     self.params = None
-    c = config
-    if c.features == "color":
-      rng = np.random.RandomState(c.seed)
-      proj = rng.standard_normal((3 * (1 + len(c.blur)), c.rff_dim)) / c.rff_sigma
-      phase = rng.uniform(0, 2 * np.pi, c.rff_dim)
+    self._static = dict(config=config)
+    if config.features == "color":
+      rng = np.random.RandomState(config.seed)
+      proj = rng.standard_normal((3 * (1 + len(config.blur)), config.rff_dim)) / config.rff_sigma
+      phase = rng.uniform(0, 2 * np.pi, config.rff_dim)
       aux = (jnp.asarray(proj, jnp.float32), jnp.asarray(phase, jnp.float32))  # on the device once
       self._aux = lambda: aux
-
-      def features(aux, image):
-        return color_features(image, aux[0], aux[1], tuple(c.blur))
     else:
       model = getattr(net, "model", None)
       if model is None:
         raise InputError("propagation.target_model backbone: needs a learned N_mp (not --net identity); "
                          "use propagation.target_model=color")
-      backbone = build_backbone(net.model_config.model)(dtype=model.dtype)
-      self._aux = lambda: net.variables
-
-      def features(variables, image):
-        rgb = (image - jnp.asarray(model.rgb_mean)) / jnp.asarray(model.rgb_std)
-        x = jnp.concatenate([rgb, jnp.zeros_like(rgb[..., :1])], axis=-1)
-        sub = {k: v["rgb_stream"]["backbone"] for k, v in variables.items()}
-        _, feats = backbone.apply(sub, x, train=False, return_features=True)
-        h, w = feats[c.layers[0]].shape[1:3]
-        return jnp.concatenate([resize_bilinear(feats[l].astype(jnp.float32), h, w) for l in c.layers], -1)
-
-    def fit(aux, image, prob):
-      feats = features(aux, image)
-      labels = jax.image.resize(prob[..., 0], prob.shape[:1] + feats.shape[1:3], "bilinear")
-      return fit_logistic(feats, labels, c.l2, c.newton_steps)
-
-    def target_logits(aux, params, image):
-      s = score(params, features(aux, image))
-      return jnp.clip(resize_bilinear(s[..., None], *image.shape[1:3]), -c.logit_clip, c.logit_clip)
-
-    def fuse(aux, params, image, logits):
-      s = target_logits(aux, params, image)
-      if c.fusion == "suppress":
-        s = jnp.minimum(s, 0.0)
-      return logits + c.weight * s
-
-    self._fit = jax.jit(fit)
-    self._fuse = jax.jit(fuse)
-    self._score = jax.jit(target_logits)
+      self._static.update(backbone=build_backbone(net.model_config.model)(dtype=model.dtype),
+                          norm=(tuple(model.rgb_mean), tuple(model.rgb_std)))
+      self._aux = lambda: net.variables  # the video's (online-adapted) variables
 
   @property
   def jitted(self):
-    return (self._fit, self._fuse)
+    return (fit_stage, fuse_stage)
 
   def fit(self, image: jnp.ndarray, prob: jnp.ndarray) -> None:
     """image[Kb,S,S,3] (0..255) and prob[Kb,S,S,1] crops of the frame the objects are given on."""
-    self.params = jax.block_until_ready(self._fit(self._aux(), image, prob))
+    self.params = jax.block_until_ready(fit_stage(self._aux(), image, prob, **self._static))
 
   def fuse(self, image: jnp.ndarray, logits: jnp.ndarray) -> jnp.ndarray:
     """N_mp logits[N,S,S,1] of crops image[N,S,S,3] fused with the target logits."""
-    return self._fuse(self._aux(), self.params, image, logits)
+    return fuse_stage(self._aux(), self.params, image, logits, **self._static)
 
   def score(self, image: jnp.ndarray) -> jnp.ndarray:
     """The target model's own logits [N,S,S,1] (clipped) on crops image[N,S,S,3]."""
-    return self._score(self._aux(), self.params, image)
+    return score_stage(self._aux(), self.params, image, **self._static)
 
 
 def build(config, net=None) -> Optional[TargetModel]:
