@@ -36,6 +36,9 @@ from vsreid_jax.errors import InputError
 from vsreid_jax.models.propagation import build_backbone, resize_bilinear
 
 FEATURES = ("off", "color", "backbone")
+# The segment config's default: "color" with a learned N_mp, "off" with the identity net (the
+# warp-only baseline stays warp only).
+AUTO = "auto"
 FUSIONS = ("sum", "suppress")
 
 
@@ -172,7 +175,7 @@ class TargetModel:
 
   def __init__(self, config: TargetConfig, net=None):
     if config.features not in FEATURES[1:]:
-      raise InputError(f"propagation.target_model {config.features!r}: choose one of {', '.join(FEATURES)}")
+      raise InputError(f"propagation.target_model {config.features!r}: choose one of {', '.join(FEATURES + (AUTO,))}")
     if config.fusion not in FUSIONS:
       raise InputError(f"propagation.target.fusion {config.fusion!r}: choose one of {', '.join(FUSIONS)}")
     self.config = config
@@ -214,6 +217,8 @@ def build(config, net=None) -> Optional[TargetModel]:
   """The TargetModel a segment config asks for (`propagation.target_model`), None when "off"."""
   p = config.propagation
   name = p.get("target_model", "off")
+  if name == AUTO:
+    name = "color" if getattr(net, "model", None) is not None else "off"
   if name == "off":
     return None
   t = p.target
