@@ -143,16 +143,29 @@ _STATIC = ("config", "backbone", "norm")
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def fit_stage(aux, image, prob, *, config, backbone=None, norm=None):
-  """Fitted params (fit_logistic) of crops image[Kb,S,S,3] with object probabilities prob[Kb,S,S,1]."""
-  feats = features(aux, image, config, backbone, norm)
-  labels = jax.image.resize(prob[..., 0], prob.shape[:1] + feats.shape[1:3], "bilinear")
-  return fit_logistic(feats, labels, config.l2, config.newton_steps)
+  """Fitted params (fit_logistic) of crops image[Kb,S,S,3] with object probabilities prob[Kb,S,S,1].
+  One crop at a time (lax.map): memory holds one crop's features, not every object's."""
+
+  def one(args):
+    img, p = args
+    feats = features(aux, img[None], config, backbone, norm)
+    labels = jax.image.resize(p[None, ..., 0], (1,) + feats.shape[1:3], "bilinear")
+    return jax.tree.map(lambda a: a[0], fit_logistic(feats, labels, config.l2, config.newton_steps))
+
+  return jax.lax.map(one, (image, prob))
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def score_stage(aux, params, image, *, config, backbone=None, norm=None):
-  """The target model's clipped logits [N,S,S,1] on crops image[N,S,S,3]."""
-  s = score(params, features(aux, image, config, backbone, norm))
+  """The target model's clipped logits [N,S,S,1] on crops image[N,S,S,3], one crop at a time."""
+  reps = image.shape[0] // params[0].shape[0]  # scales of one crop size: params repeat per group
+  tiled = tuple(jnp.tile(a, (reps, 1)) for a in params)
+
+  def one(args):
+    img, mean, std, wts = args
+    return score((mean[None], std[None], wts[None]), features(aux, img[None], config, backbone, norm))[0]
+
+  s = jax.lax.map(one, (image,) + tiled)
   return jnp.clip(resize_bilinear(s[..., None], *image.shape[1:3]), -config.logit_clip, config.logit_clip)
 
 
