@@ -84,6 +84,11 @@ def get_config():
   c.propagation.target.blur = (9,)
   c.propagation.target.layers = ("layer1", "layer2", "layer3")  # backbone: stride 4, 8, 16 maps, at stride 4
   c.propagation.target.seed = 0  # colour: the random projection's seed
+  # Every this many frames (N_mp calls), refit a second parameter set on the frame's confident
+  # result (|fused logit| > update_margin) and average its logits with the first frame's; 0: off.
+  c.propagation.target.update_every = 0
+  c.propagation.target.update_margin = 2.0  # p > 0.88 or < 0.12: the pixels trusted as labels
+  c.propagation.target.update_min_fraction = 0.01  # fewer confident object pixels (of the crop): keep the last set
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).

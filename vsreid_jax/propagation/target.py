@@ -56,6 +56,9 @@ class TargetConfig:
   blur: Tuple[int, ...] = (9,)
   layers: Tuple[str, ...] = ("layer1", "layer2", "layer3")
   seed: int = 0
+  update_every: int = 0
+  update_margin: float = 2.0
+  update_min_fraction: float = 0.01
 
 
 def box_mean(x: jnp.ndarray, size: int) -> jnp.ndarray:
@@ -79,7 +82,7 @@ def color_features(image: jnp.ndarray, proj: jnp.ndarray, phase: jnp.ndarray, bl
   return jnp.cos(z @ proj + phase) * jnp.sqrt(2.0 / proj.shape[1])
 
 
-def fit_logistic(feats: jnp.ndarray, labels: jnp.ndarray, l2: float, steps: int):
+def fit_logistic(feats: jnp.ndarray, labels: jnp.ndarray, l2: float, steps: int, weights=None):
   """Balanced L2 logistic regression per object, by Newton steps.
 
   Args:
@@ -87,20 +90,22 @@ def fit_logistic(feats: jnp.ndarray, labels: jnp.ndarray, l2: float, steps: int)
     labels: [N, h, w] object probability (0..1) of each pixel.
     l2: ridge on the standardised weights (not the bias), per unit of total pixel weight.
     steps: Newton iterations (fixed: the loop compiles once).
+    weights: [N, h, w] per-pixel weights (0: ignored); None: all 1.
   Returns:
     (mean [N, D], std [N, D], weights [N, D + 1]): standardisation and weights (bias last).
   """
   n, h, w, d = feats.shape
   x = feats.reshape(n, h * w, d)
   y = labels.reshape(n, h * w)
+  c = jnp.ones_like(y) if weights is None else weights.reshape(n, h * w)
   mean = x.mean(axis=1)
   std = x.std(axis=1) + 1e-6
   x = (x - mean[:, None]) / std[:, None]
   x = jnp.concatenate([x, jnp.ones_like(x[..., :1])], axis=-1)
   # Each class weighs 1/2 in total, so the logit is a log likelihood ratio (no class prior).
-  pos = jnp.maximum(y.sum(axis=1, keepdims=True), 1.0)
-  neg = jnp.maximum((1.0 - y).sum(axis=1, keepdims=True), 1.0)
-  s = 0.5 * (y / pos + (1.0 - y) / neg)
+  pos = jnp.maximum((c * y).sum(axis=1, keepdims=True), 1.0)
+  neg = jnp.maximum((c * (1.0 - y)).sum(axis=1, keepdims=True), 1.0)
+  s = 0.5 * c * (y / pos + (1.0 - y) / neg)
   reg = l2 * jnp.concatenate([jnp.ones(d), jnp.zeros(1)])
 
   def newton(_, wts):
@@ -157,16 +162,38 @@ def fit_stage(aux, image, prob, *, config, backbone=None, norm=None):
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def score_stage(aux, params, image, *, config, backbone=None, norm=None):
-  """The target model's clipped logits [N,S,S,1] on crops image[N,S,S,3], one crop at a time."""
-  reps = image.shape[0] // params[0].shape[0]  # scales of one crop size: params repeat per group
-  tiled = tuple(jnp.tile(a, (reps, 1)) for a in params)
+  """The target model's clipped logits [N,S,S,1] on crops image[N,S,S,3], one crop at a time.
+  params: a tuple of fitted parameter sets (the first frame's; with updates also the latest),
+  their logits averaged."""
+  reps = image.shape[0] // params[0][0].shape[0]  # scales of one crop size: params repeat per group
+  tiled = tuple(tuple(jnp.tile(a, (reps, 1)) for a in p) for p in params)
 
   def one(args):
-    img, mean, std, wts = args
-    return score((mean[None], std[None], wts[None]), features(aux, img[None], config, backbone, norm))[0]
+    img, sets = args
+    feats = features(aux, img[None], config, backbone, norm)
+    return sum(score(tuple(a[None] for a in p), feats)[0] for p in sets) / len(sets)
 
-  s = jax.lax.map(one, (image,) + tiled)
+  s = jax.lax.map(one, (image, tiled))
   return jnp.clip(resize_bilinear(s[..., None], *image.shape[1:3]), -config.logit_clip, config.logit_clip)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def update_stage(aux, latest, image, logits, *, config, backbone=None, norm=None):
+  """Refits on crops image[Kb,S,S,3] of a later frame, labelled by the fused logits[Kb,S,S,1] where
+  they are confident (|logit| > update_margin); an object with fewer confident object pixels than
+  update_min_fraction of its crop keeps its `latest` parameters."""
+
+  def one(args):
+    img, z, old = args
+    feats = features(aux, img[None], config, backbone, norm)
+    size = (1,) + feats.shape[1:3]
+    labels = jax.image.resize((z[None, ..., 0] > 0).astype(jnp.float32), size, "bilinear")
+    conf = jax.image.resize((jnp.abs(z[None, ..., 0]) > config.update_margin).astype(jnp.float32), size, "bilinear")
+    new = jax.tree.map(lambda a: a[0], fit_logistic(feats, labels, config.l2, config.newton_steps, conf))
+    enough = jnp.mean(conf * labels) >= config.update_min_fraction
+    return jax.tree.map(lambda a, b: jnp.where(enough, a, b), new, old)
+
+  return jax.lax.map(one, (image, logits, latest))
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
@@ -211,15 +238,27 @@ class TargetModel:
 
   @property
   def jitted(self):
-    return (fit_stage, fuse_stage)
+    return (fit_stage, fuse_stage, update_stage)
 
   def fit(self, image: jnp.ndarray, prob: jnp.ndarray) -> None:
     """image[Kb,S,S,3] (0..255) and prob[Kb,S,S,1] crops of the frame the objects are given on."""
-    self.params = jax.block_until_ready(fit_stage(self._aux(), image, prob, **self._static))
+    first = jax.block_until_ready(fit_stage(self._aux(), image, prob, **self._static))
+    # With updates, a second set starts as the first frame's and follows confident later frames.
+    self.params = (first, first) if self.config.update_every > 0 else (first,)
+    self._fused = 0
 
   def fuse(self, image: jnp.ndarray, logits: jnp.ndarray) -> jnp.ndarray:
-    """N_mp logits[N,S,S,1] of crops image[N,S,S,3] fused with the target logits."""
-    return fuse_stage(self._aux(), self.params, image, logits, **self._static)
+    """N_mp logits[N,S,S,1] of crops image[N,S,S,3] fused with the target logits; every
+    `update_every` calls the latest parameter set is refitted on the first Kb crops' result."""
+    out = fuse_stage(self._aux(), self.params, image, logits, **self._static)
+    every = self.config.update_every
+    if every > 0:
+      self._fused += 1
+      if self._fused % every == 0:
+        kb = self.params[0][0].shape[0]
+        latest = update_stage(self._aux(), self.params[1], image[:kb], out[:kb], **self._static)
+        self.params = (self.params[0], latest)
+    return out
 
   def score(self, image: jnp.ndarray) -> jnp.ndarray:
     """The target model's own logits [N,S,S,1] (clipped) on crops image[N,S,S,3]."""
@@ -238,5 +277,7 @@ def build(config, net=None) -> Optional[TargetModel]:
   return TargetModel(TargetConfig(features=name, fusion=t.fusion, weight=float(t.weight), l2=float(t.l2),
                                   newton_steps=int(t.newton_steps), logit_clip=float(t.logit_clip),
                                   rff_dim=int(t.rff_dim), rff_sigma=float(t.rff_sigma),
-                                  blur=tuple(int(b) for b in t.blur), layers=tuple(t.layers), seed=int(t.seed)),
+                                  blur=tuple(int(b) for b in t.blur), layers=tuple(t.layers), seed=int(t.seed),
+                                  update_every=int(t.update_every), update_margin=float(t.update_margin),
+                                  update_min_fraction=float(t.update_min_fraction)),
                      net)
