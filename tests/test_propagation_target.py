@@ -98,8 +98,9 @@ def test_target_model_off_is_bit_identical_and_weight_zero_changes_nothing():
   np.testing.assert_array_equal(ids_off, ids_zero)
 
 
-def test_target_model_compiles_once_not_per_frame_or_video():
-  config = _color_config()
+@pytest.mark.parametrize("update_every", [0, 2])  # the default, and refits from confident frames
+def test_target_model_compiles_once_not_per_frame_or_video(update_every):
+  config = _color_config(update_every=update_every)
   seg = Segmenter(config)
   fns = seg.propagator.jitted
 
@@ -110,10 +111,13 @@ def test_target_model_compiles_once_not_per_frame_or_video():
     for _ in seg.propagate(state):
       pass
 
-  fit, fuse = seg.propagator.target.jitted
-  before = [jit_cache_size(fit), jit_cache_size(fuse)]
+  target_fns = seg.propagator.target.jitted  # fit, fuse, update
+  before = [jit_cache_size(f) for f in target_fns]
   run(seed=4)
-  assert jit_cache_size(fit) - before[0] <= 1 and jit_cache_size(fuse) - before[1] <= 1
+  assert all(jit_cache_size(f) - b <= 1 for f, b in zip(target_fns, before))
+  if update_every:
+    first, latest = seg.propagator.target.params  # the first frame's set and the latest, refitted
+    assert not np.array_equal(np.asarray(first[2]), np.asarray(latest[2]))
   after_first = sum(jit_cache_size(f) for f in fns)
   run(seed=5)  # new objects, motion and fitted parameters; same frame size and bucket
   assert sum(jit_cache_size(f) for f in fns) == after_first
