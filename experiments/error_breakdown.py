@@ -11,6 +11,10 @@ real -> gt_box is what localisation costs, real -> gt_prior what the accumulatio
 what gt_prior still misses is the net's one-step segmentation error (and the flow's).
 
   python experiments/error_breakdown.py --nets identity default --split val --out /tmp/breakdown
+  python experiments/error_breakdown.py --nets default --target color --split val --out /tmp/breakdown
+
+`--target` fuses a first-frame target model with N_mp in every mode (propagation/target.py; the
+settings as validate_propagation.py's `--target`).
 """
 import argparse
 import functools
@@ -25,6 +29,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import splits  # pylint: disable=wrong-import-position
+from experiments.validate_propagation import target_overrides  # pylint: disable=wrong-import-position
+from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
@@ -60,6 +66,7 @@ def oracle_propagate(seg: Segmenter, state, gt_masks: np.ndarray, mode: str):
   kb = state.first_prob.shape[0]
   pad = lambda m: np.concatenate([m, np.zeros((kb - m.shape[0],) + m.shape[1:], m.dtype)]) if kb > m.shape[0] else m
   prob = jnp.asarray(state.first_prob)
+  prop.fit_target(state.frames[0], state.first_prob)
   yield 0, merge_to_ids(prob, state.object_ids)
   h, w = prob.shape[1:]
   for i in range(1, len(state.frames)):
@@ -74,14 +81,19 @@ def oracle_propagate(seg: Segmenter, state, gt_masks: np.ndarray, mode: str):
     for margin, size in cfg.scales:
       img_c, flow_c, prob_c, boxes, valid = oracle_crops(image, flow, warped, gt, margin=float(margin), size=int(size),
                                                          threshold=cfg.threshold, gt_box=mode == "gt_box")
-      total = total + paste_stage(prop.net(img_c, flow_c, prob_c), boxes, valid, height=h, width=w)
+      logits = prop.net(img_c, flow_c, prob_c)
+      if prop.target is not None:
+        logits = prop.target.fuse(img_c, logits)
+      total = total + paste_stage(logits, boxes, valid, height=h, width=w)
     prob = total / len(cfg.scales)
     yield i, merge_to_ids(prob, state.object_ids)
 
 
-def run(net: str, mode: str, jobs, out_dir: str, flow_cache: str) -> float:
+def run(net: str, mode: str, jobs, out_dir: str, flow_cache: str, target: str = "off") -> float:
   """Segments every job with one net and mode into out_dir/<root>/<seq>; returns seconds."""
   config = segment_config.get_config()
+  for assignment in target_overrides(target):
+    configs.override(config, assignment, "--target")
   config.net = net
   config.method = "propagate"
   seg = Segmenter(config, flow_cache_dir=flow_cache)
@@ -109,6 +121,7 @@ def main(argv=None):
   ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
   ap.add_argument("--out", required=True)
   ap.add_argument("--flow-cache", default=None, help="flow cache (default OUT/flow)")
+  ap.add_argument("--target", default="off", help="target model: off, color, backbone[:key=value,...]")
   ap.add_argument("--data-dir", default=None)
   args = ap.parse_args(argv)
   data_dir = args.data_dir or str(splits.shared_data_dir())
@@ -120,7 +133,7 @@ def main(argv=None):
   for k, net in enumerate(args.nets):
     for mode in args.modes:
       out_dir = os.path.join(args.out, f"net{k}", mode)
-      seconds = run(net, mode, jobs, out_dir, flow_cache)
+      seconds = run(net, mode, jobs, out_dir, flow_cache, args.target)
       objects = []
       for name, _ in DATA_ROOTS:
         res = evaluate_sequences(datasets[name], list(split[name]), os.path.join(out_dir, name), progress=False)

@@ -7,9 +7,14 @@ and prints J&F per root, per sequence and over all objects of the split.
 
   python experiments/validate_propagation.py --split val --nets identity runs/lite.msgpack --out /tmp/val
   python experiments/validate_propagation.py --split val --workdir runs/lite --step 500 1000 --out /tmp/val
+  python experiments/validate_propagation.py --split val --nets default --target off color:weight=0.5 --out /tmp/val
+
+`--target` runs each net once per target-model setting (propagation/target.py): "off", or the
+features ("color", "backbone") optionally followed by `:key=value,...` of `propagation.target`.
 """
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -18,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import splits  # pylint: disable=wrong-import-position
+from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
@@ -28,16 +34,26 @@ from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-im
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
 
 
-def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=None):
-  """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds)."""
+def target_overrides(spec: str):
+  """"color:weight=0.5,fusion=suppress" -> ["propagation.target_model=color", "propagation.target.weight=0.5", ...]."""
+  name, _, rest = spec.partition(":")
+  pairs = re.split(r",(?=\w+=)", rest) if rest else []  # commas inside a value (blur=(9,25)) stay
+  return [f"propagation.target_model={name}"] + [f"propagation.target.{kv}" for kv in pairs]
+
+
+def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize=None, target="off"):
+  """Segments every (dataset, sequence) of jobs with `net`; returns (frames, steady seconds, steady
+  seconds of the N_mp and target-model stages)."""
   config = segment_config.get_config()
+  for assignment in target_overrides(target):
+    configs.override(config, assignment, "--target")
   config.net = net
   config.propagation.binarize_prior = binarize
   config.flip = flip
   if scales:
     config.propagation.scales = segment_config.parse_scales(scales)
   seg = Segmenter(config, flow_cache_dir=flow_cache)
-  frames_done, seconds = 0, 0.0
+  frames_done, seconds, stages = 0, 0.0, {"net": 0.0, "target": 0.0}
   for ds, seq in jobs:
     frames = ds.frames(seq)
     state = seg.init_state(frames, name=os.path.join(os.path.basename(ds.root), seq))
@@ -47,7 +63,9 @@ def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize
         w.write(frames.names[i], ids)
     frames_done += len(frames)
     seconds += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow"))
-  return frames_done, seconds
+    for k in stages:
+      stages[k] += state.timer.seconds.get(k, 0.0)
+  return frames_done, seconds, stages
 
 
 def main(argv=None):
@@ -63,6 +81,8 @@ def main(argv=None):
   ap.add_argument("--scales", default=None, help="margin:crop pairs (default: each net's own)")
   ap.add_argument("--binarize-prior", choices=["on", "off", "net"], default="net",
                   help="warp the thresholded previous mask (default: as the net's config says)")
+  ap.add_argument("--target", nargs="+", default=["off"],
+                  help="target-model settings to run each net with: off, color, backbone[:key=value,...]")
   ap.add_argument("--data-dir", default=None)
   args = ap.parse_args(argv)
   data_dir = args.data_dir or str(splits.shared_data_dir())
@@ -79,11 +99,12 @@ def main(argv=None):
   flow_cache = args.flow_cache or os.path.join(args.out, "flow")
   flip = {"on": True, "off": False, "net": None}[args.flip]
   rows = []
-  for k, net in enumerate(nets):
+  runs = [(net, target) for net in nets for target in args.target]
+  for k, (net, target) in enumerate(runs):
     out_dir = os.path.join(args.out, f"net{k}")
     t = time.perf_counter()
     binarize = {"on": True, "off": False, "net": None}[args.binarize_prior]
-    n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize)
+    n, steady, stages = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize, target)
     wall = time.perf_counter() - t
     per_root, objects = {}, []
     for name, _ in DATA_ROOTS:
@@ -92,8 +113,11 @@ def main(argv=None):
       objects += [(j, f) for _, j, f in res.per_object]
       print("  " + ", ".join(f"{obj}: {(j + f) / 2:.3f}" for obj, j, f in res.per_object), flush=True)
     j_all, f_all = np.mean([o[0] for o in objects]), np.mean([o[1] for o in objects])
-    rows.append((net, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
-    print(f"{net}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s)", flush=True)
+    label = net if target == "off" else f"{net} + target {target}"
+    rows.append((label, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
+    print(f"{label}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s, {n / steady if steady else 0.0:.2f} frames/s; "
+          f"N_mp {1e3 * stages['net'] / n:.0f} ms/frame, target model {1e3 * stages['target'] / n:.0f} ms/frame)",
+          flush=True)
   names = [name for name, _ in DATA_ROOTS]
   print("\n| net | " + " | ".join(f"J&F {n}" for n in names) + " | J&F all | J | F | frames/s (no flow) |")
   print("|---" * (len(names) + 5) + "|")

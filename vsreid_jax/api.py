@@ -40,6 +40,7 @@ from vsreid_jax.models import weights
 from vsreid_jax.propagation.algorithm1 import (PropagationConfig, Propagator, object_bucket, object_starts, pad_objects,
                                                 propagate_backward, start_objects)
 from vsreid_jax.propagation.nets import PropagationNet, identity_net, net_scales
+from vsreid_jax.propagation import target as target_model
 from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
@@ -141,7 +142,7 @@ class Segmenter:
     self.config = config or segment_config.get_config()
     self.flow_backend = build_flow(self.config)
     net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
-    self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
+    self.propagator = Propagator(net, propagation_config(self.config, model_cfg), target_model.build(self.config, net))
     memory.check_crop(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)
     self.flow_cache_dir = flow_cache_dir  # also holds the detector/ReID candidates per sequence
     self.adapter = None  # the train.online.OnlineAdapter of the last adapt()
@@ -465,6 +466,8 @@ class Segmenter:
     if isinstance(self.propagator.net, PropagationNet):
       self.propagator.net.use(state.variables)
     late = bool(state.starts.any())  # None: every object at frame 0, the solver's original path
+    self.propagator.fit_target(state.frames, state.first_prob, state.timer,
+                               starts=object_starts(state.starts, state.first_prob.shape[0]) if late else None)
     state.result = Solver(self.propagator, cfg).solve(
         state.frames, state.flows, state.first_prob, state.first_area, k, cands, tmpl, timer=state.timer,
         progress=progress, desc=state.name, callback=callback, starts=state.starts if late else None,
@@ -507,6 +510,7 @@ class Segmenter:
     else:  # every object at frame 0
       prob, alive = jnp.asarray(state.first_prob), jnp.asarray(state.first_area > 0)
     first_area = jnp.asarray(state.first_area)
+    prop.fit_target(state.frames, state.first_prob, state.timer, starts=st)
     yield s0, self._output(state, ids_at(s0, prob))
     with prefetch.forward(state.frames, state.flows, range(s0 + 1, n),
                           state.timer, bool(self.config.get("prefetch", True))) as items:

@@ -65,6 +65,35 @@ def get_config():
   c.propagation.lost_ratio = 0.1
   # Warp the thresholded previous mask (see algorithm1.py); None: as the net's config says.
   c.propagation.binarize_prior = None
+  # Test-time target model (propagation/target.py, issue 17 lever 3): a per-object logistic
+  # regression fitted on the first frame's crop, its logits fused with N_mp's on every later crop.
+  # "color" (random Fourier features of colour), "backbone" (N_mp's RGB-stream features), "off", or
+  # "auto": color with a learned N_mp, off with the identity net (the warp-only baseline stays so).
+  # Chosen on val (README "Levers tried"; `experiments/validate_propagation.py --target`): shipped
+  # N_mp 0.333 off, 0.535 color, 0.311 backbone; the target model costs ~15% of N_mp's time a frame.
+  c.propagation.target_model = "auto"
+  c.propagation.target = ml_collections.ConfigDict()
+  # "sum": add weight x target logit (naive Bayes: balanced classes make it a log likelihood
+  # ratio); "suppress": only its negative part (val 0.366 against 0.535 for sum).
+  c.propagation.target.fusion = "sum"
+  c.propagation.target.weight = 1.0  # val: 0.5 -> 0.358, 1 -> 0.535, 1.5 -> 0.489, 2 -> 0.471
+  # Ridge on standardised weights, per unit of pixel weight (each class weighs 1/2): keeps the
+  # Newton steps well posed on separable crops. val: 1e-3 -> 0.535, 1e-2 -> 0.525.
+  c.propagation.target.l2 = 1e-3
+  c.propagation.target.newton_steps = 8  # fixed count (compiles once); Newton from 0 converges in a few
+  c.propagation.target.logit_clip = 6.0  # |target logit| at most this (p 0.0025..0.9975): no single cue is certain
+  c.propagation.target.rff_dim = 64  # colour: random Fourier features (D); 64 keep the Newton solve ~1 ms
+  # colour: kernel bandwidth in RGB/255 units (~50 grey levels). val: 0.1 -> 0.478, 0.2 -> 0.535, 0.3 -> 0.532.
+  c.propagation.target.rff_sigma = 0.2
+  # colour: local mean boxes (crop pixels) beside the pixel's own RGB. val: () -> 0.527, (9,) -> 0.535.
+  c.propagation.target.blur = (9,)
+  c.propagation.target.layers = ("layer1", "layer2", "layer3")  # backbone: stride 4, 8, 16 maps, at stride 4
+  c.propagation.target.seed = 0  # colour: the random projection's seed
+  # Every this many frames (N_mp calls), refit a second parameter set on the frame's confident
+  # result (|fused logit| > update_margin) and average its logits with the first frame's; 0: off.
+  c.propagation.target.update_every = 0
+  c.propagation.target.update_margin = 2.0  # p > 0.88 or < 0.12: the pixels trusted as labels
+  c.propagation.target.update_min_fraction = 0.01  # fewer confident object pixels (of the crop): keep the last set
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).

@@ -8,7 +8,7 @@ so a whole video compiles each stage once per (frame size, bucket, S).
 """
 import dataclasses
 import functools
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,7 @@ import numpy as np
 from vsreid_jax.flow.warp import warp
 from vsreid_jax.propagation import crops
 from vsreid_jax.propagation.nets import NetFn
+from vsreid_jax.propagation.target import TargetModel
 from vsreid_jax.utils import StageTimer
 
 
@@ -83,16 +84,52 @@ def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, *, threshold
 class Propagator:
   """Runs Algorithm 1 for all objects of one frame with a given N_mp."""
 
-  def __init__(self, net: NetFn, config: PropagationConfig = PropagationConfig()):
+  def __init__(self, net: NetFn, config: PropagationConfig = PropagationConfig(),
+               target: Optional[TargetModel] = None):
     self.net = net
     self.config = config
+    self.target = target  # first-frame appearance model fused with N_mp's logits (target.py); None: off
     self.timer = StageTimer()  # used when step() is given no timer
     self.net_calls = 0
 
   @property
   def jitted(self):
     """The compiled functions whose compilations the solver must keep bounded."""
-    return (binarize, warp, crop_stage, self.net, paste_stage, finish_stage)
+    extra = self.target.jitted if self.target is not None else ()
+    return (binarize, warp, crop_stage, self.net, paste_stage, finish_stage) + extra
+
+  def fit_target(self, frames, prob, timer: StageTimer = None, starts=None) -> None:
+    """Fits the target model (if any) on each object's given frame and mask, cropped as the first
+    scale crops (the video's other frames then fuse its logits with N_mp's). No-op without a
+    target model.
+
+    Args:
+      frames: the video's frames (indexable, each [H, W, 3] uint8), or one image [H, W, 3] when
+        every object is given on it.
+      prob: [Kb, H, W] each object's mask on the frame that gives it.
+      timer: where the fit's time goes (default: the propagator's).
+      starts: [Kb] the frame giving each object (object_starts; padding -1 counts as frame 0);
+        None: every object on frame 0.
+    """
+    if self.target is None:
+      return
+    cfg = self.config
+    margin, size = cfg.scales[0]
+    one_image = getattr(frames, "ndim", 0) == 3
+    st = np.zeros(prob.shape[0], np.int64) if starts is None else np.maximum(np.asarray(starts), 0)
+    with (timer or self.timer).stage("target", crop_stage, *self.target.jitted):
+      img_c = prob_c = None
+      for s in np.unique(st):  # crops of every object on each giving frame; each object keeps its own
+        image = jnp.asarray(frames if one_image else frames[int(s)], jnp.float32)
+        no_flow = jnp.zeros(image.shape[:2] + (2,), jnp.float32)
+        ic, _, pc, _, _ = crop_stage(image, no_flow, jnp.asarray(prob, jnp.float32), margin=float(margin),
+                                     size=int(size), use_box=cfg.use_box, threshold=cfg.threshold)
+        if img_c is None:
+          img_c, prob_c = ic, pc
+        else:
+          mine = jnp.asarray(st == s)[:, None, None, None]
+          img_c, prob_c = jnp.where(mine, ic, img_c), jnp.where(mine, pc, prob_c)
+      self.target.fit(img_c, prob_c)
 
   def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None):
     """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the
@@ -130,6 +167,9 @@ class Propagator:
           inputs = [tuple(jnp.concatenate(x) for x in zip(*inputs))]
         logits = self.net(*inputs[0]).block_until_ready()
       self.net_calls += 1
+      if self.target is not None and self.target.params is not None:
+        with t.stage("target", *self.target.jitted):
+          logits = self.target.fuse(inputs[0][0], logits).block_until_ready()
       with t.stage("paste", paste_stage):
         for g, (_, _, _, boxes, valid) in enumerate(cut):
           part = logits if len(cut) == 1 else logits[g * kb:(g + 1) * kb]
