@@ -29,6 +29,10 @@ def get_config():
   # most similar candidate is > rho_reid and its IoU with the object's current mask box < rho_occ.
   c.solver.retrieval_rule = "original"
   # Levers of issue 20 (solver/algorithm3.py), off here; chosen by the ablation on val.
+  # Paper rule: the stricter drift test of a present object (None: off; the paper's test alone).
+  c.solver.drift_iou = ml_collections.FieldReference(None, field_type=float)
+  c.solver.drift_margin = 0.0  # ... similarity must beat the current mask's evidence by this
+  c.solver.drift_exclusive = False  # ... and refuse a candidate another present object's box covers
   c.solver.motion_weight = 0.0  # paper rule: rank by similarity + w x motion continuity (0: off)
   c.solver.motion_sigma = 0.5  # its spread in box diagonals per sqrt(frame of gap)
   c.solver.template_refresh = 0  # extra templates per object from confirmed frames
