@@ -369,7 +369,8 @@ def retrieval_log(result: SolveResult, object_ids) -> List[dict]:
 
 def describe(r: dict) -> str:
   span = f"frames {r['first']}-{r['last']} rewritten" if r["frames_rewritten"] else "nothing rewritten"
-  why = {"lost": "lost, ", "drift": f"its mask elsewhere: box IoU {r.get('iou_current', 0):.2f}, "}.get(r.get("kind"), "")
+  ev = f"evidence {r['evidence']:.3f}, " if r.get("evidence") is not None else ""
+  why = {"lost": "lost, ", "drift": f"its mask elsewhere: box IoU {r.get('iou_current', 0):.2f}, {ev}"}.get(r.get("kind"), "")
   return f"re-id: object {r['object_id']} at frame {r['frame']} ({why}similarity {r['score']:.3f}): {span}"
 
 
