@@ -52,8 +52,7 @@ def _add_segment(sub):
   p.add_argument("--detector", default=None, metavar="FILE", help="detector weights (default: shipped)")
   p.add_argument("--reid", default=None, metavar="FILE", help="ReID weights (default: shipped)")
   p.add_argument("--rho-reid", type=float, default=None, metavar="S",
-                 help="similarity threshold of re-identification (default 0.92, chosen on val for the shipped "
-                 "nets; pass your own with other --reid weights)")
+                 help="similarity threshold of re-identification (default: the ReID net's)")
   p.add_argument("--retrieval-rule", default=None, choices=["original", "paper"],
                  help="which pairs re-identification considers: original (lost objects only, the original "
                  "test code; default) or paper (every frame and object: a mask that slid onto something "
