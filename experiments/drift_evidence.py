@@ -1,21 +1,23 @@
 """Which of the paper rule's drift retrievals are right: the evidence behind solver.drift_iou/drift_margin.
 
-For every (frame > 0, object) pair whose object is present in a row's masks (e.g. the propagation-only
-"+flow stream" row of experiments/ablation.py), takes the object's most similar candidate, as the
-paper's rule does, and prints what the stricter drift test sees and what the ground truth says:
-  iou_cur   IoU of that candidate's box with the current mask's box (the paper accepts < rho_occ)
-  gap       its similarity minus the current mask's evidence (best similarity of a candidate on
-            the current mask box, IoU >= rho_occ; 0 where none)
-  right     the retrieval would be right: the current mask box is off the ground-truth box (IoU <
-            0.3) and the candidate is on it (IoU >= 0.5); every other accepted one replaces a good
-            mask or moves a wrong one to a wrong place.
-Then, per (drift_iou, drift_margin), how many right and wrong retrievals of present objects the
-paper's test (similarity > rho_reid, iou_cur < rho_occ) plus the stricter one would accept.
+For every (frame > 0, object) pair whose object is present in a row's masks (e.g. the "+re-id" or
+the propagation-only "+flow stream" row of experiments/ablation.py), takes the object's most similar
+candidate, as the paper's rule does, and measures
+  iou_cur   IoU of that candidate's box with the current mask's box (the paper accepts < rho_occ),
+  evidence  the best similarity of a candidate on the current mask box (IoU >= rho_occ; 0 where none),
+  owned     whether another present object's mask box covers the candidate (IoU >= rho_occ),
+  right     whether the retrieval would be right: the current mask box is off the ground-truth box
+            (IoU < 0.3) and the candidate is on it (IoU >= 0.5); any other accepted one replaces a
+            good mask or moves a wrong one to a wrong place.
+Prints how many right and wrong retrievals the paper's test (similarity > rho_reid, iou_cur <
+rho_occ) accepts, and the paper's test plus the stricter one (iou_cur < drift_iou, similarity >
+evidence + drift_margin, without and with exclusive) for each (drift_iou, drift_margin).
 
   python experiments/drift_evidence.py --davis /tmp/occ-hard-val:240p --set occlusion \
-      --masks /tmp/abl/row2/occ-hard-val --cache /tmp/abl/cache
-Candidates come from the ablation's cache (the same detector and ReID weights); the first-round
-decision only (retrievals change the masks).
+      --masks /tmp/abl/row3/occ-hard-val --cache /tmp/abl/cache [--rho-reid 0.92]
+
+Candidates come from the ablation's cache (the same detector and ReID weights; computed where
+missing). One round's decision only (retrievals change the masks).
 """
 import argparse
 import os
