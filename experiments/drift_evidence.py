@@ -68,7 +68,8 @@ def pairs_of(ds, seq, masks_dir, cache_dir, seg, rho_occ):
       g = mask_box(gt[t] == oid)
       right = g is not None and box_iou(cur_box, g)[0, 0] < 0.3 and box_iou(boxes[top], g)[0, 0] >= 0.5
       cur_ok = g is not None and box_iou(cur_box, g)[0, 0] >= 0.5
-      others = [mask_box(pred[t] == o) for o in ids if o != oid and (pred[t] == o).sum() >= 0.1 * first[ids.index(o)].sum()]
+      others = [mask_box(pred[t] == o) for i, o in enumerate(ids)
+                if o != oid and (pred[t] == o).sum() >= 0.1 * first[i].sum()]
       owned = any(box_iou(boxes[top], b)[0, 0] >= rho_occ for b in others)
       out.append((float(box_iou(boxes[top], cur_box)[0, 0]), float(sim[top, j]), evidence, bool(right), owned,
                   bool(cur_ok)))

@@ -370,7 +370,8 @@ def retrieval_log(result: SolveResult, object_ids) -> List[dict]:
 def describe(r: dict) -> str:
   span = f"frames {r['first']}-{r['last']} rewritten" if r["frames_rewritten"] else "nothing rewritten"
   ev = f"evidence {r['evidence']:.3f}, " if r.get("evidence") is not None else ""
-  why = {"lost": "lost, ", "drift": f"its mask elsewhere: box IoU {r.get('iou_current', 0):.2f}, {ev}"}.get(r.get("kind"), "")
+  drift = f"its mask elsewhere: box IoU {r.get('iou_current', 0):.2f}, {ev}"
+  why = {"lost": "lost, ", "drift": drift}.get(r.get("kind"), "")
   return f"re-id: object {r['object_id']} at frame {r['frame']} ({why}similarity {r['score']:.3f}): {span}"
 
 
