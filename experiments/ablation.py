@@ -9,6 +9,9 @@
 With --levers, rows of issue 20 follow, each on top of +re-id and the previous lever row:
 
   +paper rule       retrieval by the paper's rule (every (frame, object) pair), not the lost-only one
+  +strict drift     a present object's candidate must be clearly elsewhere (IoU with the current mask
+                    box < 0.1) and beat the current mask's ReID evidence by 0.05, and no other present
+                    object's mask box may cover it (solver.drift_iou, drift_margin, drift_exclusive)
   +recovery guard   never replace a mask that a similar candidate confirms
   +motion rank      rank candidates by similarity + motion continuity; templates refreshed
   +occlusion merge  contested pixels go to the mask newest from its checkpoint, then ReID evidence
@@ -71,6 +74,12 @@ PAPER = {"baseline": 0.517, "+bbox crop": 0.555, "+flow stream": 0.584, "+re-id"
 # Issue 20's levers (--levers): solver changes on top of +re-id, cumulative.
 LEVER_ROWS = (
     ("+paper rule", dict(retrieval_rule="paper")),
+    # drift_iou 0.1: a detector box looser or tighter than a right mask overlaps it with IoU 0.1-0.3
+    # (issue 20's retrieval logs); drift_margin 0.05: on the val hard benchmark the ReID gives the
+    # candidates ON a wrong current mask 0.8-0.97, so a candidate elsewhere must beat them clearly
+    # (experiments/drift_evidence.py); exclusive: a third of the paper test's wrong retrievals take a
+    # box another present object's mask covers (the twin of a hidden target).
+    ("+strict drift", dict(drift_iou=0.1, drift_margin=0.05, drift_exclusive=True)),
     ("+recovery guard", dict(recovery_guard=True)),
     ("+motion rank", dict(motion_weight=0.3, template_refresh=2)),
     ("+occlusion merge", dict(merge="occlusion")),
@@ -185,6 +194,10 @@ def describe_run(seg, config) -> str:
     s = config.solver
     parts += [f"rule={s.retrieval_rule}", f"recover_passes={s.recover_passes}",
               f"max_retrievals={'none' if s.max_retrievals >= segment_config.NO_CAP else s.max_retrievals}"]
+    if s.get("drift_iou") is not None:
+      parts += [f"drift_iou={s.drift_iou}", f"drift_margin={s.drift_margin}", f"drift_exclusive={s.drift_exclusive}"]
+    if s.rho_reid is not None:
+      parts.append(f"rho_reid={s.rho_reid}")
   return " ".join(parts)
 
 

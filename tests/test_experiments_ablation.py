@@ -44,9 +44,13 @@ def test_lever_rows_build_on_reid_one_change_at_a_time():
   args = ablation.argparse.Namespace(net="identity", multi_scales="0.15:65", max_retrievals=None, levers=True,
                                      solver=["rho_reid=0.8"])
   rows = dict(ablation.row_configs(args))
-  assert list(rows)[5:] == ["+paper rule", "+recovery guard", "+motion rank", "+occlusion merge"]
+  assert list(rows)[5:] == ["+paper rule", "+strict drift", "+recovery guard", "+motion rank", "+occlusion merge"]
   assert rows["+re-id"].solver.retrieval_rule == "original"
   assert rows["+paper rule"].solver.retrieval_rule == "paper" and not rows["+paper rule"].solver.recovery_guard
+  assert rows["+paper rule"].solver.drift_iou is None and rows["+re-id"].solver.drift_iou is None
+  assert rows["+strict drift"].solver.drift_iou == 0.1 and rows["+strict drift"].solver.drift_exclusive
+  assert rows["+strict drift"].solver.retrieval_rule == "paper" and not rows["+strict drift"].solver.recovery_guard
+  assert rows["+recovery guard"].solver.drift_iou == 0.1  # cumulative
   assert rows["+recovery guard"].solver.recovery_guard and rows["+recovery guard"].solver.motion_weight == 0
   assert rows["+motion rank"].solver.motion_weight > 0 and rows["+motion rank"].solver.merge == "argmax"
   assert rows["+occlusion merge"].solver.merge == "occlusion" and rows["+occlusion merge"].solver.recovery_guard

@@ -139,3 +139,65 @@ def test_best_retrieval_paper_rule_over_frames_and_template_sets():
   # [K, R, D] templates: the best of each object's set.
   sets = np.stack([TEMPLATES, _unit([[0, 0, 1], [0, 0, 1]])], axis=1)
   np.testing.assert_allclose(algorithm2.similarity(EMB, sets)[2], [EMB[2, 2], EMB[2, 2]], rtol=1e-6)
+
+
+def _strict(sim, object_boxes, present, evidence, **kw):
+  return algorithm2.reidentify_paper(BOXES, VALID, sim, np.ones(sim.shape[1], bool), object_boxes, present,
+                                     rho_reid=0.5, rho_occ=0.3, evidence=evidence, **kw)[0]
+
+
+def test_strict_drift_test_refuses_a_box_mismatch_the_paper_rule_takes():
+  # Object 0's current mask box overlaps its top candidate (0) with IoU 0.2 (a looser detector
+  # box, not a drifted mask): below rho_occ, so the paper's test takes it; the stricter test needs
+  # the candidate clearly elsewhere (IoU < drift_iou 0.1) and refuses it.
+  sim = algorithm2.similarity(EMB, TEMPLATES)
+  object_boxes = np.array([[0, 0, 10, 2], [100, 100, 110, 110]], np.float32)
+  np.testing.assert_allclose(algorithm2.box_iou(BOXES[:1], object_boxes[:1])[0, 0], 0.2, rtol=1e-6)
+  present = np.array([True, True])
+  evidence = np.zeros(2, np.float32)
+  np.testing.assert_array_equal(_strict(sim, object_boxes, present, None), [0, 1])  # the paper's test
+  np.testing.assert_array_equal(_strict(sim, object_boxes, present, evidence, drift_iou=0.1), [-1, 1])
+  # A lost object has no current box: the stricter test does not apply to it.
+  np.testing.assert_array_equal(_strict(sim, object_boxes, np.array([False, True]), evidence, drift_iou=0.1),
+                                [0, 1])
+
+
+def test_strict_drift_test_needs_the_candidate_to_beat_the_current_mask_evidence_by_the_margin():
+  # Object 1's mask is far from its top candidate (IoU 0); what its current mask box covers is a
+  # candidate as similar as 0.8 (its evidence). Top similarity 0.8/|(0.2,0.8,0.1)| = 0.963.
+  sim = algorithm2.similarity(EMB, TEMPLATES)
+  object_boxes = np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32)
+  present = np.array([True, True])
+  top = float(sim[1, 1])
+  for evidence, margin, taken in ((0.0, 0.0, True), (top - 0.01, 0.0, True), (top - 0.01, 0.05, False),
+                                  (top, 0.0, False)):
+    index = _strict(sim, object_boxes, present, np.array([1.0, evidence], np.float32), drift_iou=0.1,
+                    drift_margin=margin)
+    assert index[1] == (1 if taken else -1), (evidence, margin)
+    assert index[0] == -1  # object 0 sits on its own candidate
+  try:
+    _strict(sim, object_boxes, present, None, drift_iou=0.1)
+  except ValueError as e:
+    assert "evidence" in str(e)
+  else:
+    raise AssertionError("drift_iou without evidence must be refused")
+
+
+def test_exclusive_refuses_a_candidate_another_present_object_covers():
+  # Object 0 (lost) is most like candidate 0, but candidate 0 is where object 1's mask is (a twin
+  # already tracked as object 1): exclusive refuses it; object 1 keeps its own.
+  emb = _unit([[0.9, 0.4, 0], [0, 0, 1], [0, 0, 1]])
+  sim = algorithm2.similarity(emb, TEMPLATES)
+  object_boxes = np.array([[0, 0, 0, 0], [1, 1, 11, 11]], np.float32)
+  present = np.array([False, True])
+  kw = dict(rho_reid=0.5, rho_occ=0.3)
+  consider = np.array([True, True])
+  index, _ = algorithm2.reidentify_paper(BOXES, VALID, sim, consider, object_boxes, present, **kw)
+  np.testing.assert_array_equal(index, [0, -1])
+  index, _ = algorithm2.reidentify_paper(BOXES, VALID, sim, consider, object_boxes, present, exclusive=True, **kw)
+  np.testing.assert_array_equal(index, [-1, -1])
+  # The same box free of object 1 (elsewhere): taken.
+  index, _ = algorithm2.reidentify_paper(BOXES, VALID, sim, consider, np.array([[0, 0, 0, 0], [50, 50, 60, 60]],
+                                                                                 np.float32), present,
+                                         exclusive=True, **kw)
+  np.testing.assert_array_equal(index, [0, -1])

@@ -148,3 +148,38 @@ def test_occlusion_merge_gives_contested_pixels_to_the_higher_priority():
   np.testing.assert_array_equal(index[0], [1, 2, 2, 0])
   index = np.asarray(merge_probs_priority(prob, np.array([0.0, -5.0], np.float32)))
   np.testing.assert_array_equal(index[0], [1, 1, 2, 0])
+
+
+STRICT = dict(retrieval_rule="paper", drift_iou=0.1, drift_margin=0.05)
+
+
+def test_strict_drift_test_accepts_a_retrieval_when_the_evidence_says_the_mask_slid(clip):
+  # From frame 6 object 1's mask sits on the occluder: what its box covers is the occluder's
+  # candidate (similarity 0 to object 1: the evidence), object 1's own candidate at C is IoU 0 away
+  # and similarity 1 > 0 + margin: retrieved, recovered and rewritten as under the paper's test.
+  result = _solve(clip, **STRICT)
+  assert [(r["frame"], r["kind"], r["evidence"]) for r in result.retrievals] == [(6, "drift", 0.0)]
+  assert result.retrievals[0]["frames_rewritten"] == list(range(6, T))
+  np.testing.assert_array_equal(result.checkpoints[:, 0], [0] * 6 + [6] * 6)
+  for t in range(6, T):
+    assert _iou(result, clip[1], t, 1) > 0.9, t
+
+
+def test_strict_drift_test_refuses_a_retrieval_when_the_current_mask_agrees(clip):
+  # The look-alike of the recovery-guard test (frames 1-3, ranked first): object 1's current mask
+  # there covers its own candidate (evidence 1), the look-alike is no more similar: refused, where
+  # the paper's test takes it. The real drift at frame 6 is still retrieved.
+  frames, masks, first, cands, tmpl = clip
+  frames = frames.copy()
+  frames[:, 5:25, 5:25] = 200
+  boxes = np.concatenate([np.zeros((T, 1, 4), np.float32), cands.boxes], axis=1)
+  valid = np.concatenate([np.zeros((T, 1), bool), cands.valid], axis=1)
+  emb = np.concatenate([np.zeros((T, 1, 3), np.float32), cands.embeddings], axis=1)
+  boxes[1:4, 0], valid[1:4, 0], emb[1:4, 0] = (5, 5, 25, 25), True, (1, 0, 0)
+  fooled = (frames, masks, first, Candidates(boxes, valid.astype(np.float32), valid, emb), tmpl)
+  plain = _solve(fooled, retrieval_rule="paper")
+  assert plain.retrievals[0]["frame"] == 1 and plain.retrievals[0]["evidence"] == 1.0
+  strict = _solve(fooled, **STRICT)
+  assert [(r["frame"], r["evidence"]) for r in strict.retrievals] == [(6, 0.0)]
+  for t in range(T):
+    assert _iou(strict, masks, t, 1) > 0.9 or 4 <= t < 6, t

@@ -173,6 +173,9 @@ class Segmenter:
                         max_retrievals=int(s.max_retrievals), recover_passes=int(s.recover_passes),
                         guide_size=int(s.guide_size), prob_memory_mb=float(s.prob_memory_mb),
                         retrieval_rule=str(s.retrieval_rule), motion_weight=float(s.motion_weight),
+                        drift_iou=None if s.get("drift_iou") is None else float(s.drift_iou),
+                        drift_margin=float(s.get("drift_margin", 0.0)),
+                        drift_exclusive=bool(s.get("drift_exclusive", False)),
                         motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
                         recovery_guard=bool(s.recovery_guard), merge=str(s.merge),
                         prefetch=bool(self.config.get("prefetch", True)))

@@ -17,6 +17,14 @@ box of k's CURRENT mask is < rho_occ ("we believe that we have made a wrong pred
 a mask that slid onto an occluder or a distractor gets corrected, not only a lost one. A lost
 object has no current box (IoU 0).
 
+A stricter drift test (issue 20; `drift_iou` set, off in the paper) for a PRESENT object: its top
+candidate is taken only when it is clearly elsewhere (IoU with the current mask box < drift_iou, a
+small number: a detector box looser or tighter than a right mask overlaps it with IoU 0.1-0.3) and
+clearly more like the object than what the current mask covers (similarity > the current mask's
+evidence + drift_margin; the evidence is the best similarity to the object of a candidate on the
+current mask box, 0 where none). `exclusive` (every pair) refuses a top candidate that another
+present object's mask box covers (IoU >= rho_occ): that candidate is being tracked as someone else.
+
 Templates are [K, D] (one per object) or [K, R, D] (R per object, e.g. frame 0 plus frames the
 solver was confident in; the similarity to an object is the best over its R).
 """
@@ -52,7 +60,8 @@ def similarity(embeddings: np.ndarray, templates: np.ndarray) -> np.ndarray:
 
 def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, consider: np.ndarray,
                      object_boxes: np.ndarray, present: np.ndarray, rho_reid: float, rho_occ: float,
-                     rank: Optional[np.ndarray] = None):
+                     rank: Optional[np.ndarray] = None, evidence: Optional[np.ndarray] = None,
+                     drift_iou: Optional[float] = None, drift_margin: float = 0.0, exclusive: bool = False):
   """The paper's rule in one frame: per object, the accepted candidate (index, similarity) or -1.
 
   Args:
@@ -63,6 +72,9 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
     rho_reid, rho_occ: the similarity above which, and the IoU with the current box below which,
       the most similar candidate is accepted.
     rank: [M, K] the score candidates are ranked by (default: sim); acceptance still tests sim.
+    evidence: [K] the current mask's evidence (needed with drift_iou; module docstring).
+    drift_iou, drift_margin: the stricter drift test of a present object (None: the paper's alone).
+    exclusive: refuse a top candidate covered by another present object's mask box.
   Returns:
     (index [K] int64, -1 where none accepted; score [K] float32, the similarity of the top-ranked
     candidate, -inf where none is valid).
@@ -75,10 +87,19 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
     return index, score
   rank = sim if rank is None else rank
   top = np.argmax(np.where(valid[:, None], rank, -np.inf), axis=0)  # [K] the most similar candidate
-  iou = np.diagonal(box_iou(boxes[top], object_boxes)) * np.asarray(present, bool)
+  present = np.asarray(present, bool)
+  overlap = box_iou(boxes[top], object_boxes) * present[None, :]  # [K, K]: top of k vs mask box of j
+  iou = np.diagonal(overlap)
+  if drift_iou is not None and evidence is None:
+    raise ValueError("the stricter drift test (drift_iou) needs the current masks' evidence")
   for obj in np.flatnonzero(consider):
     score[obj] = sim[top[obj], obj]
-    if score[obj] > rho_reid and iou[obj] < rho_occ:
+    ok = score[obj] > rho_reid and iou[obj] < rho_occ
+    if ok and drift_iou is not None and present[obj]:
+      ok = iou[obj] < drift_iou and score[obj] > evidence[obj] + drift_margin
+    if ok and exclusive:
+      ok = not np.any(np.delete(overlap[obj], obj) >= rho_occ)
+    if ok:
       index[obj] = top[obj]
   return index, score
 
@@ -118,7 +139,8 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
 def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_boxes: np.ndarray,
                    present: np.ndarray, rho_reid: float, rho_occ: float,
                    skip: Optional[set] = None, rule: str = "original", consider: Optional[np.ndarray] = None,
-                   bonus=None) -> Optional[Retrieval]:
+                   bonus=None, evidence: Optional[np.ndarray] = None, drift_iou: Optional[float] = None,
+                   drift_margin: float = 0.0, exclusive: bool = False) -> Optional[Retrieval]:
   """Algorithm 2 over all frames: the single best accepted (frame, object), or None.
 
   Args:
@@ -132,6 +154,8 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     consider: [T, K] the pairs the "paper" rule considers (default: every pair but frame 0's).
     bonus: None or a function t -> [M, K] added to the similarity to rank candidates and pairs
       ("paper" rule; e.g. motion continuity); acceptance still tests the similarity alone.
+    evidence: [T, K] the current masks' evidence; drift_iou, drift_margin, exclusive: the stricter
+      drift test of the "paper" rule (`reidentify_paper`; None: the paper's test alone).
   Returns:
     The accepted pair with the highest ranking score (ties: the earliest frame, then the lowest
     object index), or None.
@@ -155,7 +179,8 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
       sim = similarity(emb, templates)
       rank = sim if bonus is None else sim + bonus(t)
       index, score = reidentify_paper(boxes, valid, sim, consider[t], object_boxes[t], present[t],
-                                      rho_reid, rho_occ, rank)
+                                      rho_reid, rho_occ, rank, None if evidence is None else evidence[t],
+                                      drift_iou, drift_margin, exclusive)
     for obj in np.flatnonzero(index >= 0):
       if skip and (t, int(obj)) in skip:
         continue

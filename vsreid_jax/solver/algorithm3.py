@@ -12,6 +12,10 @@
 Retrieval follows `retrieval_rule` (reid/algorithm2.py): "original" (lost objects only, the
 original test code) or "paper" (every (frame, object) pair: a wrong current mask is corrected
 too). Levers of issue 20, each off by default and an ablation row:
+  - drift_iou set (paper rule): the stricter drift test of a present object (reid/algorithm2.py):
+    its top candidate is taken only when IoU with the current mask box < drift_iou and similarity >
+    the current mask's evidence (below, 0 where none) + drift_margin; drift_exclusive also refuses a
+    top candidate that another present object's mask box covers.
   - motion_weight > 0 (paper rule): candidates and pairs are ranked by similarity + motion_weight x
     motion continuity (a Gaussian of the distance from the object's box in the nearest confident
     frame, widening with the square root of the gap); a confident frame is a checkpoint (frame 0,
@@ -61,6 +65,9 @@ class SolverConfig:
   prob_memory_mb: float = 128.0  # uint8 probabilities past this size go to a temporary file
   search_block: int = 256  # frames whose candidates Algorithm 2 reads at once (memory flat in length)
   retrieval_rule: str = "original"  # "original" (lost objects only) or "paper" (every pair)
+  drift_iou: Optional[float] = None  # paper rule: a present object's candidate must have IoU < this (None: off)
+  drift_margin: float = 0.0  # ... and similarity > the current mask's evidence + this
+  drift_exclusive: bool = False  # paper rule: refuse a candidate another present object's mask box covers
   motion_weight: float = 0.0  # paper rule: rank by similarity + this x motion continuity (0: off)
   motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
@@ -210,7 +217,7 @@ class Solver:
           callback("re-id", round_, cfg.max_retrievals)
         present = alive[:, :k]
         lost = ~present & ~given  # a given frame (frame 0 for a first-frame mask) is not searched
-        confirmed = None
+        confirmed = evidence = None
         if not reads_all:
           ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer)
         else:
@@ -227,7 +234,9 @@ class Solver:
               if cfg.motion_weight > 0:
                 bonus = self._motion(cands, boxes, present, confirmed | (ckpt == np.arange(n)[:, None]))
             ret = best_retrieval(cands, tmpl, lost, boxes, present, cfg.rho_reid, cfg.rho_occ,
-                                 skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus)
+                                 skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
+                                 evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
+                                 exclusive=cfg.drift_exclusive)
         if ret is None:
           break
         tried.add((ret.frame, ret.object_index))
@@ -236,9 +245,11 @@ class Solver:
         rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
                                                 probs, alive, ckpt, boxes, timer,
                                                 confirmed if cfg.recovery_guard else None)
+        ev = float(evidence[ret.frame, ret.object_index]) if evidence is not None else None
         log.append(dict(frame=ret.frame, object=ret.object_index, score=round(ret.score, 4),
                         box=[round(v, 1) for v in ret.box], kind="drift" if was_present else "lost",
-                        iou_current=round(iou_now, 3), frames_rewritten=rewritten,
+                        iou_current=round(iou_now, 3), evidence=None if ev is None else round(ev, 4),
+                        frames_rewritten=rewritten,
                         first=min(rewritten) if rewritten else None, last=max(rewritten) if rewritten else None))
       if cfg.merge == "occlusion":
         with timer.stage("reid"):
@@ -400,7 +411,9 @@ def retrieval_log(result: SolveResult, object_ids) -> List[dict]:
 
 def describe(r: dict) -> str:
   span = f"frames {r['first']}-{r['last']} rewritten" if r["frames_rewritten"] else "nothing rewritten"
-  why = {"lost": "lost, ", "drift": f"its mask elsewhere: box IoU {r.get('iou_current', 0):.2f}, "}.get(r.get("kind"), "")
+  ev = f"evidence {r['evidence']:.3f}, " if r.get("evidence") is not None else ""
+  drift = f"its mask elsewhere: box IoU {r.get('iou_current', 0):.2f}, {ev}"
+  why = {"lost": "lost, ", "drift": drift}.get(r.get("kind"), "")
   return f"re-id: object {r['object_id']} at frame {r['frame']} ({why}similarity {r['score']:.3f}): {span}"
 
 
