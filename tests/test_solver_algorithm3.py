@@ -149,7 +149,7 @@ def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, t
   frames, masks = clip[0], clip[1]
   config = segment_config.get_config()
   config.net, config.method = "identity", "vsreid"
-  config.flow.preset = "ultrafast"
+  config.flow = "dis-ultrafast"
   config.propagation.scales = ((0.15, 65),)
   config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
   seg = Segmenter(config, flow_cache_dir=str(tmp_path))

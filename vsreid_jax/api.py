@@ -31,8 +31,8 @@ from vsreid_jax import memory
 from vsreid_jax.data import prefetch
 from vsreid_jax.data.frames import ResizedFrames, open_frames, resize_ids
 from vsreid_jax.errors import InputError
+from vsreid_jax import flow as flow_lib
 from vsreid_jax.flow.cache import FlowCache
-from vsreid_jax.flow.dis import DISFlow
 from vsreid_jax.models import weights
 from vsreid_jax.models.propagation import build_model, dummy_inputs, make_propagation_fn
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, object_bucket, pad_objects
@@ -85,12 +85,6 @@ def resolve_method(config: ml_collections.ConfigDict) -> str:
   if config.detector != "default" or config.reid != "default":
     return "vsreid"  # weights named explicitly: a missing file is an error, not a silent fallback
   return "vsreid" if all(os.path.isfile(p) for p in reid_weight_paths(config)) else "propagate"
-
-
-def build_flow(config: ml_collections.ConfigDict):
-  if config.flow.backend == "dis":
-    return DISFlow(config.flow.preset)
-  raise ValueError(f"unknown flow backend {config.flow.backend!r}")
 
 
 class SwappableNet:
@@ -185,7 +179,7 @@ class Segmenter:
 
   def __init__(self, config: Optional[ml_collections.ConfigDict] = None, flow_cache_dir: Optional[str] = None):
     self.config = config or segment_config.get_config()
-    self.flow_backend = build_flow(self.config)
+    self.flow_backend = flow_lib.get(self.config.flow, self.config.flow_weights)
     net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
     self.propagator = Propagator(net, propagation_config(self.config, model_cfg))
     memory.check_crop(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)

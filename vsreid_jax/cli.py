@@ -12,6 +12,7 @@ import time
 from vsreid_jax import __version__
 from vsreid_jax import signals
 from vsreid_jax import distributed
+from vsreid_jax import flow as flow_lib
 from vsreid_jax.errors import InputError
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
@@ -61,8 +62,9 @@ def _add_segment(sub):
                  help="at most N recover-and-propagate rounds per video (default: 20)")
   p.add_argument("--net", default=None, metavar="NAME|FILE",
                  help="propagation net: default (shipped weights), identity (warp only) or a weights file")
-  p.add_argument("--flow", default=None, choices=["dis-ultrafast", "dis-fast", "dis-medium"],
-                 help="optical flow backend (default: dis-medium)")
+  p.add_argument("--flow", default=None, choices=flow_lib.NAMES,
+                 help=f"optical flow backend (default: {flow_lib.DEFAULT}); raft-* read a torchvision RAFT "
+                 "state_dict given with --override flow_weights=FILE.pth")
   p.add_argument("--scales", default=None, metavar="M:S,...",
                  help="test scales as margin:crop pairs, e.g. 0.15:449,0.3:449 (averaged)")
   p.add_argument("--no-box", action="store_true", help="run N_mp on the whole frame (no bbox crop)")
@@ -264,7 +266,7 @@ def _segment_config(args):
       raise InputError(f"--max-retrievals {args.max_retrievals}: must be >= 0")
     config.solver.max_retrievals = args.max_retrievals
   if args.flow:
-    config.flow.preset = args.flow.split("-", 1)[1]
+    config.flow = args.flow
   if args.scales:
     config.propagation.scales = segment_config.parse_scales(args.scales)
   config.propagation.use_box = not args.no_box
@@ -471,7 +473,7 @@ def cmd_segment(args):
       _report_retrievals(out, seq, state)
     _print_outputs(writer, fps)
   wall = time.perf_counter() - start
-  print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
+  print(f"\nmethod={seg.method} net={config.net} flow={config.flow} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
   print(total.table(n_frames))
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "

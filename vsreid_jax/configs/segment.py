@@ -43,9 +43,10 @@ def get_config():
   # + N_mp at 854x480 on 2 cores (issue 13), and on an accelerator reading and flow are the host's
   # work the device would otherwise wait for. False: everything in the calling thread.
   c.prefetch = True
-  c.flow = ml_collections.ConfigDict()
-  c.flow.backend = "dis"
-  c.flow.preset = "medium"
+  # Optical flow backend by name (vsreid_jax/flow: dis-ultrafast/fast/medium, raft-small/large),
+  # the same key as training's data.flow; RAFT reads a torchvision state_dict from flow_weights.
+  c.flow = "dis-medium"
+  c.flow_weights = ""
   c.propagation = ml_collections.ConfigDict()
   # (box margin, crop size) per scale, averaged; None: the net's own (margin, crop size), or the
   # paper's (0.15, 449) for the identity net.

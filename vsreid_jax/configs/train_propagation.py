@@ -44,7 +44,9 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   # this frame's GT, the GT of 2..max_skip frames back warped over every step.
   d.prior_probs = (0.5, 0.25, 0.25)
   d.max_skip = 4
-  d.flow_preset = "medium"  # DIS preset; the same as inference (configs/segment.py)
+  # Flow backend by name (vsreid_jax/flow), the same key and default as inference (configs/segment.py).
+  d.flow = "dis-medium"
+  d.flow_weights = ""  # RAFT only: a torchvision state_dict (.pth)
   d.deform = ml_collections.ConfigDict(dataclasses.asdict(DeformConfig()))
   d.seed = 0
   d.batch_size = 16  # global; 0: batch_per_device x device count

@@ -26,7 +26,7 @@ def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
   u.own_max = 0.75
   u.own_ramp = 0.1
   u.threshold = 0.5  # binarisation of the previous prediction, as PropagationConfig.threshold at test
-  # Clip frames drawn from the flow cache: the same DIS preset as inference (data.flow_preset).
+  # Clip frames drawn from the flow cache: the same flow backend as inference (data.flow).
 
   # Fine-tune the shipped net: from scratch the net needs hours before its own outputs are usable.
   # The shipped default is itself step 150 of such a run started from the step-2000 net; to redo it,
