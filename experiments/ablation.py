@@ -40,6 +40,7 @@ retrievals); the switches of `vsreid segment` (--no-flip, --recover-passes, --lo
 """
 import argparse
 import csv
+import functools
 import os
 import sys
 import time
@@ -49,15 +50,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vsreid_jax import cli  # pylint: disable=wrong-import-position
-from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
+from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import HELD_OUT  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset, splits  # pylint: disable=wrong-import-position
-from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.report import bar_chart, markdown_table  # pylint: disable=wrong-import-position
-from vsreid_jax.solver.algorithm3 import write_retrievals  # pylint: disable=wrong-import-position
 
 # (row name, config changes): each row keeps the previous row's changes.
 ROWS = (
@@ -204,20 +203,15 @@ def run_row(name, config, jobs, out_dir, cache_dir, progress, oracle=False):
   frames_done, retrievals, steady = 0, 0, 0.0
   calls0 = seg.propagator.net_calls
   for ds, seqs in jobs:
-    root_out = os.path.join(out_dir, os.path.basename(os.path.normpath(ds.root)))
-    for seq in seqs:
-      frames = ds.frames(seq)
-      state = seg.init_state(frames, name=os.path.join(os.path.basename(os.path.normpath(ds.root)), seq))
-      seg.add_mask(state, ds.first_mask(seq))
-      if oracle:
-        state.candidates = oracle_for(ds, seq, state)
-      with SequenceWriter(root_out, seq) as w:
-        for i, ids in seg.segment(state, progress=progress):
-          w.write(frames.names[i], ids)
+    root = os.path.basename(os.path.normpath(ds.root))
+    videos = [SequenceJob(name=seq, frames=ds.frames(seq), first_mask=functools.partial(ds.first_mask, seq),
+                          cache_key=os.path.join(root, seq)) for seq in seqs]
+    prepare = (lambda state, job, ds=ds: setattr(state, "candidates", oracle_for(ds, job.name, state))) if oracle else None
+    for done in segment_dataset(seg, videos, os.path.join(out_dir, root), progress=progress, prepare=prepare):
+      state = done.state
       if state.result is not None:
         retrievals += len(state.result.retrievals)
-        write_retrievals(os.path.join(root_out, f"{seq}_retrievals.json"), seq, state.result, state.object_ids)
-      frames_done += len(frames)
+      frames_done += len(state.frames)
       steady += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow", "detect", "embed"))
   wall = time.perf_counter() - start
   objects = []

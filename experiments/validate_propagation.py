@@ -9,6 +9,7 @@ and prints J&F per root, per sequence and over all objects of the split.
   python experiments/validate_propagation.py --split val --workdir runs/lite --step 500 1000 --out /tmp/val
 """
 import argparse
+import functools
 import os
 import sys
 import time
@@ -18,12 +19,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import splits  # pylint: disable=wrong-import-position
-from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
+from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
 from vsreid_jax.data import splits as data_splits  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
-from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
 
@@ -36,17 +36,16 @@ def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize
   config.flip = flip
   if scales:
     config.propagation.scales = segment_config.parse_scales(scales)
+  config.method = "propagate"  # Algorithm 1 only
   seg = Segmenter(config, flow_cache_dir=flow_cache)
   frames_done, seconds = 0, 0.0
   for ds, seq in jobs:
-    frames = ds.frames(seq)
-    state = seg.init_state(frames, name=os.path.join(os.path.basename(ds.root), seq))
-    seg.add_mask(state, ds.first_mask(seq))
-    with SequenceWriter(os.path.join(out_dir, os.path.basename(ds.root)), seq) as w:
-      for i, ids in seg.propagate(state):
-        w.write(frames.names[i], ids)
-    frames_done += len(frames)
-    seconds += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow"))
+    root = os.path.basename(ds.root)
+    job = SequenceJob(name=seq, frames=ds.frames(seq), first_mask=functools.partial(ds.first_mask, seq),
+                      cache_key=os.path.join(root, seq))
+    for done in segment_dataset(seg, [job], os.path.join(out_dir, root)):
+      frames_done += len(done.job.frames)
+      seconds += sum(v for k, v in done.state.timer.seconds.items() if k not in ("compile", "flow"))
   return frames_done, seconds
 
 

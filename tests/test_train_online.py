@@ -108,13 +108,6 @@ def test_examples_are_crops_around_the_prior_and_deterministic(clip):
   assert (a["target"] > 127).mean() > 0.2  # the object fills the crop, as at inference
 
 
-def test_augmented_views_for_reid_templates(clip):
-  frames, masks = clip
-  views = online.augmented_views(frames[0], masks[0], 3, np.random.default_rng(0), size=32)
-  assert views.shape == (3, 32, 32, 3) and views.dtype == np.uint8
-  assert not np.array_equal(views[0], views[1])
-
-
 def test_adaptation_is_deterministic_lowers_the_loss_and_leaves_the_base_untouched(tiny, adapter, clip):
   _, variables = tiny
   frames, masks = clip

@@ -11,12 +11,14 @@
 of lost objects with the detector and ReID nets, recovery and re-propagation) or "propagate"
 (Algorithm 1 only, streamed frame by frame: `propagate`).
 
-The CLI (`vsreid segment`) is a thin shell over this.
+`segment_dataset(seg, jobs, out_dir)` segments many videos and writes each one's results as
+`vsreid segment` does; the CLI and the experiments call it, and are thin shells over this.
 """
 import dataclasses
 import functools
 import os
-from typing import Iterator, Optional, Tuple
+import time
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +41,6 @@ from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator, obj
 from vsreid_jax.propagation.nets import identity_net, with_flip_average
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
-
-# Crop scales for nets that bring none (identity): the original test code's margin and crop size.
-DEFAULT_SCALES = ((0.15, 449),)
 
 
 @dataclasses.dataclass
@@ -149,24 +148,28 @@ def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]
 
 
 def net_scales(model_cfg: ml_collections.ConfigDict) -> Tuple[Tuple[float, int], ...]:
-  """The net's own test scales: (its margin, its crop size x f) for each f of `test_scales`, the crop
-  rounded to the nearest (multiple of the output stride) + 1, like the training crop (161 = 10 x 16 + 1:
-  0.8 -> 129, 1.2 -> 193)."""
-  stride = int(model_cfg.model.backbone.output_stride)
-  crop = int(model_cfg.crop_size)
-  return tuple((float(model_cfg.crop_margin), int(round((crop - 1) * float(f) / stride)) * stride + 1)
-               for f in model_cfg.get("test_scales", (1.0,)))
+  """The net's own test scale: ((its crop margin, its crop size),), what it was trained on."""
+  return ((float(model_cfg.crop_margin), int(model_cfg.crop_size)),)
 
 
 def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> PropagationConfig:
-  """Algorithm 1 settings: the segment config's, where it leaves them None the net's own."""
+  """Algorithm 1 settings: the segment config's, where it leaves them None the net's own.
+
+  Args:
+    config: the segment ConfigDict (configs/segment.py).
+    model_cfg: the net's model ConfigDict (`build_net`), None for the identity net.
+
+  Returns:
+    The PropagationConfig; its scales, (box margin, crop size) pairs: `config.propagation.scales`,
+    else the net's own (`net_scales`), else (identity) PropagationConfig's default, the paper's.
+  """
   p = config.propagation
   if p.scales is not None:
     scales = p.scales
   elif model_cfg is not None:
     scales = net_scales(model_cfg)
   else:
-    scales = DEFAULT_SCALES
+    scales = PropagationConfig().scales
   binarize = p.binarize_prior
   if binarize is None:
     binarize = bool(model_cfg.get("test_binarize_prior", False)) if model_cfg is not None else False
@@ -175,7 +178,9 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
 
 
 class Segmenter:
-  """Semi-supervised multi-object segmentation by mask propagation (Algorithm 1)."""
+  """Semi-supervised multi-object video segmentation with the configured method: "vsreid"
+  (Algorithm 3: propagation, re-identification of lost objects, recovery) or "propagate"
+  (Algorithm 1 only)."""
 
   def __init__(self, config: Optional[ml_collections.ConfigDict] = None, flow_cache_dir: Optional[str] = None):
     self.config = config or segment_config.get_config()
@@ -404,3 +409,99 @@ class Segmenter:
         with state.timer.stage("merge", merge_probs):
           ids = merge_to_ids(prob, state.object_ids)
         yield i, self._output(state, ids)
+
+
+@dataclasses.dataclass
+class SequenceJob:
+  """One video of `segment_dataset`, segmented into OUT/<name>/."""
+  name: str  # the results folder's name: OUT/<name>/<frame>.png
+  frames: object  # opened frames (data/frames.py), the prompt's frame first
+  # -> the prompt's id mask, uint8 [H, W] at the frames' input size; called when the video's turn comes.
+  first_mask: Callable[[], np.ndarray]
+  source: str = "first-frame mask"  # what an error about the mask names (its file)
+  cache_key: Optional[str] = None  # the flow / candidate cache key (init_state's name); None: `name`
+  before: Sequence[str] = ()  # names of frames before the prompt's frame, written as background
+  overlay_fps: float = 0.0  # > 0: also writes OUT/<name>_overlay (masks over the frames) at this rate
+
+
+@dataclasses.dataclass
+class SequenceDone:
+  """What `segment_dataset` yields once a video is written."""
+  job: SequenceJob
+  state: VideoState  # its timer, object ids and, with method vsreid, the solver's result
+  writer: object  # the closed data.results.SequenceWriter: final folder, count, manifest
+  adapted: Optional[dict]  # Segmenter.adapt's info; None without online adaptation
+  seconds: float  # wall time of the video, from opening it to its last file
+
+
+def _phase_callback(bar, name: str):
+  """callback(phase, done, total) for Segmenter.segment: the bar follows the solver's phases
+  (propagate, re-id) while it runs the whole video before the first frame comes out."""
+  shown = [None]
+
+  def callback(phase, done, total):
+    if phase != shown[0]:
+      shown[0] = phase
+      bar.reset(total=total)
+      bar.set_description(f"{name} {phase}", refresh=False)
+    bar.n = done
+    bar.refresh()
+  return callback
+
+
+def segment_dataset(seg: Segmenter, jobs: Iterable[SequenceJob], out_dir: str, *, per_object: bool = False,
+                    progress: bool = False,
+                    prepare: Optional[Callable[[VideoState, SequenceJob], None]] = None) -> Iterator[SequenceDone]:
+  """Segments videos one after another with `seg`'s method and writes each one's results.
+
+  Per job: `init_state`, `add_mask(job.first_mask())`, `prepare(state, job)`, online adaptation
+  (when the config asks for it), then every frame of `seg.segment` into a `data.results.SequenceWriter`
+  (OUT/<name>/<frame>.png palette masks, the frames of `job.before` as background; moved into place
+  only when the whole video is written, so an interrupted or failed one leaves no complete-looking
+  folder), with the side files OUT/<name>_timing.json and, with method vsreid, OUT/<name>_retrievals.json.
+  A signal (signals.py) stops the run between two frames.
+
+  Args:
+    seg: the Segmenter; its config chooses the method, net and flow.
+    jobs: the videos, in order.
+    out_dir: the results folder (written as data/results.py lays it out).
+    per_object: also a 0/255 mask per object and frame (SequenceWriter's object_ids).
+    progress: a progress bar per video that follows the solver's phases.
+    prepare: called with each video's state once its first mask is set, before any work (a memory
+      check, ground-truth candidates for `state.candidates`, ...).
+
+  Yields:
+    A SequenceDone after each video is written; nothing runs unless the generator is consumed.
+  """
+  import tqdm  # pylint: disable=g-import-not-at-top
+  from vsreid_jax import signals  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data.results import SequenceWriter  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.report.layout import write_timing  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.solver.algorithm3 import write_retrievals  # pylint: disable=g-import-not-at-top
+  for job in jobs:
+    start = time.perf_counter()
+    frames = job.frames
+    state = seg.init_state(frames, name=job.cache_key or job.name)
+    seg.add_mask(state, job.first_mask(), source=job.source)
+    if prepare is not None:
+      prepare(state, job)
+    info = seg.adapt(state, progress=progress)
+    overlay = job.overlay_fps > 0
+    bar = tqdm.tqdm(total=len(frames), desc=job.name, unit="frame", disable=not progress, leave=False)
+    with SequenceWriter(out_dir, job.name, overlay_fps=job.overlay_fps,
+                        object_ids=state.object_ids if per_object else None) as writer, bar:
+      for name in job.before:
+        writer.write(name, np.zeros(frames.size, np.uint8))
+      callback = _phase_callback(bar, job.name)
+      for i, ids in seg.segment(state, callback=callback):
+        if i == 0:
+          callback("write", 0, len(frames))
+        signals.check()  # a signal swallowed on the way (see signals.py) stops the run here
+        writer.write(frames.names[i], ids, frames[i] if overlay else None)
+        bar.update(1)
+      signals.check()
+      if state.result is not None:
+        write_retrievals(writer.side_path("_retrievals.json"), job.name, state.result, state.object_ids)
+      write_timing(writer.side_path("_timing.json"), job.name, len(frames), len(state.object_ids), state.timer,
+                   time.perf_counter() - start)
+    yield SequenceDone(job=job, state=state, writer=writer, adapted=info, seconds=time.perf_counter() - start)

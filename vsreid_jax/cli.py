@@ -300,21 +300,6 @@ def _overlay_fps(args, config, frames) -> float:
   return getattr(frames, "fps", 0.0) or float(config.overlay_fps)
 
 
-def _phase_callback(bar, seq):
-  """callback(phase, done, total) for Segmenter.segment: the outer bar follows the solver's phases
-  (detect+reid, propagate, re-id) while it runs the whole video before the first frame comes out."""
-  shown = [None]
-
-  def callback(phase, done, total):
-    if phase != shown[0]:
-      shown[0] = phase
-      bar.reset(total=total)
-      bar.set_description(f"{seq} {phase}", refresh=False)
-    bar.n = done
-    bar.refresh()
-  return callback
-
-
 def _selected_sequences(ds, args):
   """The sequences of --set, restricted to --sequences when given."""
   names = ds.sequences(args.set)
@@ -383,14 +368,10 @@ def cmd_segment(args):
   if not args.no_compile_cache:  # before anything compiles
     from vsreid_jax.utils import enable_compile_cache  # pylint: disable=g-import-not-at-top
     enable_compile_cache()
-  import numpy as np
-  from tqdm import tqdm
-  from vsreid_jax.api import Segmenter
+  import functools
+  from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset
   from vsreid_jax.data.palette import read_prompt_mask
-  from vsreid_jax.data.results import (SequenceWriter, check_destination, clean_stale, inside_any, overlay_suffix,
-                                       prepare_dir)
-  from vsreid_jax.report.layout import write_timing
-  from vsreid_jax.solver.algorithm3 import write_retrievals
+  from vsreid_jax.data.results import check_destination, clean_stale, inside_any, overlay_suffix, prepare_dir
   from vsreid_jax.utils import StageTimer, peak_rss_mb
 
   from vsreid_jax.data import shards
@@ -434,44 +415,35 @@ def cmd_segment(args):
   start = time.perf_counter()
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
-  for seq, frames, mask_path, _, _, before in jobs:
-    seq_start = time.perf_counter()
-    state = seg.init_state(frames, name=seq)
-    mask, notes = read_prompt_mask(mask_path, frames.size, resize=args.resize_mask)
+
+  def first_mask(mask_path, size):
+    mask, notes = read_prompt_mask(mask_path, size, resize=args.resize_mask)
     for note in notes:
       print(f"note: {note}")
-    seg.add_mask(state, mask, source=mask_path)
-    seg.check_memory(state, source=getattr(frames, "folder", None) or getattr(frames, "path_", seq))
-    info = seg.adapt(state, progress=not args.no_progress)
+    return mask
+
+  def check_memory(state, job):
+    frames = job.frames
+    seg.check_memory(state, source=getattr(frames, "folder", None) or getattr(frames, "path_", job.name))
+
+  videos = [SequenceJob(name=seq, frames=frames, source=mask_path, before=before,
+                        first_mask=functools.partial(first_mask, mask_path, frames.size),
+                        overlay_fps=_overlay_fps(args, config, frames) if args.overlay else 0.0)
+            for seq, frames, mask_path, _, _, before in jobs]
+  for done in segment_dataset(seg, videos, out, per_object=args.per_object, progress=not args.no_progress,
+                              prepare=check_memory):
+    seq, frames, state, info = done.job.name, done.job.frames, done.state, done.adapted
     if info is not None:
       print(f"{seq}: adapted {info['steps']} steps in {info['seconds']:.1f} s "
             f"(+{info['compile_seconds']:.1f} s compile), loss {info['loss'][0]:.4f} -> {info['loss'][-1]:.4f}")
       if args.save_adapted:
         seg.save_adapted(state, os.path.join(args.save_adapted, f"{seq}.msgpack"))
-    fps = _overlay_fps(args, config, frames) if args.overlay else 0.0
-    per_object = state.object_ids if args.per_object else None
-    bar = tqdm(total=len(frames), desc=seq, unit="frame", disable=args.no_progress, leave=False)
-    with SequenceWriter(out, seq, overlay_fps=fps, object_ids=per_object) as writer, bar:
-      for name in before:  # no object yet: background (a prompt on a later frame starts the video there)
-        writer.write(name, np.zeros(frames.size, np.uint8))
-      callback = _phase_callback(bar, seq)
-      for i, ids in seg.segment(state, callback=callback):
-        if i == 0:
-          callback("write", 0, len(frames))
-        signals.check()  # a signal swallowed on the way (see signals.py) stops the run here
-        writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
-        bar.update(1)
-      signals.check()
-      if state.result is not None:
-        write_retrievals(writer.side_path("_retrievals.json"), seq, state.result, state.object_ids)
-      write_timing(writer.side_path("_timing.json"), seq, len(frames), len(state.object_ids), state.timer,
-                   time.perf_counter() - seq_start)
     total.merge(state.timer)
     n_frames += len(frames)
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(out, seq)}")
     if state.result is not None:
       _report_retrievals(out, seq, state)
-    _print_outputs(writer, fps)
+    _print_outputs(done.writer, done.job.overlay_fps)
   wall = time.perf_counter() - start
   print(f"\nmethod={seg.method} net={config.net} flow={config.flow} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")

@@ -103,7 +103,7 @@ PAPER = {
     "solver.retrieval_rule": "paper",  # the paper's Algorithm 2: every (frame, object) pair
     "propagation.lost_ratio": 0.0,  # the original code's 1/10-area "lost" rule; the paper has none
     "solver.max_retrievals": NO_CAP,  # the paper's Algorithm 3 has no cap
-    "propagation.scales": None,  # multi-scale testing as the net's config says (its test_scales)
+    "propagation.scales": None,  # the net's own crop (the paper's multi-scale testing: --scales)
 }
 
 

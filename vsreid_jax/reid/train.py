@@ -71,10 +71,6 @@ def make_train_step(temperature: float, mesh=None) -> Callable:
   return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(rep, rep), donate_argnums=0)
 
 
-def inference_variables(state) -> dict:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
 def train(config, workdir: str, batches, *, resume: bool = False, stop_at: Optional[int] = None,
           progress: bool = True):
   """Trains until config.train.steps (or stop_at, or train.max_seconds); returns the state and rows.
