@@ -134,10 +134,10 @@ def test_checkpoint_rule_stops_at_a_closer_checkpoint(clip):
   ckpt[9:, 1] = 10
   boxes = np.zeros((n, 2, 4), np.float32)
   from vsreid_jax.reid.algorithm2 import Retrieval  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.data.objects import mask_box  # pylint: disable=g-import-not-at-top
-  ret = Retrieval(8, 1, 1, 1.0, tuple(mask_box(masks[8] == 2)))
+  from vsreid_jax.geometry import mask_box_np# pylint: disable=g-import-not-at-top
+  ret = Retrieval(8, 1, 1, 1.0, tuple(mask_box_np(masks[8] == 2)))
   rewritten = solver._recover_and_propagate(ret, seq, FlowCache(seq, DISFlow("ultrafast")), first,
-                                            [mask_box(first[k] > 0.5) for k in range(2)], first.sum(axis=(1, 2)),
+                                            [mask_box_np(first[k] > 0.5) for k in range(2)], first.sum(axis=(1, 2)),
                                             probs, alive, ckpt, boxes, solver.propagator.timer)
   assert rewritten == [8]
   assert ckpt[8, 1] == 8 and (ckpt[9:, 1] == 10).all()

@@ -52,7 +52,7 @@ FLOW_BYTES = 8
 # Long sides --max-size suggests, largest first (common video sizes, then halvings).
 SUGGESTED_SIZES = (2560, 1920, 1280, 960, 854, 640, 480, 320, 240, 160, 128, 96, 64)
 # The smallest --max-size: below, objects shrink to a few pixels, near the 8-pixel minimum box side
-# of the crops (propagation/crops.py), so a smaller value is a typo rather than a setting.
+# of the crops (geometry.py), so a smaller value is a typo rather than a setting.
 MIN_MAX_SIZE = SUGGESTED_SIZES[-1]
 
 

@@ -32,7 +32,7 @@ from vsreid_jax.errors import InputError
 from vsreid_jax import flow as flow_lib
 from vsreid_jax.flow.cache import FlowCache
 from vsreid_jax.flow.warp import warp
-from vsreid_jax.propagation import crops
+from vsreid_jax import geometry
 
 PRIOR_KINDS = ("warp", "deform", "skip")
 KEYS = ("image", "flow", "prior", "target")
@@ -137,11 +137,11 @@ def crop_example(image, flow, prior, target, margin, *, size):
   """Crops like `algorithm1.crop_stage`: the box of prior > 0.5 (of the target when the prior is
   empty), enlarged by `margin` (a traced scalar, so jitter does not recompile)."""
   h, w = prior.shape
-  box, valid = crops.mask_box(prior)
-  target_box, _ = crops.mask_box(target)
-  box = crops.enlarge_box(jnp.where(valid, box, target_box), margin, h, w)
-  return (crops.crop_resize(image, box, size), crops.crop_flow(flow, box, size),
-          crops.crop_resize(prior[..., None], box, size), crops.crop_resize(target[..., None], box, size), box)
+  box, valid = geometry.mask_box(prior)
+  target_box, _ = geometry.mask_box(target)
+  box = geometry.enlarge_box(jnp.where(valid, box, target_box), margin, h, w)
+  return (geometry.crop_resize(image, box, size), geometry.crop_flow(flow, box, size),
+          geometry.crop_resize(prior[..., None], box, size), geometry.crop_resize(target[..., None], box, size), box)
 
 
 def to_record(image, flow, prior, target) -> Dict[str, np.ndarray]:

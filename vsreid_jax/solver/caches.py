@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from vsreid_jax.data.objects import mask_box
+from vsreid_jax.geometry import mask_box_np
 from vsreid_jax.flow.cache import atomic_write, frames_fingerprint, warn_corrupt
 from vsreid_jax.utils import StageTimer
 
@@ -189,7 +189,7 @@ class CandidateSource:
 
 def templates(embedder, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
   """Frame-0 templates [K, D]: the embedding of each object's mask box (masks[K, H, W])."""
-  boxes = np.stack([mask_box(m > 0.5) for m in masks]).astype(np.float32)
+  boxes = np.stack([mask_box_np(m > 0.5) for m in masks]).astype(np.float32)
   return np.asarray(embedder.embed(image[None], boxes[None]))[0]
 
 

@@ -31,7 +31,7 @@ from vsreid_jax.data import augment
 from vsreid_jax.data import propagation_examples as pe
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.warp import warp
-from vsreid_jax.propagation import crops
+from vsreid_jax import geometry
 from vsreid_jax.train import checkpoint as ckpt_lib
 from vsreid_jax.train import metrics as metrics_lib
 from vsreid_jax.train import state as state_lib
@@ -84,7 +84,7 @@ def own_share(step: int, total_steps: int, own_max: float, own_ramp: float) -> f
 @functools.partial(jax.jit, static_argnames=("height", "width", "threshold"))
 def paste_binary(logits, box, *, height, width, threshold):
   """sigmoid(logits[S,S,1]) pasted into a zero [height, width] frame, thresholded to {0, 1}."""
-  prob = crops.paste(jax.nn.sigmoid(logits[..., 0]), box, height, width)
+  prob = geometry.paste(jax.nn.sigmoid(logits[..., 0]), box, height, width)
   return (prob > threshold).astype(jnp.float32)
 
 
