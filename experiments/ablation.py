@@ -52,7 +52,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vsreid_jax import cli  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
-from vsreid_jax.configs.train_propagation import HELD_OUT  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset, splits  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
@@ -151,7 +150,7 @@ def jobs_of(args):
     seqs = ds.sequences(args.set)
     name = os.path.basename(os.path.normpath(root))
     if args.held_out:
-      seqs = [s for s in seqs if s in HELD_OUT.get(name, ())]
+      seqs = [s for s in seqs if s in splits.held_out().get(name, ())]
     if getattr(args, "split", None):
       if name in data_roots:
         seqs = [s for s in seqs if s in splits.sequences(args.split, name)]

@@ -9,7 +9,7 @@ compilation apart), their ratio, and J&F without and with adaptation.
   python experiments/bench_online.py --davis ../shared/data/davis2016-train \\
       --sequences dance-jump motorbike scooter-gray --weights lite.msgpack --steps 50
 
-Evaluate on sequences the net was not trained on (configs/train_propagation.py HELD_OUT).
+Evaluate on sequences the net was not trained on (vsreid_jax/data/splits.py: val and test).
 """
 import argparse
 import functools

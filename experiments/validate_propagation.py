@@ -18,11 +18,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import splits  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
-from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
-from vsreid_jax.data import splits as data_splits  # pylint: disable=wrong-import-position
+from vsreid_jax.data import splits  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
@@ -72,9 +70,9 @@ def main(argv=None):
       step = export_checkpoint(args.workdir, path, want)
       print(f"exported {args.workdir} step {step} -> {path}")
       nets.append(path)
-  split = {name: data_splits.sequences(args.split, name) for name, _ in DATA_ROOTS}
-  datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in DATA_ROOTS}
-  jobs = [(datasets[name], seq) for name, _ in DATA_ROOTS for seq in split[name]]
+  split = {name: splits.sequences(args.split, name) for name, _ in splits.DATA_ROOTS}
+  datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in splits.DATA_ROOTS}
+  jobs = [(datasets[name], seq) for name, _ in splits.DATA_ROOTS for seq in split[name]]
   flow_cache = args.flow_cache or os.path.join(args.out, "flow")
   flip = {"on": True, "off": False, "net": None}[args.flip]
   rows = []
@@ -85,7 +83,7 @@ def main(argv=None):
     n, steady = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize)
     wall = time.perf_counter() - t
     per_root, objects = {}, []
-    for name, _ in DATA_ROOTS:
+    for name, _ in splits.DATA_ROOTS:
       res = evaluate_sequences(datasets[name], list(split[name]), os.path.join(out_dir, name), progress=False)
       per_root[name] = res.global_["J&F-Mean"]
       objects += [(j, f) for _, j, f in res.per_object]
@@ -93,7 +91,7 @@ def main(argv=None):
     j_all, f_all = np.mean([o[0] for o in objects]), np.mean([o[1] for o in objects])
     rows.append((net, per_root, (j_all + f_all) / 2, j_all, f_all, n / steady if steady else 0.0, wall))
     print(f"{net}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s)", flush=True)
-  names = [name for name, _ in DATA_ROOTS]
+  names = [name for name, _ in splits.DATA_ROOTS]
   print("\n| net | " + " | ".join(f"J&F {n}" for n in names) + " | J&F all | J | F | frames/s (no flow) |")
   print("|---" * (len(names) + 5) + "|")
   for net, per_root, jf, j, f, fps, _ in rows:

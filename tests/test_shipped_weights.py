@@ -9,7 +9,7 @@ import pytest
 from vsreid_jax import cli
 from vsreid_jax.api import Segmenter
 from vsreid_jax.configs import segment as segment_config
-from vsreid_jax.configs.train_propagation import HELD_OUT
+from vsreid_jax.data import splits
 from vsreid_jax.data import open_frames, read_mask
 from vsreid_jax.models import weights
 
@@ -67,7 +67,7 @@ def test_shipped_net_beats_warp_only_on_the_held_out_demo_clip():
   gt_dir = SHARED_DATA / "davis2016-train-240p" / "Annotations" / "240p" / "horsejump-low"
   if not gt_dir.is_dir():
     pytest.skip(f"real DAVIS ground truth not found at {gt_dir} (only present beside the repo checkout)")
-  assert "horsejump-low" in HELD_OUT["davis2016-train-240p"]  # the demo clip was never trained on
+  assert "horsejump-low" in splits.held_out()["davis2016-train-240p"]  # the demo clip was never trained on
   frames = open_frames(os.path.join(DEMO, "JPEGImages"))
   first = read_mask(os.path.join(DEMO, "Annotations", "00000.png"))
   j_mean = {}

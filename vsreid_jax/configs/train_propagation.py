@@ -20,19 +20,14 @@ from vsreid_jax import configs
 from vsreid_jax.data import splits
 from vsreid_jax.data.augment import DeformConfig
 
-# Data roots in `data.data_dir` (../shared/data beside the repo) and their resolution folders.
-DATA_ROOTS = splits.DATA_ROOTS
-# Never trained on: the validation and test splits of data/splits.py.
-HELD_OUT = splits.held_out()
-
 
 def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   d.source = "tfds"  # "tfds": pre-sampled array_record examples; "python": generated on the fly
   d.data_dir = ""  # folder holding the roots; experiments/train_propagation.py fills ../shared/data
-  d.roots = DATA_ROOTS
+  d.roots = splits.DATA_ROOTS  # in data_dir (../shared/data beside the repo), with their resolutions
   d.subset = "train"  # ImageSets/2017/<subset>.txt of each root
-  d.held_out = tuple(s for seqs in HELD_OUT.values() for s in seqs)
+  d.held_out = splits.never_trained()  # the val and test splits of data/splits.py
   # Other datasets (data/training_sets.py; `vsreid train --dataset/--val-dataset`): strings
   # "davis:ROOT[:RES[:SET]]" or "youtube-vos:ROOT". When set, they replace data_dir/roots/held_out.
   d.datasets = ()  # train on these sequences
