@@ -16,7 +16,7 @@ With --levers, rows of issue 20 follow, each on top of +re-id and the previous l
 Every row segments the same sequences in one process (flows, detections and embeddings computed
 once and cached), is scored with the project's DAVIS 2017 evaluator, and reports J&F, its wall
 time, N_mp calls and retrievals. With --oracle-reid (ground truth needed) every re-id row runs a
-second time with the oracle (candidates = the ground-truth boxes, a perfect ReID: reid/oracle.py):
+second time with the oracle (candidates = the ground-truth boxes, a perfect ReID: solver/oracle.py):
 its columns are the row's ceiling. Writes OUT/ablation.md, OUT/ablation.csv, OUT/ablation.png and
 per-row results OUT/<row>/<root>/<sequence>/*.png (+ <sequence>_retrievals.json for re-id rows).
 
@@ -187,8 +187,8 @@ def describe_run(seg, config) -> str:
 
 
 def oracle_for(ds, seq, state):
-  """Ground-truth candidates and templates of one sequence (reid/oracle.py) for state's objects."""
-  from vsreid_jax.reid.oracle import oracle_candidates  # pylint: disable=g-import-not-at-top
+  """Ground-truth candidates and templates of one sequence (solver/oracle.py) for state's objects."""
+  from vsreid_jax.solver.oracle import oracle_candidates  # pylint: disable=g-import-not-at-top
   masks = [ds.annotation(seq, name) for name in state.frames.names]
   k = len(state.object_ids)
   # An object showing under Algorithm 1's lost share of its first-frame area makes no candidate.

@@ -4,7 +4,7 @@ import pytest
 
 from vsreid_jax import configs
 from vsreid_jax import flow as flow_lib
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.data import synthetic
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow import dis, raft

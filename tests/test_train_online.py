@@ -12,7 +12,7 @@ from vsreid_jax.api import Segmenter, SwappableNet
 from vsreid_jax.configs import online as online_config
 from vsreid_jax.configs import propagation_lite_cpu
 from vsreid_jax.configs import segment as segment_config
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.data import synthetic
 from vsreid_jax.flow.warp import warp
 from vsreid_jax.models import weights

@@ -30,7 +30,7 @@ from vsreid_jax.data.frames import open_frames
 from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.data.results import sequence_name
 from vsreid_jax import memory
-from vsreid_jax.data import prefetch
+from vsreid_jax.flow import prefetch
 from vsreid_jax.data.frames import ResizedFrames, open_frames, resize_ids
 from vsreid_jax.errors import InputError
 from vsreid_jax import flow as flow_lib
@@ -58,7 +58,7 @@ class VideoState:
   # the first mask is given, and the id masks are returned, at this size.
   input_size: Optional[Tuple[int, int]] = None
   # (solver.caches.Candidates, templates) to use instead of the detector's and the ReID net's, e.g.
-  # the ground-truth oracle of reid/oracle.py (ablation --oracle-reid); None: the nets'.
+  # the ground-truth oracle of solver/oracle.py (ablation --oracle-reid); None: the nets'.
   candidates: Optional[tuple] = None
 
 
@@ -370,7 +370,7 @@ class Segmenter:
       detector, embedder, fingerprint = self.reid_nets()
       cfg = self.solver_config()
     if reid and state.candidates is not None:
-      cands, tmpl = state.candidates  # e.g. the ground-truth oracle of reid/oracle.py
+      cands, tmpl = state.candidates  # e.g. the ground-truth oracle of solver/oracle.py
     elif reid:
       # Detector and ReID run only on the frames the solver asks for (where an object is lost, or
       # every frame for the paper's rule and the levers that read all of them).

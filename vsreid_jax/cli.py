@@ -631,8 +631,8 @@ def cmd_train(args):
 
 
 def _train_retrieval_net(args):
-  """vsreid train --net detector|reid (vsreid_jax/train/retrieval_nets.py)."""
-  from vsreid_jax.train import retrieval_nets
+  """vsreid train --net detector|reid (vsreid_jax/retrieval_nets.py)."""
+  from vsreid_jax import retrieval_nets
   if args.export:
     if not args.export.endswith(".msgpack") or os.path.isdir(args.export):
       raise InputError(f"--export {args.export}: pass the .msgpack weights file to write")

@@ -39,7 +39,7 @@ def get_config():
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only
   c.flip = None  # flip test-time averaging (flow x negated); None: as the net's config says
   # Read frame i+1 and compute its flow on one background thread while N_mp runs on frame i
-  # (data/prefetch.py; the same results). On by default: flow is 41 ms of a frame's 102 ms of flow
+  # (flow/prefetch.py; the same results). On by default: flow is 41 ms of a frame's 102 ms of flow
   # + N_mp at 854x480 on 2 cores (issue 13), and on an accelerator reading and flow are the host's
   # work the device would otherwise wait for. False: everything in the calling thread.
   c.prefetch = True

@@ -21,6 +21,22 @@ from vsreid_jax.data import splits
 from vsreid_jax.data.augment import DeformConfig
 
 
+# The paper's training stages (train/stages.py): the streams each trains, and rgb_static's priors.
+STAGES = ("rgb_static", "rgb", "flow", "joint")
+STREAMS = {"rgb_static": ("rgb",), "rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
+STATIC_PRIOR_PROBS = (0.0, 1.0, 0.0)  # deform only: the guide is a deformed GT mask of the frame
+
+
+def apply_stage(config, stage: str) -> None:
+  """Sets `config.stage` and what follows from it: the streams, and for rgb_static the priors."""
+  if stage not in STAGES:
+    raise configs.ConfigError(f"stage {stage!r}: choose one of {', '.join(STAGES)}")
+  config.stage = stage
+  config.model.streams = STREAMS[stage]
+  if stage == "rgb_static":
+    config.data.prior_probs = STATIC_PRIOR_PROBS
+
+
 def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   d.source = "tfds"  # "tfds": pre-sampled array_record examples; "python": generated on the fly
@@ -111,6 +127,5 @@ def get_config(arg: str = "lite_cpu", stage: str = "joint") -> ml_collections.Co
   # first conv is made from the RGB stream's ("mean" of the colour filters per flow channel, "zeros").
   config.init.from_stage_workdir = ""
   config.init.flow_channel_init = "mean"
-  from vsreid_jax.train import stages  # pylint: disable=g-import-not-at-top
-  stages.apply_stage(config, stage)
+  apply_stage(config, stage)
   return config

@@ -10,7 +10,6 @@ from 0 (ground-truth priors first: a curriculum). By default it fine-tunes the s
 import ml_collections
 
 from vsreid_jax.configs import train_propagation
-from vsreid_jax.models import weights
 
 
 def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
@@ -31,7 +30,8 @@ def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
   # Fine-tune the shipped net: from scratch the net needs hours before its own outputs are usable.
   # The shipped default is itself step 150 of such a run started from the step-2000 net; to redo it,
   # --set init.weights=<that file> (git show d751254:vsreid_jax/assets/weights/propagation_lite_cpu.msgpack).
-  config.init.weights = weights.DEFAULT_WEIGHTS if arg == "lite_cpu" else ""
+  # "default": the shipped N_mp (models/weights.DEFAULT_WEIGHTS), as `vsreid segment --net default`.
+  config.init.weights = "default" if arg == "lite_cpu" else ""
   o = config.optimizer
   if arg == "lite_cpu":
     # Fine-tuning: a third of the from-scratch peak, short warmup (the AdamW moments start at 0).

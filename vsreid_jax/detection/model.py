@@ -148,7 +148,21 @@ def normalize(images: jnp.ndarray, config) -> jnp.ndarray:
   return (images.astype(jnp.float32) - mean) / std
 
 
-def anchor_geometry(config, padded_hw, features):
+def padded_hw(config) -> Tuple[int, int]:
+  """The input bucket padded to a multiple of size_divisible (GeneralizedRCNNTransform)."""
+  d = config.input.size_divisible
+  return (-(-config.input.height // d) * d, -(-config.input.width // d) * d)
+
+
+def prepare(images: jnp.ndarray, config) -> jnp.ndarray:
+  """uint8 [B, h, w, 3] (h, w = the bucket) -> normalised and zero-padded [B, Hp, Wp, 3] float32,
+  what training and inference feed the net."""
+  hp, wp = padded_hw(config)
+  x = normalize(images, config)
+  return jnp.pad(x, ((0, 0), (0, hp - x.shape[1]), (0, wp - x.shape[2]), (0, 0)))
+
+
+def anchor_geometry(config, padded_hw, features):  # pylint: disable=redefined-outer-name
   """(anchors [N, 4], level of each anchor [N], (start, end) of each level) from the map shapes."""
   m = config.model
   hws = [tuple(f.shape[1:3]) for f in features]

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from vsreid_jax.data import prefetch
+from vsreid_jax.flow import prefetch
 from vsreid_jax.geometry import box_iou, mask_box_np
 from vsreid_jax import geometry
 from vsreid_jax.propagation.algorithm1 import Propagator, binarize
@@ -66,7 +66,7 @@ class SolverConfig:
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
   recovery_guard: bool = False  # never replace a mask the evidence confirms
   merge: str = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
-  prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (data/prefetch.py)
+  prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (flow/prefetch.py)
 
   def __post_init__(self):
     if self.retrieval_rule not in RULES:

@@ -41,7 +41,7 @@ import numpy as np
 import tqdm
 
 from vsreid_jax.data import augment
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.flow.warp import warp
 from vsreid_jax.train import state as state_lib
 from vsreid_jax.train import step as step_lib
