@@ -205,8 +205,12 @@ def run_row(name, config, jobs, out_dir, cache_dir, progress, oracle=False):
     root = os.path.basename(os.path.normpath(ds.root))
     videos = [SequenceJob(name=seq, frames=ds.frames(seq), first_mask=functools.partial(ds.first_mask, seq),
                           cache_key=os.path.join(root, seq)) for seq in seqs]
-    prepare = (lambda state, job, ds=ds: setattr(state, "candidates", oracle_for(ds, job.name, state))) if oracle else None
-    for done in segment_dataset(seg, videos, os.path.join(out_dir, root), progress=progress, prepare=prepare):
+
+    def with_oracle(state, job, ds=ds):
+      state.candidates = oracle_for(ds, job.name, state)
+
+    for done in segment_dataset(seg, videos, os.path.join(out_dir, root), progress=progress,
+                                prepare=with_oracle if oracle else None):
       state = done.state
       if state.result is not None:
         retrievals += len(state.result.retrievals)
