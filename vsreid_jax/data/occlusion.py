@@ -453,7 +453,7 @@ def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = Non
   """Writes `n_sequences` clips as a DAVIS-layout root (JPEGImages/240p, Annotations/240p,
   ImageSets/2017/occlusion.txt) plus `info.json` ({name: info}); returns the clip names.
 
-  `roots` are (folder in data_dir, resolution) pairs (default: the training config's roots);
+  `roots` are (folder in data_dir, resolution) pairs (default: data/splits.py DATA_ROOTS);
   `sequences` are both the backgrounds (in turn) and the cut-out sources (default: the sequences
   of `split`, "val" or "test"; recorded in each clip's info as "split", or "custom" when
   `sequences` are given). `kind`: "standard" or "hard" (KINDS). Clip i has object_counts[i % len]
