@@ -168,7 +168,7 @@ def shard_batch(batch: dict, mesh, batch_size: int):
   elif size != rows[1] - rows[0]:
     raise ValueError(f"batch of {size} rows is neither the global batch {batch_size} nor this process's "
                      f"{rows[1] - rows[0]} rows")
-  sharding = step_lib.data_sharded(mesh)
+  sharding = data_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v, (batch_size, *v.shape[1:]))
           for k, v in batch.items()}
 
