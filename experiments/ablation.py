@@ -19,7 +19,7 @@ With --levers, rows of issue 20 follow, each on top of +re-id and the previous l
 Every row segments the same sequences in one process (flows, detections and embeddings computed
 once and cached), is scored with the project's DAVIS 2017 evaluator, and reports J&F, its wall
 time, N_mp calls and retrievals. With --oracle-reid (ground truth needed) every re-id row runs a
-second time with the oracle (candidates = the ground-truth boxes, a perfect ReID: reid/oracle.py):
+second time with the oracle (candidates = the ground-truth boxes, a perfect ReID: solver/oracle.py):
 its columns are the row's ceiling. Writes OUT/ablation.md, OUT/ablation.csv, OUT/ablation.png and
 per-row results OUT/<row>/<root>/<sequence>/*.png (+ <sequence>_retrievals.json for re-id rows).
 
@@ -43,6 +43,7 @@ retrievals); the switches of `vsreid segment` (--no-flip, --recover-passes, --lo
 """
 import argparse
 import csv
+import functools
 import os
 import sys
 import time
@@ -52,15 +53,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vsreid_jax import cli  # pylint: disable=wrong-import-position
-from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
+from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
-from vsreid_jax.configs.train_propagation import HELD_OUT  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset, splits  # pylint: disable=wrong-import-position
-from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.report import bar_chart, markdown_table  # pylint: disable=wrong-import-position
-from vsreid_jax.solver.algorithm3 import write_retrievals  # pylint: disable=wrong-import-position
 
 # (row name, config changes): each row keeps the previous row's changes.
 ROWS = (
@@ -161,7 +159,7 @@ def jobs_of(args):
     seqs = ds.sequences(args.set)
     name = os.path.basename(os.path.normpath(root))
     if args.held_out:
-      seqs = [s for s in seqs if s in HELD_OUT.get(name, ())]
+      seqs = [s for s in seqs if s in splits.held_out().get(name, ())]
     if getattr(args, "split", None):
       if name in data_roots:
         seqs = [s for s in seqs if s in splits.sequences(args.split, name)]
@@ -202,8 +200,8 @@ def describe_run(seg, config) -> str:
 
 
 def oracle_for(ds, seq, state):
-  """Ground-truth candidates and templates of one sequence (reid/oracle.py) for state's objects."""
-  from vsreid_jax.reid.oracle import oracle_candidates  # pylint: disable=g-import-not-at-top
+  """Ground-truth candidates and templates of one sequence (solver/oracle.py) for state's objects."""
+  from vsreid_jax.solver.oracle import oracle_candidates  # pylint: disable=g-import-not-at-top
   masks = [ds.annotation(seq, name) for name in state.frames.names]
   k = len(state.object_ids)
   # An object showing under Algorithm 1's lost share of its first-frame area makes no candidate.
@@ -217,20 +215,19 @@ def run_row(name, config, jobs, out_dir, cache_dir, progress, oracle=False):
   frames_done, retrievals, steady = 0, 0, 0.0
   calls0 = seg.propagator.net_calls
   for ds, seqs in jobs:
-    root_out = os.path.join(out_dir, os.path.basename(os.path.normpath(ds.root)))
-    for seq in seqs:
-      frames = ds.frames(seq)
-      state = seg.init_state(frames, name=os.path.join(os.path.basename(os.path.normpath(ds.root)), seq))
-      seg.add_mask(state, ds.first_mask(seq))
-      if oracle:
-        state.candidates = oracle_for(ds, seq, state)
-      with SequenceWriter(root_out, seq) as w:
-        for i, ids in seg.segment(state, progress=progress):
-          w.write(frames.names[i], ids)
+    root = os.path.basename(os.path.normpath(ds.root))
+    videos = [SequenceJob(name=seq, frames=ds.frames(seq), first_mask=functools.partial(ds.first_mask, seq),
+                          cache_key=os.path.join(root, seq)) for seq in seqs]
+
+    def with_oracle(state, job, ds=ds):
+      state.candidates = oracle_for(ds, job.name, state)
+
+    for done in segment_dataset(seg, videos, os.path.join(out_dir, root), progress=progress,
+                                prepare=with_oracle if oracle else None):
+      state = done.state
       if state.result is not None:
         retrievals += len(state.result.retrievals)
-        write_retrievals(os.path.join(root_out, f"{seq}_retrievals.json"), seq, state.result, state.object_ids)
-      frames_done += len(frames)
+      frames_done += len(state.frames)
       steady += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow", "detect", "embed"))
   wall = time.perf_counter() - start
   objects = []

@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vsreid_jax.configs import raft_large, raft_small  # pylint: disable=wrong-import-position
+from vsreid_jax import flow as flow_lib  # pylint: disable=wrong-import-position
 from vsreid_jax.flow import dis, raft, synthetic_flow  # pylint: disable=wrong-import-position
 from vsreid_jax.flow import import_torch_raft as itr  # pylint: disable=wrong-import-position
 
@@ -82,7 +83,7 @@ def main(argv=None):
 
   rows = [("zero flow", "-", mean_epe([np.zeros_like(p[2]) for p in pairs], pairs), 0.0, 0.0, "")]
   for preset in dis.PRESETS:
-    backend = dis.DISFlow(preset)
+    backend = flow_lib.get(f"dis-{preset}")
     flows, first, per = time_backend(backend.flow, pairs)
     rows.append((backend.name, "-", mean_epe(flows, pairs), per, first, ""))
 

@@ -9,18 +9,17 @@ compilation apart), their ratio, and J&F without and with adaptation.
   python experiments/bench_online.py --davis ../shared/data/davis2016-train \\
       --sequences dance-jump motorbike scooter-gray --weights lite.msgpack --steps 50
 
-Evaluate on sequences the net was not trained on (configs/train_propagation.py HELD_OUT).
+Evaluate on sequences the net was not trained on (vsreid_jax/data/splits.py: val and test).
 """
 import argparse
+import functools
 import os
-import time
 
 import numpy as np
 
-from vsreid_jax.api import Segmenter
+from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset
 from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data import DavisDataset
-from vsreid_jax.data.results import SequenceWriter
 from vsreid_jax.eval.davis import evaluate_sequences
 
 
@@ -30,20 +29,16 @@ def segment_all(args, ds, steps: int, out: str):
   config.net = args.weights
   config.online_steps = steps
   config.online_seed = args.seed
+  config.method = "propagate"  # Algorithm 1 only: adaptation against propagation
   seg = Segmenter(config, flow_cache_dir=args.flow_cache)
   if steps and not seg.can_adapt:
     raise SystemExit(f"{args.weights}: the net has no weights to adapt")
   rows = {}
-  for seq in args.sequences:
-    frames = ds.frames(seq)
-    state = seg.init_state(frames, name=seq)
-    seg.add_mask(state, ds.first_mask(seq))
-    info = seg.adapt(state, progress=not args.no_progress)
-    t = time.perf_counter()
-    with SequenceWriter(out, seq) as writer:
-      for i, ids in seg.propagate(state):
-        writer.write(frames.names[i], ids)
-    wall = time.perf_counter() - t
+  videos = [SequenceJob(name=seq, frames=ds.frames(seq), first_mask=functools.partial(ds.first_mask, seq))
+            for seq in args.sequences]
+  for done in segment_dataset(seg, videos, out, progress=not args.no_progress):
+    seq, frames, state, info = done.job.name, done.job.frames, done.state, done.adapted
+    wall = done.seconds
     timer = state.timer.seconds
     segment = sum(v for k, v in timer.items() if k not in ("compile", "adapt"))
     rows[seq] = dict(frames=len(frames), segment=segment, wall=wall, compile=timer.get("compile", 0.0),

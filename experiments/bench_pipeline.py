@@ -57,7 +57,10 @@ def one(args):
 
   config = segment_config.get_config()
   config.method = args.method
-  config.flow.preset = args.flow
+  if isinstance(config.flow, str):
+    config.flow = f"dis-{args.flow}"
+  else:  # older checkouts (--before): a flow section with a DIS preset
+    config.flow.preset = args.flow
   if "prefetch" in config:  # older checkouts (--before) have no read-ahead
     config.prefetch = args.prefetch == "on"
   if args.net == "paper_r101":

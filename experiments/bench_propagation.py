@@ -19,7 +19,7 @@ from vsreid_jax.utils import jit_cache_size, peak_rss_mb
 def run(args, preset):
   config = segment_config.get_config()
   config.net = args.net
-  config.flow.preset = preset
+  config.flow = f"dis-{preset}"
   if args.scales:
     config.propagation.scales = segment_config.parse_scales(args.scales)
   seg = Segmenter(config)

@@ -17,13 +17,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import splits  # pylint: disable=wrong-import-position
-from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
+from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
 from vsreid_jax.data import splits as data_splits  # pylint: disable=wrong-import-position
-from vsreid_jax.data.objects import mask_box  # pylint: disable=wrong-import-position
-from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
+from vsreid_jax.geometry import mask_box_np as mask_box  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
 
 PROMPTS = ("mask", "box")
@@ -32,23 +30,24 @@ PROMPTS = ("mask", "box")
 def segment(seg, ds, seq, prompt, out_dir):
   """Segments one sequence from its first-frame GT given as `prompt`; writes OUT_DIR/<seq>/.
   Returns {object id: first-frame IoU of the prompt's mask against the GT} (1.0 for "mask")."""
-  frames = ds.frames(seq)
   gt = ds.first_mask(seq)
-  state = seg.init_state(frames, name=f"{os.path.basename(ds.root)}/{seq}")
   ious = {}
-  if prompt == "mask":
-    seg.add_mask(state, gt)
-    ious = {int(k): 1.0 for k in state.object_ids}
-  else:
+
+  def add(seg_, state):
+    if prompt == "mask":
+      seg_.add_mask(state, gt)
+      ious.update({int(k): 1.0 for k in state.object_ids})
+      return
     for k in np.unique(gt):
       if k in (0, 255):
         continue
       obj = gt == k
-      got = seg.add_box(state, mask_box(obj), frame_idx=0, obj_id=int(k))
+      got = seg_.add_box(state, mask_box(obj), frame_idx=0, obj_id=int(k))
       ious[int(k)] = float((got & obj).sum() / (got | obj).sum())
-  with SequenceWriter(out_dir, seq) as w:
-    for i, ids in seg.segment(state):
-      w.write(frames.names[i], ids)
+
+  job = SequenceJob(name=seq, frames=ds.frames(seq), prompts=add, cache_key=f"{os.path.basename(ds.root)}/{seq}")
+  for _ in segment_dataset(seg, [job], out_dir):
+    pass
   return ious
 
 
@@ -61,7 +60,7 @@ def main(argv=None):
   ap.add_argument("--out", required=True, help="results folder: OUT/<prompt>/<root>/<seq>/")
   ap.add_argument("--data-dir", default=None)
   args = ap.parse_args(argv)
-  data_dir = args.data_dir or str(splits.shared_data_dir())
+  data_dir = args.data_dir or str(data_splits.shared_data_dir())
   config = segment_config.get_config()
   config.net, config.method = args.net, args.method
   seg = Segmenter(config, flow_cache_dir=os.path.join(args.out, "flow"))  # flows computed once for both prompts

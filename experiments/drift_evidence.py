@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
-from vsreid_jax.data.objects import box_iou, mask_box  # pylint: disable=wrong-import-position
+from vsreid_jax.geometry import box_iou, mask_box_np as mask_box  # pylint: disable=wrong-import-position
 from vsreid_jax.reid.algorithm2 import similarity  # pylint: disable=wrong-import-position
 from vsreid_jax.solver import caches  # pylint: disable=wrong-import-position
 from vsreid_jax.data.palette import read_mask  # pylint: disable=wrong-import-position

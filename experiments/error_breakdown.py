@@ -28,18 +28,16 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import splits  # pylint: disable=wrong-import-position
 from experiments.validate_propagation import target_overrides  # pylint: disable=wrong-import-position
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
-from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
-from vsreid_jax.data import splits as data_splits  # pylint: disable=wrong-import-position
+from vsreid_jax.data import splits  # pylint: disable=wrong-import-position
 from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
 from vsreid_jax.flow.warp import warp  # pylint: disable=wrong-import-position
-from vsreid_jax.propagation import crops  # pylint: disable=wrong-import-position
+from vsreid_jax import geometry  # pylint: disable=wrong-import-position
 from vsreid_jax.propagation.algorithm1 import binarize, paste_stage  # pylint: disable=wrong-import-position
 from vsreid_jax.solver.merge import merge_to_ids  # pylint: disable=wrong-import-position
 
@@ -50,11 +48,11 @@ MODES = ("real", "gt_box", "gt_prior")
 def oracle_crops(image, flow, warped, gt, *, margin, size, threshold, gt_box):
   """Like algorithm1.crop_stage, the boxes taken from gt[K,H,W] (gt_box) or from warped[K,H,W]."""
   h, w = warped.shape[1:]
-  boxes, valid = jax.vmap(lambda p: crops.mask_box(p, threshold))(gt if gt_box else warped)
-  boxes = jax.vmap(lambda b: crops.enlarge_box(b, margin, h, w))(boxes)
-  img_c = jax.vmap(lambda b: crops.crop_resize(image, b, size))(boxes)
-  flow_c = jax.vmap(lambda b: crops.crop_flow(flow, b, size))(boxes)
-  prob_c = jax.vmap(lambda p, b: crops.crop_resize(p[..., None], b, size))(warped, boxes)
+  boxes, valid = jax.vmap(lambda p: geometry.mask_box(p, threshold))(gt if gt_box else warped)
+  boxes = jax.vmap(lambda b: geometry.enlarge_box(b, margin, h, w))(boxes)
+  img_c = jax.vmap(lambda b: geometry.crop_resize(image, b, size))(boxes)
+  flow_c = jax.vmap(lambda b: geometry.crop_flow(flow, b, size))(boxes)
+  prob_c = jax.vmap(lambda p, b: geometry.crop_resize(p[..., None], b, size))(warped, boxes)
   return img_c, flow_c, prob_c, boxes, valid
 
 
@@ -125,9 +123,9 @@ def main(argv=None):
   ap.add_argument("--data-dir", default=None)
   args = ap.parse_args(argv)
   data_dir = args.data_dir or str(splits.shared_data_dir())
-  datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in DATA_ROOTS}
-  split = {name: data_splits.sequences(args.split, name) for name, _ in DATA_ROOTS}
-  jobs = [(datasets[name], seq) for name, _ in DATA_ROOTS for seq in split[name]]
+  datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in splits.DATA_ROOTS}
+  split = {name: splits.sequences(args.split, name) for name, _ in splits.DATA_ROOTS}
+  jobs = [(datasets[name], seq) for name, _ in splits.DATA_ROOTS for seq in split[name]]
   flow_cache = args.flow_cache or os.path.join(args.out, "flow")
   table = {}
   for k, net in enumerate(args.nets):
@@ -135,7 +133,7 @@ def main(argv=None):
       out_dir = os.path.join(args.out, f"net{k}", mode)
       seconds = run(net, mode, jobs, out_dir, flow_cache, args.target)
       objects = []
-      for name, _ in DATA_ROOTS:
+      for name, _ in splits.DATA_ROOTS:
         res = evaluate_sequences(datasets[name], list(split[name]), os.path.join(out_dir, name), progress=False)
         objects += res.per_object
       jf = float(np.mean([(j + f) / 2 for _, j, f in objects]))

@@ -17,9 +17,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import splits  # pylint: disable=wrong-import-position
+from vsreid_jax.data import splits  # pylint: disable=wrong-import-position
 from vsreid_jax.data.davis import DavisDataset  # pylint: disable=wrong-import-position
-from vsreid_jax.data.objects import box_iou, frame_boxes  # pylint: disable=wrong-import-position
+from vsreid_jax.data.objects import frame_boxes# pylint: disable=wrong-import-position
+from vsreid_jax.geometry import box_iou# pylint: disable=wrong-import-position
 from vsreid_jax.detection.detector import DEFAULT_DETECTOR_WEIGHTS, Detector  # pylint: disable=wrong-import-position
 from vsreid_jax.utils import StageTimer  # pylint: disable=wrong-import-position
 
@@ -44,8 +45,8 @@ def main(argv=None):
   hits = {"proposals": [], "detections": [], "top1": [], "score>=0.5": []}
   n_frames, n_det = 0, []
   for name, resolution in splits.DATA_ROOTS:
-    ds = DavisDataset(str(splits.root_path(name)), resolution)
-    for seq in splits.HELD_OUT[name]:
+    ds = DavisDataset(str(splits.shared_data_dir() / name), resolution)
+    for seq in splits.held_out()[name]:
       frames = ds.frames(seq)
       for t in range(0, len(frames), args.every):
         gt = np.stack(list(frame_boxes(ds.annotation(seq, frames.names[t])).values()) or [np.zeros(4)])
@@ -64,7 +65,7 @@ def main(argv=None):
         hits["score>=0.5"].append(recalled(gt, boxes[scores >= 0.5]))
         n_det.append(int((scores >= 0.5).sum()))
   print(f"weights {args.weights} ({det.config_name}), held-out {n_frames} frames "
-        f"({', '.join(s for v in splits.HELD_OUT.values() for s in v)}), every {args.every}")
+        f"({', '.join(splits.never_trained())}), every {args.every}")
   n_gt = sum(len(h) for h in hits["proposals"])
   print(f"GT boxes: {n_gt}; recall at IoU {IOU}:")
   print(f"  top-{args.proposals} RPN proposals: {np.concatenate(hits['proposals']).mean():.3f}")

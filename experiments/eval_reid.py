@@ -29,9 +29,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import splits  # pylint: disable=wrong-import-position
-from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT  # pylint: disable=wrong-import-position
-from vsreid_jax.data.objects import ObjectBank  # pylint: disable=wrong-import-position
+from vsreid_jax.data import splits  # pylint: disable=wrong-import-position
+from vsreid_jax.data.objects import ObjectBank# pylint: disable=wrong-import-position
 from vsreid_jax.models.propagation import numpy_init  # pylint: disable=wrong-import-position
 from vsreid_jax.reid import data as data_lib  # pylint: disable=wrong-import-position
 from vsreid_jax.reid import model as model_lib  # pylint: disable=wrong-import-position
@@ -211,8 +210,8 @@ def main(argv=None):
 
   embedder = Embedder.from_weights(args.weights)
   c = embedder.config
-  held = [s for seqs in HELD_OUT.values() for s in seqs]
-  bank = ObjectBank([(os.path.join(args.data_dir, n), r) for n, r in DATA_ROOTS], "train", sequences=held)
+  held = list(splits.never_trained())
+  bank = ObjectBank([(os.path.join(args.data_dir, n), r) for n, r in splits.DATA_ROOTS], "train", sequences=held)
   rng = np.random.default_rng(args.seed)
   seqs = collect_frames(bank, args, rng)
   seqs = {s: items[::args.frame_step] for s, items in seqs.items()}

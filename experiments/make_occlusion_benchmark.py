@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.splits import shared_data_dir  # pylint: disable=wrong-import-position
+from vsreid_jax.data.splits import shared_data_dir  # pylint: disable=wrong-import-position
 from vsreid_jax.data import occlusion  # pylint: disable=wrong-import-position
 from vsreid_jax.data.davis import DavisDataset  # pylint: disable=wrong-import-position
 from vsreid_jax.data.results import overlay  # pylint: disable=wrong-import-position

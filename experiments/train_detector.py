@@ -6,7 +6,7 @@ augmented, and exports the inference weights; the same as `vsreid train --net de
 
 --steps N stops after global step N (the schedule still spans config.train.steps); --resume
 continues from the latest checkpoint exactly. The export is float16 (save_weights). The logic is
-vsreid_jax/train/retrieval_nets.py.
+vsreid_jax/retrieval_nets.py.
 """
 import sys
 

@@ -8,7 +8,7 @@ the loss is supervised contrastive (vsreid_jax/reid/losses.py). --steps N stops 
 (the schedule still spans config.train.steps), so a later --resume continues the same run.
 --export writes the latest checkpoint's inference variables as float16 (the shipped file is
 vsreid_jax/assets/weights/reid_lite_cpu.msgpack). Override config fields with --set key=value.
-The logic is vsreid_jax/train/retrieval_nets.py.
+The logic is vsreid_jax/retrieval_nets.py.
 """
 import sys
 

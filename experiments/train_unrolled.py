@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import splits  # pylint: disable=wrong-import-position
+from vsreid_jax.data import splits  # pylint: disable=wrong-import-position
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import train_unroll  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position

@@ -13,6 +13,7 @@ and prints J&F per root, per sequence and over all objects of the split.
 features ("color", "backbone") optionally followed by `:key=value,...` of `propagation.target`.
 """
 import argparse
+import functools
 import os
 import re
 import sys
@@ -22,14 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import splits  # pylint: disable=wrong-import-position
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
-from vsreid_jax.api import Segmenter  # pylint: disable=wrong-import-position
+from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
-from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=wrong-import-position
-from vsreid_jax.data import splits as data_splits  # pylint: disable=wrong-import-position
+from vsreid_jax.data import splits  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset  # pylint: disable=wrong-import-position
-from vsreid_jax.data.results import SequenceWriter  # pylint: disable=wrong-import-position
 from vsreid_jax.eval.davis import evaluate_sequences  # pylint: disable=wrong-import-position
 from vsreid_jax.train.export import export_checkpoint  # pylint: disable=wrong-import-position
 
@@ -52,19 +50,18 @@ def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize
   config.flip = flip
   if scales:
     config.propagation.scales = segment_config.parse_scales(scales)
+  config.method = "propagate"  # Algorithm 1 only
   seg = Segmenter(config, flow_cache_dir=flow_cache)
   frames_done, seconds, stages = 0, 0.0, {"net": 0.0, "target": 0.0}
   for ds, seq in jobs:
-    frames = ds.frames(seq)
-    state = seg.init_state(frames, name=os.path.join(os.path.basename(ds.root), seq))
-    seg.add_mask(state, ds.first_mask(seq))
-    with SequenceWriter(os.path.join(out_dir, os.path.basename(ds.root)), seq) as w:
-      for i, ids in seg.propagate(state):
-        w.write(frames.names[i], ids)
-    frames_done += len(frames)
-    seconds += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow"))
-    for k in stages:
-      stages[k] += state.timer.seconds.get(k, 0.0)
+    root = os.path.basename(ds.root)
+    job = SequenceJob(name=seq, frames=ds.frames(seq), first_mask=functools.partial(ds.first_mask, seq),
+                      cache_key=os.path.join(root, seq))
+    for done in segment_dataset(seg, [job], os.path.join(out_dir, root)):
+      frames_done += len(done.job.frames)
+      seconds += sum(v for k, v in done.state.timer.seconds.items() if k not in ("compile", "flow"))
+      for k in stages:
+        stages[k] += done.state.timer.seconds.get(k, 0.0)
   return frames_done, seconds, stages
 
 
@@ -93,9 +90,9 @@ def main(argv=None):
       step = export_checkpoint(args.workdir, path, want)
       print(f"exported {args.workdir} step {step} -> {path}")
       nets.append(path)
-  split = {name: data_splits.sequences(args.split, name) for name, _ in DATA_ROOTS}
-  datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in DATA_ROOTS}
-  jobs = [(datasets[name], seq) for name, _ in DATA_ROOTS for seq in split[name]]
+  split = {name: splits.sequences(args.split, name) for name, _ in splits.DATA_ROOTS}
+  datasets = {name: DavisDataset(os.path.join(data_dir, name), res) for name, res in splits.DATA_ROOTS}
+  jobs = [(datasets[name], seq) for name, _ in splits.DATA_ROOTS for seq in split[name]]
   flow_cache = args.flow_cache or os.path.join(args.out, "flow")
   flip = {"on": True, "off": False, "net": None}[args.flip]
   rows = []
@@ -107,7 +104,7 @@ def main(argv=None):
     n, steady, stages = segment_all(net, jobs, out_dir, flow_cache, flip, args.scales, binarize, target)
     wall = time.perf_counter() - t
     per_root, objects = {}, []
-    for name, _ in DATA_ROOTS:
+    for name, _ in splits.DATA_ROOTS:
       res = evaluate_sequences(datasets[name], list(split[name]), os.path.join(out_dir, name), progress=False)
       per_root[name] = res.global_["J&F-Mean"]
       objects += [(j, f) for _, j, f in res.per_object]
@@ -118,7 +115,7 @@ def main(argv=None):
     print(f"{label}: J&F {(j_all + f_all) / 2:.3f} ({wall:.0f} s, {n / steady if steady else 0.0:.2f} frames/s; "
           f"N_mp {1e3 * stages['net'] / n:.0f} ms/frame, target model {1e3 * stages['target'] / n:.0f} ms/frame)",
           flush=True)
-  names = [name for name, _ in DATA_ROOTS]
+  names = [name for name, _ in splits.DATA_ROOTS]
   print("\n| net | " + " | ".join(f"J&F {n}" for n in names) + " | J&F all | J | F | frames/s (no flow) |")
   print("|---" * (len(names) + 5) + "|")
   for net, per_root, jf, j, f, fps, _ in rows:

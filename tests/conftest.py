@@ -24,6 +24,24 @@ def shapes_root(tmp_path_factory):
   return synthetic.write_davis_root(str(root), seqs)
 
 
+def write_two_clips(root, n_frames=(6, 6), height: int = 64, width: int = 96) -> str:
+  """A DAVIS-layout root (set `train`) of two generated clips, "a" with two moving objects and "b"
+  with one (the held-out sequence of the training tests); returns the root."""
+  seqs = {"a": synthetic.moving_shapes(n_frames=n_frames[0], height=height, width=width, n_objects=2, seed=0),
+          "b": synthetic.moving_shapes(n_frames=n_frames[1], height=height, width=width, n_objects=1, seed=1)}
+  synthetic.write_davis_root(str(root), seqs, subset="train")
+  return str(root)
+
+
+@pytest.fixture(scope="session")
+def two_clip_dir(tmp_path_factory):
+  """A data_dir holding the root "davis" of `write_two_clips` (6 frames of 96x64 each), what the
+  N_mp training tests train on."""
+  data_dir = tmp_path_factory.mktemp("clips")
+  write_two_clips(data_dir / "davis")
+  return data_dir
+
+
 @pytest.fixture(scope="session")
 def davis_train():
   """The real DAVIS 2016 train sequences (480p) or a skip when ../shared/data is absent."""

@@ -127,7 +127,7 @@ def train_detector(args, main_process):
   """The detector trainer, config of tests/test_detection_train.py with a global batch of 4."""
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   from test_detection_train import tiny_config  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.data.objects import ObjectBank  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data.objects import ObjectBank# pylint: disable=g-import-not-at-top
   from vsreid_jax.detection import data as det_data  # pylint: disable=g-import-not-at-top
   from vsreid_jax.detection import train as det_train  # pylint: disable=g-import-not-at-top
   c = tiny_config()

@@ -8,7 +8,6 @@ import sys
 
 import vsreid_jax
 from vsreid_jax import cli
-from vsreid_jax.configs.train_propagation import DATA_ROOTS
 from vsreid_jax.data import splits, synthetic
 from vsreid_jax.models import weights
 
@@ -28,7 +27,7 @@ TINY_REID = ["crop_size=32", "model.backbone.stage_sizes=(1,1,1,1)", "model.back
 def _data_dir(tmp_path):
   """Both DATA_ROOTS, generated: two sequences of two moving objects each in set `train`."""
   data = tmp_path / "data"
-  for k, (name, resolution) in enumerate(DATA_ROOTS):
+  for k, (name, resolution) in enumerate(splits.DATA_ROOTS):
     seqs = {f"seq{k}{i}": synthetic.moving_shapes(n_frames=4, n_objects=2, seed=10 * k + i) for i in range(2)}
     synthetic.write_davis_root(str(data / name), seqs, resolution=resolution, subset="train")
   return str(data)

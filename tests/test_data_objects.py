@@ -1,21 +1,7 @@
-"""Object boxes, cut-outs and compositing (data/objects.py)."""
+"""Object cut-outs and compositing (data/objects.py); box geometry is tests/test_geometry.py."""
 import numpy as np
 
 from vsreid_jax.data import objects
-
-
-def test_mask_box_covers_pixel_centres():
-  m = np.zeros((10, 12), np.uint8)
-  m[2:5, 3:9] = 1
-  np.testing.assert_array_equal(objects.mask_box(m), [3, 2, 9, 5])
-  assert objects.mask_box(np.zeros((4, 4))) is None
-
-
-def test_box_iou():
-  a = np.array([[0, 0, 10, 10], [0, 0, 0, 0]], np.float32)
-  b = np.array([[5, 0, 15, 10], [0, 0, 10, 10]], np.float32)
-  iou = objects.box_iou(a, b)
-  np.testing.assert_allclose(iou, [[50 / 150, 1.0], [0.0, 0.0]], rtol=1e-6)
 
 
 def test_paste_occludes_and_clips_at_the_border():

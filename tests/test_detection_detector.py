@@ -8,7 +8,8 @@ import pytest
 
 from test_detection_train import random_variables, tiny_config
 from vsreid_jax.data.davis import DavisDataset
-from vsreid_jax.data.objects import box_iou, frame_boxes
+from vsreid_jax.data.objects import frame_boxes
+from vsreid_jax.geometry import box_iou
 from vsreid_jax.detection.detector import DEFAULT_DETECTOR_WEIGHTS, Detector  # pylint: disable=g-bad-import-order
 from vsreid_jax.errors import InputError
 from vsreid_jax.utils import jit_cache_size

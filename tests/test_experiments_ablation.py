@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import ablation  # pylint: disable=wrong-import-position
-from vsreid_jax.data.objects import mask_box  # pylint: disable=wrong-import-position
+from vsreid_jax.geometry import mask_box_np# pylint: disable=wrong-import-position
 
 
 def test_rows_accumulate_the_papers_changes():
@@ -91,4 +91,4 @@ def test_oracle_candidates_of_a_sequence_are_its_gt_boxes(shapes_root):
   for j, k in enumerate(state.object_ids):
     row = np.flatnonzero(cands.embeddings[5][:, j] == 1)
     assert row.size == 1
-    np.testing.assert_array_equal(cands.boxes[5][row[0]], mask_box(ids == k))
+    np.testing.assert_array_equal(cands.boxes[5][row[0]], mask_box_np(ids == k))

@@ -11,7 +11,7 @@ from vsreid_jax import cli
 from vsreid_jax.data import DavisDataset, read_mask, write_mask
 from vsreid_jax.data.results import overlay_suffix
 from vsreid_jax.eval.davis import evaluate_sequences
-from vsreid_jax.report import media
+from vsreid_jax.data import media
 
 FAST = ["--method", "propagate", "--net", "identity", "--scales", "0.15:33", "--flow", "dis-ultrafast",
         "--no-progress"]

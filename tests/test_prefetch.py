@@ -1,4 +1,4 @@
-"""Frames and flows read ahead on a thread (data/prefetch.py): the same results, no thread left."""
+"""Frames and flows read ahead on a thread (flow/prefetch.py): the same results, no thread left."""
 import os
 import threading
 import time
@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vsreid_jax.data import prefetch, synthetic
+from vsreid_jax.data import synthetic
+from vsreid_jax.flow import prefetch
 from vsreid_jax.data.frames import FolderFrames
 from vsreid_jax.errors import InputError
 

@@ -11,7 +11,7 @@ from vsreid_jax import cli
 from vsreid_jax.api import Segmenter
 from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data import read_mask, synthetic, write_mask
-from vsreid_jax.data.objects import mask_box
+from vsreid_jax.geometry import mask_box_np as mask_box
 from vsreid_jax.errors import InputError
 
 T, K_START = 8, 3  # clip length; the frame where object 2 is given

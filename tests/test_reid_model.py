@@ -5,7 +5,7 @@ import numpy as np
 
 from vsreid_jax import configs
 from vsreid_jax.models.propagation import numpy_init
-from vsreid_jax.propagation import crops as crops_lib
+from vsreid_jax import geometry
 from vsreid_jax.reid import losses
 from vsreid_jax.reid import model as model_lib
 from vsreid_jax.reid.embedder import Embedder
@@ -72,8 +72,8 @@ def test_embed_crops_the_boxes_like_crop_resize_with_the_margin():
   got = emb.embed(images, boxes)
   assert got.shape == (2, 3, c.model.embed_dim) and got.dtype == np.float32
   for b in range(2):  # the reference crops, one box at a time, outside the jitted function
-    crops = jnp.stack([crops_lib.crop_resize(jnp.asarray(images[b], jnp.float32),
-                                             crops_lib.enlarge_box(jnp.asarray(box), c.crop_margin, 60, 90), S)
+    crops = jnp.stack([geometry.crop_resize(jnp.asarray(images[b], jnp.float32),
+                                             geometry.enlarge_box(jnp.asarray(box), c.crop_margin, 60, 90), S)
                        for box in boxes[b]])
     want = jax.jit(lambda v, x: emb.model.apply(v, x, train=False))(emb.variables, crops)
     np.testing.assert_allclose(got[b], want, atol=1e-4)

@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 
-from vsreid_jax.configs.train_propagation import HELD_OUT
+from vsreid_jax.data import splits
 from vsreid_jax.data.davis import DavisDataset
-from vsreid_jax.data.objects import mask_box
+from vsreid_jax.geometry import mask_box_np
 from vsreid_jax.models import weights
 from vsreid_jax.reid.embedder import DEFAULT_REID_WEIGHTS, Embedder
 
@@ -25,10 +25,10 @@ def test_same_held_out_object_is_more_similar_than_another_sequence_object(davis
   emb = Embedder.from_weights()
   ds = DavisDataset(davis_train, "480p")
   templates, later = [], []
-  for seq in HELD_OUT["davis2016-train"]:
+  for seq in splits.held_out()["davis2016-train"]:
     frames = ds.frames(seq)
     for t, out in ((0, templates), (LATER, later)):
-      box = mask_box(ds.annotation(seq, frames.names[t]) == 1)
+      box = mask_box_np(ds.annotation(seq, frames.names[t]) == 1)
       out.append(emb.embed(frames[t][None], box[None, None])[0, 0])
   sim = np.stack(templates) @ np.stack(later).T  # [template sequence, later sequence]
   np.testing.assert_allclose(np.linalg.norm(templates, axis=1), 1.0, atol=1e-4)

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from vsreid_jax.data.objects import box_iou
+from vsreid_jax.geometry import box_iou
 from vsreid_jax.reid import data as data_lib
 from vsreid_jax.reid import losses
 from vsreid_jax.reid import train as train_lib

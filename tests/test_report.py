@@ -216,7 +216,7 @@ def test_report_opens_in_headless_chromium(run, tmp_path):
 
 
 def test_without_a_browser_codec_the_page_shows_first_frames(monkeypatch, tmp_path):
-  from vsreid_jax.report import media  # pylint: disable=import-outside-toplevel
+  from vsreid_jax.data import media  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(media, "browser_codec", lambda: None)
   frames, masks = synthetic.moving_shapes(n_frames=4, n_objects=1)
   for t, mask in enumerate(masks):

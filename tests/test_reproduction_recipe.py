@@ -250,7 +250,7 @@ def write_tiny_nets(nmp: bool = True):
   from vsreid_jax.detection import train as det_train  # pylint: disable=g-import-not-at-top
   from vsreid_jax.models import propagation  # pylint: disable=g-import-not-at-top
   from vsreid_jax.reid import model as reid_model  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.train import retrieval_nets  # pylint: disable=g-import-not-at-top
+  from vsreid_jax import retrieval_nets  # pylint: disable=g-import-not-at-top
   c = configs.get("train", option(NMP[-1], "--config"))
   for kv in TINY_NMP:
     configs.override(c, kv)

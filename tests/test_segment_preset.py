@@ -1,5 +1,5 @@
 """`--preset paper` and the test-time switches of `vsreid segment` and experiments/ablation.py; the
-net's `test_scales`; single-stream weights files."""
+net's own crop as the default scale; single-stream weights files."""
 import argparse
 import os
 import sys
@@ -63,12 +63,12 @@ def test_paper_rule_reaches_the_solver_and_an_unknown_rule_is_refused():
     SolverConfig(retrieval_rule="nearest")
 
 
-def test_test_scales_of_the_net_config_are_used():
+def test_default_scale_is_the_nets_own_crop():
   net = propagation_lite_cpu.get_config()
   assert api.propagation_config(segment_config.get_config(), net).scales == ((0.15, 161),)
-  net.test_scales = (0.8, 1.0, 1.2)  # crop x factor, on the stride-16 grid (+1) like the training crop
-  assert api.net_scales(net) == ((0.15, 129), (0.15, 161), (0.15, 193))
-  assert api.propagation_config(segment_config.get_config(), net).scales == ((0.15, 129), (0.15, 161), (0.15, 193))
+  net.crop_size, net.crop_margin = 193, 0.2
+  assert api.propagation_config(segment_config.get_config(), net).scales == ((0.2, 193),)
+  assert api.propagation_config(segment_config.get_config(), None).scales == ((0.15, 449),)  # identity: the paper's
   c = segment_config.get_config()
   c.propagation.scales = ((0.3, 97),)  # --scales wins
   assert api.propagation_config(c, net).scales == ((0.3, 97),)

@@ -9,7 +9,7 @@ import pytest
 from vsreid_jax import cli
 from vsreid_jax.api import Segmenter
 from vsreid_jax.configs import segment as segment_config
-from vsreid_jax.configs.train_propagation import HELD_OUT
+from vsreid_jax.data import splits
 from vsreid_jax.data import open_frames, read_mask
 from vsreid_jax.models import weights
 
@@ -67,7 +67,7 @@ def test_shipped_net_beats_warp_only_on_the_held_out_demo_clip():
   gt_dir = SHARED_DATA / "davis2016-train-240p" / "Annotations" / "240p" / "horsejump-low"
   if not gt_dir.is_dir():
     pytest.skip(f"real DAVIS ground truth not found at {gt_dir} (only present beside the repo checkout)")
-  assert "horsejump-low" in HELD_OUT["davis2016-train-240p"]  # the demo clip was never trained on
+  assert "horsejump-low" in splits.held_out()["davis2016-train-240p"]  # the demo clip was never trained on
   frames = open_frames(os.path.join(DEMO, "JPEGImages"))
   first = read_mask(os.path.join(DEMO, "Annotations", "00000.png"))
   j_mean = {}
@@ -86,3 +86,33 @@ def test_shipped_net_beats_warp_only_on_the_held_out_demo_clip():
   # With the first-frame target model on by default (issue 17 lever 3): default 0.654 (its J&F on this clip
   # goes up, 0.482 -> 0.509; J alone down).
   assert j_mean["default"] > j_mean["identity"] + 0.08, j_mean
+
+
+# Masks of the shipped N_mp on the demo's first 8 frames (propagation, default config), written by
+# the API at commit 83ab49c, before issue 19's refactor (tests/data/demo_propagate/*.png): a change
+# meant to keep behaviour must give the same masks. XLA's CPU results may differ by a rounding on
+# another CPU, so a few pixels per frame may flip; a changed setting changes far more (measured:
+# flip averaging off 0.8% of frame 7's pixels, DIS fast instead of medium 2.4%).
+STORED_MASKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "demo_propagate")
+STORED_PIXELS_OFF = 1e-3  # share of a frame's pixels allowed to differ
+
+
+def _propagate_demo8(target_model):
+  frames = open_frames(os.path.join(DEMO, "JPEGImages"))
+  config = segment_config.get_config()
+  config.method = "propagate"
+  config.propagation.target_model = target_model
+  seg = Segmenter(config)
+  state = seg.init_state(np.stack([frames[i] for i in range(8)]), name="demo8")
+  seg.add_mask(state, read_mask(os.path.join(DEMO, "Annotations", "00000.png")))
+  return seg.segment(state)
+
+
+# (target model, stored masks): N_mp alone, stored before the issue-19 refactor; N_mp with the
+# first-frame target model (the default since it was added), stored when it was merged.
+@pytest.mark.parametrize("target_model,folder", [("off", STORED_MASKS), ("auto", STORED_MASKS + "_target")])
+def test_shipped_net_gives_the_masks_stored_before_the_refactor(target_model, folder):
+  stored = [read_mask(os.path.join(folder, f"{i:05d}.png")) for i in range(8)]
+  off = [float(np.mean(ids != stored[i])) for i, ids in _propagate_demo8(target_model)]
+  assert len(off) == len(stored) and off[0] == 0.0
+  assert max(off) <= STORED_PIXELS_OFF, off

@@ -134,10 +134,10 @@ def test_checkpoint_rule_stops_at_a_closer_checkpoint(clip):
   ckpt[9:, 1] = 10
   boxes = np.zeros((n, 2, 4), np.float32)
   from vsreid_jax.reid.algorithm2 import Retrieval  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.data.objects import mask_box  # pylint: disable=g-import-not-at-top
-  ret = Retrieval(8, 1, 1, 1.0, tuple(mask_box(masks[8] == 2)))
+  from vsreid_jax.geometry import mask_box_np# pylint: disable=g-import-not-at-top
+  ret = Retrieval(8, 1, 1, 1.0, tuple(mask_box_np(masks[8] == 2)))
   rewritten = solver._recover_and_propagate(ret, seq, FlowCache(seq, DISFlow("ultrafast")), first,
-                                            [mask_box(first[k] > 0.5) for k in range(2)], first.sum(axis=(1, 2)),
+                                            [mask_box_np(first[k] > 0.5) for k in range(2)], first.sum(axis=(1, 2)),
                                             probs, alive, ckpt, boxes, solver.propagator.timer)
   assert rewritten == [8]
   assert ckpt[8, 1] == 8 and (ckpt[9:, 1] == 10).all()
@@ -149,7 +149,7 @@ def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, t
   frames, masks = clip[0], clip[1]
   config = segment_config.get_config()
   config.net, config.method = "identity", "vsreid"
-  config.flow.preset = "ultrafast"
+  config.flow = "dis-ultrafast"
   config.propagation.scales = ((0.15, 65),)
   config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
   seg = Segmenter(config, flow_cache_dir=str(tmp_path))

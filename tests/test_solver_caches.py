@@ -37,7 +37,7 @@ def _segmenter(tmp_path, method="vsreid"):
   from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
   config = segment_config.get_config()
   config.net, config.method = "identity", method
-  config.flow.preset = "ultrafast"
+  config.flow = "dis-ultrafast"
   config.propagation.scales = ((0.15, 65),)
   config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
   seg = Segmenter(config, flow_cache_dir=str(tmp_path) if tmp_path else None)

@@ -5,7 +5,7 @@ retrieves it; the paper's rule does, recovers it and rewrites frames under the c
 
 Flow is zero everywhere (the mask stays where it was unless the net drops it), the net keeps the
 warped prior where the crop shows something (the background is black), and the detector and ReID
-are the ground-truth oracle (reid/oracle.py)."""
+are the ground-truth oracle (solver/oracle.py)."""
 import jax
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from vsreid_jax.data.frames import ArrayFrames
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator
 from vsreid_jax.propagation.nets import identity_net
-from vsreid_jax.reid.oracle import oracle_candidates
+from vsreid_jax.solver.oracle import oracle_candidates
 from vsreid_jax.solver.caches import Candidates
 from vsreid_jax.solver.algorithm3 import Solver, SolverConfig, describe, retrieval_log
 from vsreid_jax.solver.merge import merge_probs_priority

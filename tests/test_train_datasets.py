@@ -8,7 +8,7 @@ import pytest
 
 from vsreid_jax import cli
 from vsreid_jax.configs import train_propagation
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.data import synthetic, training_sets
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import loop

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from vsreid_jax.configs import train_propagation
-from vsreid_jax.data import synthetic
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import checkpoint as ckpt_lib
 from vsreid_jax.train import loop
@@ -29,18 +28,14 @@ class TinyNet(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
-  root = tmp_path_factory.mktemp("clips")
-  seqs = {"a": synthetic.moving_shapes(n_frames=6, height=64, width=96, n_objects=2, seed=0),
-          "b": synthetic.moving_shapes(n_frames=6, height=64, width=96, n_objects=1, seed=1)}
-  synthetic.write_davis_root(str(root / "davis"), seqs, subset="train")
+def config(two_clip_dir, tmp_path_factory):
   c = train_propagation.get_config("paper_r101")
   d = c.data
-  d.source = "python"  # the tfds source is covered in test_data_propagation_examples
-  d.data_dir, d.roots, d.held_out = str(root), (("davis", "480p"),), ("b",)
+  d.source = "python"  # the tfds source is covered in test_train_propagation_examples
+  d.data_dir, d.roots, d.held_out = str(two_clip_dir), (("davis", "480p"),), ("b",)
   d.crop_size, d.batch_size, d.batch_per_device, d.num_val_examples = S, 4, 0, 6
   d.prior_probs = (1.0, 1.0, 1.0)
-  d.cache_dir = str(root / "cache")
+  d.cache_dir = str(tmp_path_factory.mktemp("cache"))
   c.optimizer.name, c.optimizer.schedule, c.optimizer.lr, c.optimizer.warmup_steps = "adamw", "cosine", 3e-3, 2
   c.optimizer.grad_clip_norm = 1.0
   c.train.update(steps=10, log_every=1, checkpoint_every=2, eval_every=2, plot_every=3, keep_checkpoints=2)

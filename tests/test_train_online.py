@@ -12,7 +12,7 @@ from vsreid_jax.api import Segmenter, SwappableNet
 from vsreid_jax.configs import online as online_config
 from vsreid_jax.configs import propagation_lite_cpu
 from vsreid_jax.configs import segment as segment_config
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.data import synthetic
 from vsreid_jax.flow.warp import warp
 from vsreid_jax.models import weights
@@ -106,13 +106,6 @@ def test_examples_are_crops_around_the_prior_and_deterministic(clip):
     np.testing.assert_array_equal(a[key], b[key])
   assert a["image"].shape == (S, S, 3) and a["flow"].shape == (S, S, 2) and a["prior"].shape == (S, S, 1)
   assert (a["target"] > 127).mean() > 0.2  # the object fills the crop, as at inference
-
-
-def test_augmented_views_for_reid_templates(clip):
-  frames, masks = clip
-  views = online.augmented_views(frames[0], masks[0], 3, np.random.default_rng(0), size=32)
-  assert views.shape == (3, 32, 32, 3) and views.dtype == np.uint8
-  assert not np.array_equal(views[0], views[1])
 
 
 def test_adaptation_is_deterministic_lowers_the_loss_and_leaves_the_base_untouched(tiny, adapter, clip):

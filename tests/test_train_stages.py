@@ -12,11 +12,12 @@ import pytest
 from vsreid_jax import cli
 from vsreid_jax import configs
 from vsreid_jax.configs import train_propagation
-from vsreid_jax.data import synthetic
 from vsreid_jax.errors import InputError
 from vsreid_jax.models import propagation
 from vsreid_jax.models.propagation import build_model
 from vsreid_jax.train import stages
+
+from conftest import write_two_clips  # pylint: disable=g-bad-import-order
 
 # The lite model at its smallest (compiles dominate): one block per stage, width 8, one ASPP branch,
 # no skip decoder, crops of 33 (output stride 16).
@@ -31,9 +32,7 @@ SHRINK = ["model.backbone.stage_sizes=(1,1,1,1)", "model.backbone.width=8", "mod
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("clips")
-  seqs = {"a": synthetic.moving_shapes(n_frames=5, height=48, width=64, n_objects=2, seed=0),
-          "b": synthetic.moving_shapes(n_frames=4, height=48, width=64, n_objects=1, seed=1)}
-  synthetic.write_davis_root(str(root / "davis"), seqs, subset="train")
+  write_two_clips(root / "davis", n_frames=(5, 4), height=48, width=64)
   return root
 
 

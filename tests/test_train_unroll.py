@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from vsreid_jax.configs import train_unroll
-from vsreid_jax.data import propagation_examples as pe
-from vsreid_jax.data import synthetic
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import unroll
 
@@ -16,15 +15,11 @@ S = 17
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
-  root = tmp_path_factory.mktemp("clips")
-  seqs = {"a": synthetic.moving_shapes(n_frames=6, height=64, width=96, n_objects=2, seed=0),
-          "b": synthetic.moving_shapes(n_frames=6, height=64, width=96, n_objects=1, seed=1)}
-  synthetic.write_davis_root(str(root / "davis"), seqs, subset="train")
+def config(two_clip_dir, tmp_path_factory):
   c = train_unroll.get_config("lite_cpu")
   d = c.data
-  d.data_dir, d.roots, d.held_out = str(root), (("davis", "480p"),), ("b",)
-  d.crop_size, d.batch_size, d.cache_dir = S, 2, str(root / "cache")
+  d.data_dir, d.roots, d.held_out = str(two_clip_dir), (("davis", "480p"),), ("b",)
+  d.crop_size, d.batch_size, d.cache_dir = S, 2, str(tmp_path_factory.mktemp("cache"))
   c.init.weights = ""  # TinyNet: nothing to load
   c.optimizer.lr, c.optimizer.warmup_steps = 3e-3, 2
   c.unroll.length, c.unroll.own_max, c.unroll.own_ramp = 3, 1.0, 0.01

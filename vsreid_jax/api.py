@@ -17,11 +17,13 @@ frame that introduced it and is absent before it, unless `segment(state, backwar
 of lost objects with the detector and ReID nets, recovery and re-propagation) or "propagate"
 (Algorithm 1 only, streamed frame by frame: `propagate`).
 
-The CLI (`vsreid segment`) is a thin shell over this.
+`segment_dataset(seg, jobs, out_dir)` segments many videos and writes each one's results as
+`vsreid segment` does; the CLI and the experiments call it, and are thin shells over this.
 """
 import dataclasses
 import os
-from typing import Iterator, Optional, Tuple
+import time
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
 import ml_collections
@@ -31,11 +33,11 @@ from vsreid_jax.configs import segment as segment_config
 from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.data.results import sequence_name
 from vsreid_jax import memory
-from vsreid_jax.data import prefetch
+from vsreid_jax.flow import prefetch
 from vsreid_jax.data.frames import ResizedFrames, open_frames, resize_ids
 from vsreid_jax.errors import InputError
+from vsreid_jax import flow as flow_lib
 from vsreid_jax.flow.cache import FlowCache
-from vsreid_jax.flow.dis import DISFlow
 from vsreid_jax.models import weights
 from vsreid_jax.propagation.algorithm1 import (PropagationConfig, Propagator, object_bucket, object_starts, pad_objects,
                                                 propagate_backward, start_objects)
@@ -44,9 +46,6 @@ from vsreid_jax.propagation import target as target_model
 from vsreid_jax.solver.caches import ProbStore
 from vsreid_jax.solver.merge import merge_probs, merge_to_ids
 from vsreid_jax.utils import StageTimer
-
-# Crop scales for nets that bring none (identity): the original test code's margin and crop size.
-DEFAULT_SCALES = ((0.15, 449),)
 
 
 @dataclasses.dataclass
@@ -67,7 +66,7 @@ class VideoState:
   # the first mask is given, and the id masks are returned, at this size.
   input_size: Optional[Tuple[int, int]] = None
   # (solver.caches.Candidates, templates) to use instead of the detector's and the ReID net's, e.g.
-  # the ground-truth oracle of reid/oracle.py (ablation --oracle-reid); None: the nets'.
+  # the ground-truth oracle of solver/oracle.py (ablation --oracle-reid); None: the nets'.
   candidates: Optional[tuple] = None
 
 
@@ -95,12 +94,6 @@ def resolve_method(config: ml_collections.ConfigDict) -> str:
   return "vsreid" if all(os.path.isfile(p) for p in reid_weight_paths(config)) else "propagate"
 
 
-def build_flow(config: ml_collections.ConfigDict):
-  if config.flow.backend == "dis":
-    return DISFlow(config.flow.preset)
-  raise ValueError(f"unknown flow backend {config.flow.backend!r}")
-
-
 # The learned N_mp (its weights, config and per-video variables): propagation/nets.PropagationNet.
 SwappableNet = PropagationNet
 
@@ -120,14 +113,23 @@ def build_net(name: str, flip: Optional[bool], streams: Optional[Tuple[str, ...]
 
 
 def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> PropagationConfig:
-  """Algorithm 1 settings: the segment config's, where it leaves them None the net's own."""
+  """Algorithm 1 settings: the segment config's, where it leaves them None the net's own.
+
+  Args:
+    config: the segment ConfigDict (configs/segment.py).
+    model_cfg: the net's model ConfigDict (`build_net`), None for the identity net.
+
+  Returns:
+    The PropagationConfig; its scales, (box margin, crop size) pairs: `config.propagation.scales`,
+    else the net's own (`net_scales`), else (identity) PropagationConfig's default, the paper's.
+  """
   p = config.propagation
   if p.scales is not None:
     scales = p.scales
   elif model_cfg is not None:
     scales = net_scales(model_cfg)
   else:
-    scales = DEFAULT_SCALES
+    scales = PropagationConfig().scales
   binarize = p.binarize_prior
   if binarize is None:
     binarize = bool(model_cfg.get("test_binarize_prior", False)) if model_cfg is not None else False
@@ -136,11 +138,13 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
 
 
 class Segmenter:
-  """Semi-supervised multi-object segmentation by mask propagation (Algorithm 1)."""
+  """Semi-supervised multi-object video segmentation with the configured method: "vsreid"
+  (Algorithm 3: propagation, re-identification of lost objects, recovery) or "propagate"
+  (Algorithm 1 only)."""
 
   def __init__(self, config: Optional[ml_collections.ConfigDict] = None, flow_cache_dir: Optional[str] = None):
     self.config = config or segment_config.get_config()
-    self.flow_backend = build_flow(self.config)
+    self.flow_backend = flow_lib.get(self.config.flow, self.config.flow_weights)
     net, model_cfg = build_net(self.config.net, self.config.flip, self.config.get("streams"))
     self.propagator = Propagator(net, propagation_config(self.config, model_cfg), target_model.build(self.config, net))
     memory.check_crop(self.propagator.config.scales, 1, self.config.propagation.crop_bytes_per_pixel)
@@ -451,7 +455,7 @@ class Segmenter:
       detector, embedder, fingerprint = self.reid_nets()
       cfg = self.solver_config()
     if reid and state.candidates is not None:
-      cands, tmpl = state.candidates  # e.g. the ground-truth oracle of reid/oracle.py
+      cands, tmpl = state.candidates  # e.g. the ground-truth oracle of solver/oracle.py
     elif reid:
       # Detector and ReID run only on the frames the solver asks for (where an object is lost, or
       # every frame for the paper's rule and the levers that read all of them).
@@ -525,3 +529,106 @@ class Segmenter:
         yield i, self._output(state, ids_at(i, prob))
     if back is not None:
       back.close()
+
+
+@dataclasses.dataclass
+class SequenceJob:
+  """One video of `segment_dataset`, segmented into OUT/<name>/."""
+  name: str  # the results folder's name: OUT/<name>/<frame>.png
+  frames: object  # opened frames (data/frames.py), the prompt's frame first
+  # -> the prompt's id mask, uint8 [H, W] at the frames' input size; called when the video's turn comes.
+  first_mask: Optional[Callable[[], np.ndarray]] = None
+  source: str = "first-frame mask"  # what an error about the mask names (its file)
+  # Instead of first_mask: prompts(seg, state) adds the video's prompts itself (masks on any frame,
+  # boxes: Segmenter.add_mask / add_box), when the video's turn comes.
+  prompts: Optional[Callable[["Segmenter", VideoState], None]] = None
+  cache_key: Optional[str] = None  # the flow / candidate cache key (init_state's name); None: `name`
+  before: Sequence[str] = ()  # names of frames before the prompt's frame, written as background
+  overlay_fps: float = 0.0  # > 0: also writes OUT/<name>_overlay (masks over the frames) at this rate
+
+
+@dataclasses.dataclass
+class SequenceDone:
+  """What `segment_dataset` yields once a video is written."""
+  job: SequenceJob
+  state: VideoState  # its timer, object ids and, with method vsreid, the solver's result
+  writer: object  # the closed data.results.SequenceWriter: final folder, count, manifest
+  adapted: Optional[dict]  # Segmenter.adapt's info; None without online adaptation
+  seconds: float  # wall time of the video, from opening it to its last file
+
+
+def _phase_callback(bar, name: str):
+  """callback(phase, done, total) for Segmenter.segment: the bar follows the solver's phases
+  (propagate, re-id) while it runs the whole video before the first frame comes out."""
+  shown = [None]
+
+  def callback(phase, done, total):
+    if phase != shown[0]:
+      shown[0] = phase
+      bar.reset(total=total)
+      bar.set_description(f"{name} {phase}", refresh=False)
+    bar.n = done
+    bar.refresh()
+  return callback
+
+
+def segment_dataset(seg: Segmenter, jobs: Iterable[SequenceJob], out_dir: str, *, per_object: bool = False,
+                    progress: bool = False, backward: bool = False,
+                    prepare: Optional[Callable[[VideoState, SequenceJob], None]] = None) -> Iterator[SequenceDone]:
+  """Segments videos one after another with `seg`'s method and writes each one's results.
+
+  Per job: `init_state`, `add_mask(job.first_mask())` (or `job.prompts(seg, state)`), `prepare(state, job)`, online adaptation
+  (when the config asks for it), then every frame of `seg.segment` into a `data.results.SequenceWriter`
+  (OUT/<name>/<frame>.png palette masks, the frames of `job.before` as background; moved into place
+  only when the whole video is written, so an interrupted or failed one leaves no complete-looking
+  folder), with the side files OUT/<name>_timing.json and, with method vsreid, OUT/<name>_retrievals.json.
+  A signal (signals.py) stops the run between two frames.
+
+  Args:
+    seg: the Segmenter; its config chooses the method, net and flow.
+    jobs: the videos, in order.
+    out_dir: the results folder (written as data/results.py lays it out).
+    per_object: also a 0/255 mask per object and frame (SequenceWriter's object_ids).
+    progress: a progress bar per video that follows the solver's phases.
+    backward: objects given after the first frame are also propagated backward (Segmenter.segment).
+    prepare: called with each video's state once its first mask is set, before any work (a memory
+      check, ground-truth candidates for `state.candidates`, ...).
+
+  Yields:
+    A SequenceDone after each video is written; nothing runs unless the generator is consumed.
+  """
+  import tqdm  # pylint: disable=g-import-not-at-top
+  from vsreid_jax import signals  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data.results import SequenceWriter  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.report.layout import write_timing  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.solver.algorithm3 import write_retrievals  # pylint: disable=g-import-not-at-top
+  for job in jobs:
+    start = time.perf_counter()
+    frames = job.frames
+    state = seg.init_state(frames, name=job.cache_key or job.name)
+    if job.prompts is not None:
+      job.prompts(seg, state)
+    else:
+      seg.add_mask(state, job.first_mask(), source=job.source)
+    if prepare is not None:
+      prepare(state, job)
+    info = seg.adapt(state, progress=progress)
+    overlay = job.overlay_fps > 0
+    bar = tqdm.tqdm(total=len(frames), desc=job.name, unit="frame", disable=not progress, leave=False)
+    with SequenceWriter(out_dir, job.name, overlay_fps=job.overlay_fps,
+                        object_ids=state.object_ids if per_object else None) as writer, bar:
+      for name in job.before:
+        writer.write(name, np.zeros(frames.size, np.uint8))
+      callback = _phase_callback(bar, job.name)
+      for i, ids in seg.segment(state, callback=callback, backward=backward):
+        if i == 0:
+          callback("write", 0, len(frames))
+        signals.check()  # a signal swallowed on the way (see signals.py) stops the run here
+        writer.write(frames.names[i], ids, frames[i] if overlay else None)
+        bar.update(1)
+      signals.check()
+      if state.result is not None:
+        write_retrievals(writer.side_path("_retrievals.json"), job.name, state.result, state.object_ids)
+      write_timing(writer.side_path("_timing.json"), job.name, len(frames), len(state.object_ids), state.timer,
+                   time.perf_counter() - start)
+    yield SequenceDone(job=job, state=state, writer=writer, adapted=info, seconds=time.perf_counter() - start)

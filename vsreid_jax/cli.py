@@ -12,6 +12,7 @@ import time
 from vsreid_jax import __version__
 from vsreid_jax import signals
 from vsreid_jax import distributed
+from vsreid_jax import flow as flow_lib
 from vsreid_jax.errors import InputError
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
@@ -73,8 +74,9 @@ def _add_segment(sub):
                  help="at most N recover-and-propagate rounds per video (default: 20)")
   p.add_argument("--net", default=None, metavar="NAME|FILE",
                  help="propagation net: default (shipped weights), identity (warp only) or a weights file")
-  p.add_argument("--flow", default=None, choices=["dis-ultrafast", "dis-fast", "dis-medium"],
-                 help="optical flow backend (default: dis-medium)")
+  p.add_argument("--flow", default=None, choices=flow_lib.NAMES,
+                 help=f"optical flow backend (default: {flow_lib.DEFAULT}); raft-* read a torchvision RAFT "
+                 "state_dict given with --override flow_weights=FILE.pth")
   p.add_argument("--scales", default=None, metavar="M:S,...",
                  help="test scales as margin:crop pairs, e.g. 0.15:449,0.3:449 (averaged)")
   p.add_argument("--no-box", action="store_true", help="run N_mp on the whole frame (no bbox crop)")
@@ -276,7 +278,7 @@ def _segment_config(args):
       raise InputError(f"--max-retrievals {args.max_retrievals}: must be >= 0")
     config.solver.max_retrievals = args.max_retrievals
   if args.flow:
-    config.flow.preset = args.flow.split("-", 1)[1]
+    config.flow = args.flow
   if args.scales:
     config.propagation.scales = segment_config.parse_scales(args.scales)
   config.propagation.use_box = not args.no_box
@@ -308,21 +310,6 @@ def _overlay_fps(args, config, frames) -> float:
   if args.fps is not None:
     return args.fps
   return getattr(frames, "fps", 0.0) or float(config.overlay_fps)
-
-
-def _phase_callback(bar, seq):
-  """callback(phase, done, total) for Segmenter.segment: the outer bar follows the solver's phases
-  (detect+reid, propagate, re-id) while it runs the whole video before the first frame comes out."""
-  shown = [None]
-
-  def callback(phase, done, total):
-    if phase != shown[0]:
-      shown[0] = phase
-      bar.reset(total=total)
-      bar.set_description(f"{seq} {phase}", refresh=False)
-    bar.n = done
-    bar.refresh()
-  return callback
 
 
 def _selected_sequences(ds, args):
@@ -483,13 +470,9 @@ def cmd_segment(args):
   if not args.no_compile_cache:  # before anything compiles
     from vsreid_jax.utils import enable_compile_cache  # pylint: disable=g-import-not-at-top
     enable_compile_cache()
-  import numpy as np
-  from tqdm import tqdm
-  from vsreid_jax.api import Segmenter
-  from vsreid_jax.data.results import (SequenceWriter, check_destination, clean_stale, inside_any, overlay_suffix,
-                                       prepare_dir)
-  from vsreid_jax.report.layout import write_timing
-  from vsreid_jax.solver.algorithm3 import write_retrievals
+  import functools
+  from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset
+  from vsreid_jax.data.results import check_destination, clean_stale, inside_any, overlay_suffix, prepare_dir
   from vsreid_jax.utils import StageTimer, peak_rss_mb
 
   from vsreid_jax.data import shards
@@ -533,43 +516,34 @@ def cmd_segment(args):
   start = time.perf_counter()
   if config.online_steps > 0 and not seg.can_adapt:
     print(f"--online-steps: net={config.net} has no weights to adapt; propagating without online adaptation")
-  for seq, frames, prompts, _, _, before in jobs:
-    seq_start = time.perf_counter()
-    state = seg.init_state(frames, name=seq)
-    _add_prompts(seg, state, prompts, args.box or (), frames.size, args.resize_mask)
-    seg.check_memory(state, source=getattr(frames, "folder", None) or getattr(frames, "path_", seq))
-    info = seg.adapt(state, progress=not args.no_progress)
+
+  def add_prompts(prompts, size, seg_, state):
+    _add_prompts(seg_, state, prompts, args.box or (), size, args.resize_mask)
+
+  def check_memory(state, job):
+    frames = job.frames
+    seg.check_memory(state, source=getattr(frames, "folder", None) or getattr(frames, "path_", job.name))
+
+  videos = [SequenceJob(name=seq, frames=frames, before=before,
+                        prompts=functools.partial(add_prompts, prompts, frames.size),
+                        overlay_fps=_overlay_fps(args, config, frames) if args.overlay else 0.0)
+            for seq, frames, prompts, _, _, before in jobs]
+  for done in segment_dataset(seg, videos, out, per_object=args.per_object, progress=not args.no_progress,
+                              backward=args.backward, prepare=check_memory):
+    seq, frames, state, info = done.job.name, done.job.frames, done.state, done.adapted
     if info is not None:
       print(f"{seq}: adapted {info['steps']} steps in {info['seconds']:.1f} s "
             f"(+{info['compile_seconds']:.1f} s compile), loss {info['loss'][0]:.4f} -> {info['loss'][-1]:.4f}")
       if args.save_adapted:
         seg.save_adapted(state, os.path.join(args.save_adapted, f"{seq}.msgpack"))
-    fps = _overlay_fps(args, config, frames) if args.overlay else 0.0
-    per_object = state.object_ids if args.per_object else None
-    bar = tqdm(total=len(frames), desc=seq, unit="frame", disable=args.no_progress, leave=False)
-    with SequenceWriter(out, seq, overlay_fps=fps, object_ids=per_object) as writer, bar:
-      for name in before:  # no object yet: background (a prompt on a later frame starts the video there)
-        writer.write(name, np.zeros(frames.size, np.uint8))
-      callback = _phase_callback(bar, seq)
-      for i, ids in seg.segment(state, callback=callback, backward=args.backward):
-        if i == 0:
-          callback("write", 0, len(frames))
-        signals.check()  # a signal swallowed on the way (see signals.py) stops the run here
-        writer.write(frames.names[i], ids, frames[i] if args.overlay else None)
-        bar.update(1)
-      signals.check()
-      if state.result is not None:
-        write_retrievals(writer.side_path("_retrievals.json"), seq, state.result, state.object_ids)
-      write_timing(writer.side_path("_timing.json"), seq, len(frames), len(state.object_ids), state.timer,
-                   time.perf_counter() - seq_start)
     total.merge(state.timer)
     n_frames += len(frames)
     print(f"{seq}: {len(frames)} frames, {len(state.object_ids)} objects -> {os.path.join(out, seq)}")
     if state.result is not None:
       _report_retrievals(out, seq, state)
-    _print_outputs(writer, fps)
+    _print_outputs(done.writer, done.job.overlay_fps)
   wall = time.perf_counter() - start
-  print(f"\nmethod={seg.method} net={config.net} flow=dis-{config.flow.preset} scales={seg.propagator.config.scales} "
+  print(f"\nmethod={seg.method} net={config.net} flow={config.flow} scales={seg.propagator.config.scales} "
         f"box={config.propagation.use_box} online_steps={config.online_steps if seg.can_adapt else 0}")
   print(total.table(n_frames))
   print(f"{n_frames} frames in {wall:.1f} s wall ({n_frames / wall:.1f} frames/s end to end, "
@@ -762,9 +736,9 @@ def cmd_train(args):
 
 
 def _train_retrieval_net(args, datasets=(), val_datasets=()):
-  """vsreid train --net detector|reid (vsreid_jax/train/retrieval_nets.py), on --data-dir's DAVIS-2016
+  """vsreid train --net detector|reid (vsreid_jax/retrieval_nets.py), on --data-dir's DAVIS-2016
   split or on the named `datasets` (canonical strings; `val_datasets` held out)."""
-  from vsreid_jax.train import retrieval_nets
+  from vsreid_jax import retrieval_nets
   if args.export:
     if not args.export.endswith(".msgpack") or os.path.isdir(args.export):
       raise InputError(f"--export {args.export}: pass the .msgpack weights file to write")

@@ -100,6 +100,38 @@ def is_main() -> bool:
   return process()[0] == 0
 
 
+# The one mesh axis: data parallelism (the state replicated, batches sharded along their first axis).
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None):
+  """A 1-D jax.sharding.Mesh over `devices` (default: all of the job's) along DATA_AXIS."""
+  import jax  # pylint: disable=g-import-not-at-top  (jax only when used: the CLI parses flags first)
+  return jax.sharding.Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
+
+
+def replicated(mesh):
+  """The sharding of what every device holds whole (the train state)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def data_sharded(mesh):
+  """The sharding of a batch split along its first axis over the mesh's devices."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(DATA_AXIS))
+
+
+def shard_batch_local(batch: dict, mesh):
+  """A single process's whole batch {key: [B, ...] numpy} put on the mesh, split along B."""
+  import jax  # pylint: disable=g-import-not-at-top
+  n = mesh.devices.size
+  size = next(iter(batch.values())).shape[0]
+  if size % n:
+    raise ValueError(f"batch size {size} is not divisible by the {n} devices")
+  return jax.device_put(batch, data_sharded(mesh))
+
+
 def process_rows(mesh, batch_size: int) -> Optional[tuple]:
   """Rows (start, stop) of a global batch of `batch_size` that this process's devices hold when the
   batch is sharded along the mesh's data axis; None for a single-process job (all rows).
@@ -107,10 +139,9 @@ def process_rows(mesh, batch_size: int) -> Optional[tuple]:
   jax.devices() lists each process's devices together, so a process's rows are contiguous.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   if jax.process_count() == 1:
     return None
-  indices = step_lib.data_sharded(mesh).addressable_devices_indices_map((batch_size,)).values()
+  indices = data_sharded(mesh).addressable_devices_indices_map((batch_size,)).values()
   starts = sorted(i[0].start or 0 for i in indices)
   stops = sorted(batch_size if i[0].stop is None else i[0].stop for i in indices)
   if any(b != a for a, b in zip(stops[:-1], starts[1:])):
@@ -128,17 +159,16 @@ def shard_batch(batch: dict, mesh, batch_size: int):
   processes.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   rows = process_rows(mesh, batch_size)
   if rows is None:
-    return step_lib.shard_batch(batch, mesh)
+    return shard_batch_local(batch, mesh)
   size = next(iter(batch.values())).shape[0]
   if size == batch_size:
     batch = {k: v[rows[0]:rows[1]] for k, v in batch.items()}
   elif size != rows[1] - rows[0]:
     raise ValueError(f"batch of {size} rows is neither the global batch {batch_size} nor this process's "
                      f"{rows[1] - rows[0]} rows")
-  sharding = step_lib.data_sharded(mesh)
+  sharding = data_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v, (batch_size, *v.shape[1:]))
           for k, v in batch.items()}
 

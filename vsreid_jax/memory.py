@@ -52,13 +52,25 @@ FLOW_BYTES = 8
 # Long sides --max-size suggests, largest first (common video sizes, then halvings).
 SUGGESTED_SIZES = (2560, 1920, 1280, 960, 854, 640, 480, 320, 240, 160, 128, 96, 64)
 # The smallest --max-size: below, objects shrink to a few pixels, near the 8-pixel minimum box side
-# of the crops (propagation/crops.py), so a smaller value is a typo rather than a setting.
+# of the crops (geometry.py), so a smaller value is a typo rather than a setting.
 MIN_MAX_SIZE = SUGGESTED_SIZES[-1]
 
 
 def estimate_bytes(num_frames: int, height: int, width: int, num_objects: int, method: str,
                    buckets: Sequence[int] = PropagationConfig.object_buckets) -> int:
-  """Peak resident bytes of segmenting one video (method "propagate" or "vsreid")."""
+  """Peak resident bytes of segmenting one video.
+
+  Args:
+    num_frames: the video's length T.
+    height: frame height H in pixels (as segmented, after any --max-size).
+    width: frame width W.
+    num_objects: K objects of the first mask (padded to the next of `buckets`).
+    method: "propagate" or "vsreid" (which also keeps every frame's maps, up to a budget).
+    buckets: Algorithm 1's object buckets.
+
+  Returns:
+    The estimate in bytes.
+  """
   if method not in BASE_BYTES:
     raise ValueError(f"method {method!r}: one of {sorted(BASE_BYTES)}")
   px = height * width
@@ -99,7 +111,16 @@ def resident_bytes() -> int:
 
 def fitting_long_side(num_frames: int, height: int, width: int, num_objects: int, method: str,
                       budget: int) -> Optional[int]:
-  """The largest of SUGGESTED_SIZES (below the input's long side) whose estimate fits `budget`."""
+  """The largest of SUGGESTED_SIZES (below the input's long side) whose estimate fits `budget`.
+
+  Args:
+    num_frames, height, width, num_objects, method: the video, as `estimate_bytes` takes it (at
+      its input size).
+    budget: bytes available.
+
+  Returns:
+    That long side in pixels (what `--max-size` takes), or None when no suggested size fits.
+  """
   long_side = max(height, width)
   for size in SUGGESTED_SIZES:
     if size >= long_side:

@@ -22,8 +22,6 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.crop_size = 161  # 10 * 16 + 1: corners align with the stride-16 grid
   config.crop_margin = 0.15  # box enlarged by 15% of its size on each side
-  # Crop-size factors averaged at test time (api.net_scales; --scales overrides): one scale here.
-  config.test_scales = (1.0,)
   config.test_flip = True  # average with the flipped crop (flow x negated)
   # Trained on warped binary ground truth: at test, warp the thresholded previous mask. Fed its own
   # soft output instead, the net's small per-frame shrink compounded (held-out J&F 0.16 vs 0.31).

@@ -17,8 +17,6 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.crop_size = 449
   config.crop_margin = 0.15  # box enlarged by 15% of its size on each side
-  # Crop-size factors averaged at test time (api.net_scales; --scales overrides): one scale here.
-  config.test_scales = (1.0,)
   config.test_flip = True  # average with the flipped crop (flow x negated): the original test code's
 
   m = config.model = ml_collections.ConfigDict()

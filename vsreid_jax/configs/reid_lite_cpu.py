@@ -16,7 +16,7 @@ ROC AUC 0.956 (histogram 0.916). Embedding a 480p frame's boxes: about 55 ms for
 
 import ml_collections
 
-from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT
+from vsreid_jax.data import splits
 
 
 def get_config():
@@ -42,9 +42,9 @@ def get_config():
 
   d = config.data = ml_collections.ConfigDict()
   d.data_dir = ""  # experiments/train_reid.py fills ../shared/data
-  d.roots = DATA_ROOTS
+  d.roots = splits.DATA_ROOTS
   d.subset = "train"
-  d.held_out = tuple(s for seqs in HELD_OUT.values() for s in seqs)
+  d.held_out = splits.never_trained()
   # Named datasets (data/training_sets.py; `vsreid train --net reid --dataset/--val-dataset`): when
   # set, their training sequences replace data_dir/roots/held_out (validation ones held out).
   d.datasets = ()

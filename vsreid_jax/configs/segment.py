@@ -53,13 +53,14 @@ def get_config():
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only
   c.flip = None  # flip test-time averaging (flow x negated); None: as the net's config says
   # Read frame i+1 and compute its flow on one background thread while N_mp runs on frame i
-  # (data/prefetch.py; the same results). On by default: flow is 41 ms of a frame's 102 ms of flow
+  # (flow/prefetch.py; the same results). On by default: flow is 41 ms of a frame's 102 ms of flow
   # + N_mp at 854x480 on 2 cores (issue 13), and on an accelerator reading and flow are the host's
   # work the device would otherwise wait for. False: everything in the calling thread.
   c.prefetch = True
-  c.flow = ml_collections.ConfigDict()
-  c.flow.backend = "dis"
-  c.flow.preset = "medium"
+  # Optical flow backend by name (vsreid_jax/flow: dis-ultrafast/fast/medium, raft-small/large),
+  # the same key as training's data.flow; RAFT reads a torchvision state_dict from flow_weights.
+  c.flow = "dis-medium"
+  c.flow_weights = ""
   c.propagation = ml_collections.ConfigDict()
   # (box margin, crop size) per scale, averaged; None: the net's own (margin, crop size), or the
   # paper's (0.15, 449) for the identity net.
@@ -145,7 +146,7 @@ PAPER = {
     "solver.retrieval_rule": "paper",  # the paper's Algorithm 2: every (frame, object) pair
     "propagation.lost_ratio": 0.0,  # the original code's 1/10-area "lost" rule; the paper has none
     "solver.max_retrievals": NO_CAP,  # the paper's Algorithm 3 has no cap
-    "propagation.scales": None,  # multi-scale testing as the net's config says (its test_scales)
+    "propagation.scales": None,  # the net's own crop (the paper's multi-scale testing: --scales)
 }
 
 

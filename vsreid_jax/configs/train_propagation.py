@@ -20,19 +20,30 @@ from vsreid_jax import configs
 from vsreid_jax.data import splits
 from vsreid_jax.data.augment import DeformConfig
 
-# Data roots in `data.data_dir` (../shared/data beside the repo) and their resolution folders.
-DATA_ROOTS = splits.DATA_ROOTS
-# Never trained on: the validation and test splits of data/splits.py.
-HELD_OUT = splits.held_out()
+
+# The paper's training stages (train/stages.py): the streams each trains, and rgb_static's priors.
+STAGES = ("rgb_static", "rgb", "flow", "joint")
+STREAMS = {"rgb_static": ("rgb",), "rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
+STATIC_PRIOR_PROBS = (0.0, 1.0, 0.0)  # deform only: the guide is a deformed GT mask of the frame
+
+
+def apply_stage(config, stage: str) -> None:
+  """Sets `config.stage` and what follows from it: the streams, and for rgb_static the priors."""
+  if stage not in STAGES:
+    raise configs.ConfigError(f"stage {stage!r}: choose one of {', '.join(STAGES)}")
+  config.stage = stage
+  config.model.streams = STREAMS[stage]
+  if stage == "rgb_static":
+    config.data.prior_probs = STATIC_PRIOR_PROBS
 
 
 def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   d.source = "tfds"  # "tfds": pre-sampled array_record examples; "python": generated on the fly
   d.data_dir = ""  # folder holding the roots; experiments/train_propagation.py fills ../shared/data
-  d.roots = DATA_ROOTS
+  d.roots = splits.DATA_ROOTS  # in data_dir (../shared/data beside the repo), with their resolutions
   d.subset = "train"  # ImageSets/2017/<subset>.txt of each root
-  d.held_out = tuple(s for seqs in HELD_OUT.values() for s in seqs)
+  d.held_out = splits.never_trained()  # the val and test splits of data/splits.py
   # Other datasets (data/training_sets.py; `vsreid train --dataset/--val-dataset`): strings
   # "davis:ROOT[:RES[:SET]]" or "youtube-vos:ROOT". When set, they replace data_dir/roots/held_out.
   d.datasets = ()  # train on these sequences
@@ -44,7 +55,9 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   # this frame's GT, the GT of 2..max_skip frames back warped over every step.
   d.prior_probs = (0.5, 0.25, 0.25)
   d.max_skip = 4
-  d.flow_preset = "medium"  # DIS preset; the same as inference (configs/segment.py)
+  # Flow backend by name (vsreid_jax/flow), the same key and default as inference (configs/segment.py).
+  d.flow = "dis-medium"
+  d.flow_weights = ""  # RAFT only: a torchvision state_dict (.pth)
   d.deform = ml_collections.ConfigDict(dataclasses.asdict(DeformConfig()))
   d.seed = 0
   d.batch_size = 16  # global; 0: batch_per_device x device count
@@ -114,6 +127,5 @@ def get_config(arg: str = "lite_cpu", stage: str = "joint") -> ml_collections.Co
   # first conv is made from the RGB stream's ("mean" of the colour filters per flow channel, "zeros").
   config.init.from_stage_workdir = ""
   config.init.flow_channel_init = "mean"
-  from vsreid_jax.train import stages  # pylint: disable=g-import-not-at-top
-  stages.apply_stage(config, stage)
+  apply_stage(config, stage)
   return config

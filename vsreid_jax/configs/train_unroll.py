@@ -10,7 +10,6 @@ from 0 (ground-truth priors first: a curriculum). By default it fine-tunes the s
 import ml_collections
 
 from vsreid_jax.configs import train_propagation
-from vsreid_jax.models import weights
 
 
 def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
@@ -26,12 +25,13 @@ def get_config(arg: str = "lite_cpu") -> ml_collections.ConfigDict:
   u.own_max = 0.75
   u.own_ramp = 0.1
   u.threshold = 0.5  # binarisation of the previous prediction, as PropagationConfig.threshold at test
-  # Clip frames drawn from the flow cache: the same DIS preset as inference (data.flow_preset).
+  # Clip frames drawn from the flow cache: the same flow backend as inference (data.flow).
 
   # Fine-tune the shipped net: from scratch the net needs hours before its own outputs are usable.
   # The shipped default is itself step 150 of such a run started from the step-2000 net; to redo it,
   # --set init.weights=<that file> (git show d751254:vsreid_jax/assets/weights/propagation_lite_cpu.msgpack).
-  config.init.weights = weights.DEFAULT_WEIGHTS if arg == "lite_cpu" else ""
+  # "default": the shipped N_mp (models/weights.DEFAULT_WEIGHTS), as `vsreid segment --net default`.
+  config.init.weights = "default" if arg == "lite_cpu" else ""
   o = config.optimizer
   if arg == "lite_cpu":
     # Fine-tuning: a third of the from-scratch peak, short warmup (the AdamW moments start at 0).

@@ -152,7 +152,7 @@ class FolderFrames(Sequence):
     return os.path.join(self.folder, self._files[i])
 
   def reopen(self) -> "FolderFrames":
-    """The same frames with a recent-frame cache of their own, for another thread (data/prefetch.py)."""
+    """The same frames with a recent-frame cache of their own, for another thread (flow/prefetch.py)."""
     other = copy.copy(self)
     other._recent = collections.OrderedDict()
     return other

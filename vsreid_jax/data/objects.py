@@ -4,8 +4,7 @@ One module for everything that treats "an object in a frame" as a thing to move 
 detector's copy-paste augmentation, the ReID net's crops, and the multi-object occlusion
 benchmark all read objects through `ObjectBank` and composite them with `paste`.
 
-Boxes are continuous pixel rectangles (x0, y0, x1, y1) as in `propagation/crops.py`: the box of a
-mask covers its pixel centres, x0 = first column, x1 = last column + 1.
+Boxes are those of `vsreid_jax/geometry.py` (continuous pixel rectangles (x0, y0, x1, y1)).
 """
 import dataclasses
 import os
@@ -14,31 +13,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from vsreid_jax.data.davis import DavisDataset
+from vsreid_jax.geometry import mask_box_np
 from vsreid_jax.data.training_sets import open_root
-
-
-def mask_box(mask: np.ndarray) -> Optional[np.ndarray]:
-  """Box float32 [4] of mask[H, W] != 0, or None when the mask is empty."""
-  rows = np.flatnonzero(mask.any(axis=1))
-  if rows.size == 0:
-    return None
-  cols = np.flatnonzero(mask.any(axis=0))
-  return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU [N, M] of boxes a[N, 4] and b[M, 4] (empty boxes have IoU 0 with everything)."""
-  a = np.asarray(a, np.float32).reshape(-1, 4)
-  b = np.asarray(b, np.float32).reshape(-1, 4)
-  x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-  y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-  x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-  y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-  inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-  area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-  area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-  union = area_a[:, None] + area_b[None, :] - inter
-  return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
 def frame_boxes(ids: np.ndarray) -> Dict[int, np.ndarray]:
@@ -47,7 +24,7 @@ def frame_boxes(ids: np.ndarray) -> Dict[int, np.ndarray]:
   for k in np.unique(ids):
     if k in (0, 255):
       continue
-    out[int(k)] = mask_box(ids == k)
+    out[int(k)] = mask_box_np(ids == k)
   return out
 
 
@@ -72,7 +49,7 @@ class Cutout:
 def cutout(image: np.ndarray, ids: np.ndarray, obj_id: int, source: str = "") -> Optional[Cutout]:
   """The object `obj_id` of a frame as a Cutout over its box, or None when it is absent."""
   m = ids == obj_id
-  box = mask_box(m)
+  box = mask_box_np(m)
   if box is None:
     return None
   x0, y0, x1, y1 = box.astype(int)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from vsreid_jax import __version__
+from vsreid_jax.data import media
 from vsreid_jax.data.palette import PALETTE, write_mask
 from vsreid_jax.errors import InputError
 from vsreid_jax.utils import write_text_atomic
@@ -37,7 +38,7 @@ PROGRAM = "vsreid-jax"
 TMP_PREFIX = ".vsreid-"  # + "partial-<pid>-<sequence>-<random>" or "old-<pid>-<sequence>-<random>"
 _TMP_RE = re.compile(r"^\.vsreid-(partial|old)-(\d+)-")
 # Files OUT/<sequence><suffix> beside the folder. The overlay is H.264 MP4 or VP9 WebM, whichever
-# this OpenCV can encode (report.media.browser_codec): both are browser-playable.
+# this OpenCV can encode (data.media.browser_codec): both are browser-playable.
 SIDE_SUFFIXES = ("_overlay.mp4", "_overlay.webm", "_retrievals.json", "_timing.json")
 OBJECTS_DIR = "objects"  # per_object: OUT/<sequence>/objects/<id>/<frame>.png, binary 0/255 masks
 
@@ -228,8 +229,7 @@ def _write_manifest(folder: str, manifest: dict) -> None:
 
 def overlay_suffix() -> str:
   """"_overlay.mp4" (H.264) or "_overlay.webm" (VP9): the first browser codec this OpenCV can
-  encode (report.media.browser_codec, probed once); InputError when it has neither."""
-  from vsreid_jax.report import media  # pylint: disable=g-import-not-at-top  (report imports this module)
+  encode (data.media.browser_codec, probed once); InputError when it has neither."""
   codec = media.browser_codec()
   if codec is None:
     raise InputError("--overlay: this OpenCV can encode neither H.264 (avc1) nor VP9, so the overlay would not "
@@ -248,7 +248,7 @@ class SequenceWriter:
     out_dir: the output folder; the masks go to OUT/<sequence>/<frame>.png.
     sequence: the sequence name.
     overlay_fps: > 0: also write the overlay video OUT/<sequence>_overlay.mp4 (H.264) or .webm
-      (VP9), the codec `report.media.browser_codec` finds, at this frame rate and the frames' size.
+      (VP9), the codec `data.media.browser_codec` finds, at this frame rate and the frames' size.
     object_ids: also write each object's binary mask (0/255 grey PNG) to
       OUT/<sequence>/objects/<id>/<frame>.png, for every frame (None: not written).
   """
@@ -300,7 +300,6 @@ class SequenceWriter:
           raise OSError(0, "cannot write the per-object mask", path)
     if self.overlay_path and image is not None:
       if self._video is None:
-        from vsreid_jax.report import media  # pylint: disable=g-import-not-at-top
         self._video = media.SmallVideo(os.path.join(self.tmp, "_overlay"), None, self.overlay_fps)
         self.side_path(self.overlay_path[len(self.final):])
       self._video.write(overlay(image, ids))

@@ -94,7 +94,20 @@ def check_timing_destination(out_dir, shard: int, num_shards: int) -> None:
 
 def write_timing(out_dir, shard: int, num_shards: int, sequences: List[str], frames: int, timer: StageTimer,
                  wall_seconds: float) -> Tuple[str, str]:
-  """Writes this shard's timing table (JSON and text) beside its results; returns both paths."""
+  """Writes this shard's timing table (JSON and text) beside its results.
+
+  Args:
+    out_dir: the results folder the shards share.
+    shard: this shard, 0..num_shards-1.
+    num_shards: how many there are.
+    sequences: the sequences this shard segmented.
+    frames: their frame count.
+    timer: the StageTimer of all of them (per-stage seconds and calls).
+    wall_seconds: the shard's wall time.
+
+  Returns:
+    (JSON path, text path).
+  """
   json_path, txt_path = timing_paths(out_dir, shard, num_shards)
   payload = dict(program=PROGRAM, version=__version__, shard=shard, num_shards=num_shards, sequences=sequences,
                  frames=frames, seconds={k: round(v, 4) for k, v in timer.seconds.items()},

@@ -41,6 +41,12 @@ def held_out() -> Dict[str, Tuple[str, ...]]:
   return {root: VAL.get(root, ()) + TEST.get(root, ()) for root, _ in DATA_ROOTS}
 
 
+def never_trained() -> Tuple[str, ...]:
+  """Every sequence of the validation and test splits, over all DATA_ROOTS: what training leaves out
+  (the training configs' `data.held_out`)."""
+  return tuple(s for seqs in held_out().values() for s in seqs)
+
+
 def split_of(root: str, sequence: str) -> str:
   """"train", "val" or "test" for a sequence of one of the DATA_ROOTS (unknown roots: "train")."""
   if sequence in TEST.get(root, ()):

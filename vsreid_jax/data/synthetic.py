@@ -16,7 +16,20 @@ def _texture(rng, h, w, scale):
 
 
 def moving_shapes(n_frames=10, height=64, width=96, n_objects=2, seed=0, grow=1.04, speed=2.0):
-  """Frames [T,H,W,3] uint8 and id masks [T,H,W] uint8 of rectangles that move and grow."""
+  """Textured rectangles that move and grow over a textured background.
+
+  Args:
+    n_frames: T.
+    height: H in pixels.
+    width: W in pixels.
+    n_objects: K rectangles, ids 1..K (later ones drawn over earlier ones).
+    seed: draws the textures, sizes, places and velocities.
+    grow: each side's scale factor per frame.
+    speed: the largest velocity component in pixels per frame.
+
+  Returns:
+    (frames [T, H, W, 3] uint8 RGB, id masks [T, H, W] uint8).
+  """
   rng = np.random.default_rng(seed)
   background = _texture(rng, height, width, 8)
   textures = [_texture(rng, height, width, 4) for _ in range(n_objects)]

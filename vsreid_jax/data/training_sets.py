@@ -15,7 +15,7 @@ A dataset is one string:
 `config.data.datasets` / `config.data.val_datasets`; when those are empty the trainer keeps its
 default, the DAVIS-2016 roots of data/splits.py with their held-out split.
 
-In an example spec (data/propagation_examples.py `make_spec`) a root is `[path, resolution]` for
+In an example spec (train/propagation_examples.py `make_spec`) a root is `[path, resolution]` for
 the DAVIS layout (as before, so the hashes naming cached examples do not change) and
 `[path, "", "youtube-vos"]` for the YouTube-VOS layout; `open_root` reads either.
 """

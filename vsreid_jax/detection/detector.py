@@ -12,7 +12,6 @@ import numpy as np
 
 from vsreid_jax import configs
 from vsreid_jax.detection import model as det_model
-from vsreid_jax.detection.train import prepare
 from vsreid_jax.errors import InputError
 from vsreid_jax.models import weights
 from vsreid_jax.models.weights import DEFAULT_DETECTOR_WEIGHTS
@@ -27,7 +26,7 @@ class Detector:
     self.model = det_model.build_model(config)
     self.bucket = (config.input.height, config.input.width)
     model, bucket = self.model, self.bucket
-    self.jitted = jax.jit(lambda v, x: det_model.forward(model, config, v, prepare(x, config), bucket))
+    self.jitted = jax.jit(lambda v, x: det_model.forward(model, config, v, det_model.prepare(x, config), bucket))
 
   @classmethod
   def from_weights(cls, path=DEFAULT_DETECTOR_WEIGHTS) -> "Detector":

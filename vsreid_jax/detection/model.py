@@ -148,7 +148,21 @@ def normalize(images: jnp.ndarray, config) -> jnp.ndarray:
   return (images.astype(jnp.float32) - mean) / std
 
 
-def anchor_geometry(config, padded_hw, features):
+def padded_hw(config) -> Tuple[int, int]:
+  """The input bucket padded to a multiple of size_divisible (GeneralizedRCNNTransform)."""
+  d = config.input.size_divisible
+  return (-(-config.input.height // d) * d, -(-config.input.width // d) * d)
+
+
+def prepare(images: jnp.ndarray, config) -> jnp.ndarray:
+  """uint8 [B, h, w, 3] (h, w = the bucket) -> normalised and zero-padded [B, Hp, Wp, 3] float32,
+  what training and inference feed the net."""
+  hp, wp = padded_hw(config)
+  x = normalize(images, config)
+  return jnp.pad(x, ((0, 0), (0, hp - x.shape[1]), (0, wp - x.shape[2]), (0, 0)))
+
+
+def anchor_geometry(config, padded_hw, features):  # pylint: disable=redefined-outer-name
   """(anchors [N, 4], level of each anchor [N], (start, end) of each level) from the map shapes."""
   m = config.model
   hws = [tuple(f.shape[1:3]) for f in features]
@@ -160,8 +174,21 @@ def anchor_geometry(config, padded_hw, features):
 
 
 def propose(config, objectness, deltas, anchors, levels, spans, image_hw, training: bool = False):
-  """RegionProposalNetwork.filter_proposals for a batch: boxes [B, P, 4], scores (sigmoid)
-  [B, P], valid [B, P] with P = post_nms_top_n."""
+  """RegionProposalNetwork.filter_proposals for a batch.
+
+  Args:
+    config: the detector config (its `rpn` section: top-n before / after NMS, thresholds).
+    objectness: RPN logits [B, N] over all N anchors of all levels.
+    deltas: RPN box deltas [B, N, 4].
+    anchors: [N, 4] (x0, y0, x1, y1) in padded-input pixels (`anchor_geometry`).
+    levels: [N] the feature level of each anchor (NMS runs per level).
+    spans: (start, end) of each level's anchors in N.
+    image_hw: (H, W) of the content, static: boxes are clipped to it.
+    training: the train top-n settings instead of the test ones.
+
+  Returns:
+    boxes [B, P, 4], scores (sigmoid) [B, P], valid [B, P] with P = post_nms_top_n.
+  """
   r = config.rpn
   pre = r.pre_nms_top_n_train if training else r.pre_nms_top_n_test
   post = r.post_nms_top_n_train if training else r.post_nms_top_n_test
@@ -213,9 +240,19 @@ def postprocess(config, class_logits, box_deltas, proposals, proposal_valid, ima
 
 
 def forward(model: FasterRCNN, config, variables, images, image_hw) -> Dict[str, jnp.ndarray]:
-  """Inference on normalised, padded images [B, Hp, Wp, 3] whose content is image_hw (static).
+  """Inference on a batch of images.
 
-  Returns proposals (boxes, scores, valid) and detections (boxes, scores, labels, valid).
+  Args:
+    model: the FasterRCNN module.
+    config: its detector config.
+    variables: {"params", "batch_stats"}.
+    images: normalised, padded images [B, Hp, Wp, 3] float32 (`prepare`).
+    image_hw: (H, W) of their content, static.
+
+  Returns:
+    {"proposals" [B, P, 4], "proposal_scores" [B, P], "proposal_valid" [B, P], "boxes" [B, M, 4],
+    "scores" [B, M], "labels" [B, M], "valid" [B, M]}: the RPN's proposals and the detections
+    (M = roi.detections_per_img), boxes (x0, y0, x1, y1) in the pixels of the images' content.
   """
   feats = model.apply(variables, images, method=FasterRCNN.features)
   objectness, deltas = model.apply(variables, feats, method=FasterRCNN.rpn)

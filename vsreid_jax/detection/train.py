@@ -28,24 +28,11 @@ from vsreid_jax.train import step as step_lib
 TRAIN_FIELDS = ("step", "loss", "rpn_cls", "rpn_box", "roi_cls", "roi_box", "lr", "seconds")
 
 
-def padded_hw(config):
-  """The input bucket padded to a multiple of size_divisible (GeneralizedRCNNTransform)."""
-  d = config.input.size_divisible
-  return (-(-config.input.height // d) * d, -(-config.input.width // d) * d)
-
-
-def prepare(images, config):
-  """uint8 [B, h, w, 3] (h, w = the bucket) -> normalised and zero-padded [B, Hp, Wp, 3]."""
-  hp, wp = padded_hw(config)
-  x = det_model.normalize(images, config)
-  return jnp.pad(x, ((0, 0), (0, hp - x.shape[1]), (0, wp - x.shape[2]), (0, 0)))
-
-
 def loss_fn(model, config, params, batch_stats, batch, key):
   """Mean RPN + box-head losses over the batch; (loss, metrics)."""
   v = {"params": params, "batch_stats": batch_stats}
   image_hw = (config.input.height, config.input.width)
-  images = prepare(batch["images"], config)
+  images = det_model.prepare(batch["images"], config)
   feats = model.apply(v, images, method=det_model.FasterRCNN.features)
   objectness, deltas = model.apply(v, feats, method=det_model.FasterRCNN.rpn)
   anchors, levels, spans = det_model.anchor_geometry(config, images.shape[1:3], feats)
@@ -118,7 +105,7 @@ def setup(config, mesh=None):
   key = (config.to_json_best_effort(), mesh)
   if key not in _SETUPS:
     model = det_model.build_model(config)
-    shapes = jax.eval_shape(lambda: det_model.init_variables(model, config, jax.random.key(0), padded_hw(config)))
+    shapes = jax.eval_shape(lambda: det_model.init_variables(model, config, jax.random.key(0), det_model.padded_hw(config)))
     tx, schedule = make_optimizer(config, shapes["params"])
     _SETUPS[key] = (model, tx, schedule, make_train_step(model, config, mesh))
   return _SETUPS[key]
@@ -128,7 +115,7 @@ def initial_variables(model, config, rng):
   """Random init; with config.init a propagation weights file, its RGB stream's ResNet (RGB
   filters of the first conv, BatchNorm statistics) becomes the backbone; a torchvision Faster
   R-CNN state_dict (.pth) gives every tensor (import_torch.import_for_training)."""
-  hp, wp = padded_hw(config)
+  hp, wp = det_model.padded_hw(config)
   variables = flax.core.unfreeze(det_model.init_variables(model, config, rng, (hp, wp)))
   variables = jax.tree.map(np.asarray, variables)
   if config.get("init"):

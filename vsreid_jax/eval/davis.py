@@ -107,8 +107,16 @@ def evaluate_sequences(dataset: DavisDataset, sequences: list[str], results_dir:
                        exclude_void: bool = False) -> EvalResult:
   """Scores the results of `sequences` against `dataset`'s annotations.
 
-  `exclude_void=False` reproduces the official numbers (void pixels, id 255, count as
-  background); True leaves them out of J and F, as the official metric functions intend.
+  Args:
+    dataset: the DAVIS-layout root with the ground truth.
+    sequences: names of its sequences to score.
+    results_dir: folder of <sequence>/<frame>.png id masks (the DAVIS results layout).
+    progress: a progress bar.
+    exclude_void: False reproduces the official numbers (void pixels, id 255, count as
+      background); True leaves them out of J and F, as the official metric functions intend.
+
+  Returns:
+    The EvalResult: per-object J and F and the global table of the official protocol.
   """
   start = time.perf_counter()
   results_dir = os.fspath(results_dir)

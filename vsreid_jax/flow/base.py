@@ -1,4 +1,4 @@
-"""The optical-flow interface every backend implements (DIS now, learned flow later)."""
+"""The optical-flow interface every backend implements (DIS and RAFT; `flow.get` builds one by name)."""
 from typing import Protocol
 
 import numpy as np

@@ -10,23 +10,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-
-def bilinear_sample(image: jnp.ndarray, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-  """Samples image[H, W] at float positions x, y (any equal shapes), replicate border."""
-  h, w = image.shape
-  x = jnp.clip(x, 0.0, w - 1.0)
-  y = jnp.clip(y, 0.0, h - 1.0)
-  x0 = jnp.floor(x)
-  y0 = jnp.floor(y)
-  wx = x - x0
-  wy = y - y0
-  x0 = x0.astype(jnp.int32)
-  y0 = y0.astype(jnp.int32)
-  x1 = jnp.minimum(x0 + 1, w - 1)
-  y1 = jnp.minimum(y0 + 1, h - 1)
-  top = image[y0, x0] * (1 - wx) + image[y0, x1] * wx
-  bottom = image[y1, x0] * (1 - wx) + image[y1, x1] * wx
-  return top * (1 - wy) + bottom * wy
+from vsreid_jax.geometry import bilinear_sample
 
 
 def warp_single(prob: jnp.ndarray, flow: jnp.ndarray) -> jnp.ndarray:

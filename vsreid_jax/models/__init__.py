@@ -5,7 +5,6 @@
 
 from vsreid_jax.models.aspp import ASPP
 from vsreid_jax.models.propagation import build_model
-from vsreid_jax.models.propagation import init_variables
 from vsreid_jax.models.propagation import make_propagation_fn
 from vsreid_jax.models.propagation import PropagationStream
 from vsreid_jax.models.propagation import TwoStreamPropagation
@@ -20,5 +19,5 @@ from vsreid_jax.models.resnet import ResNet50
 __all__ = [
     "ASPP", "BasicBlock", "Bottleneck", "PropagationStream", "ResNet",
     "ResNet101", "ResNet18", "ResNet34", "ResNet50", "TwoStreamPropagation",
-    "build_model", "init_variables", "make_propagation_fn",
+    "build_model", "make_propagation_fn",
 ]

@@ -188,12 +188,6 @@ def dummy_inputs(crop_size: int, batch: int = 1):
           jnp.zeros((batch, s, s, 1), jnp.float32))
 
 
-def init_variables(model: nn.Module, rng, crop_size: int, batch: int = 1):
-  """flax init (the modules' initialisers) at crop size S, compiled once."""
-  return jax.jit(functools.partial(model.init, train=False))(
-      rng, *dummy_inputs(crop_size, batch))
-
-
 def numpy_init(model: nn.Module, *args, seed: int = 0, **kwargs):
   """Variables filled on the host: He-normal (fan-out) kernels, unit BN.
 

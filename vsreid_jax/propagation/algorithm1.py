@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsreid_jax.flow.warp import warp
-from vsreid_jax.propagation import crops
+from vsreid_jax import geometry
 from vsreid_jax.propagation.nets import NetFn
 from vsreid_jax.propagation.target import TargetModel
 from vsreid_jax.utils import StageTimer
@@ -51,14 +51,14 @@ def crop_stage(image, flow, warped, *, margin, size, use_box, threshold):
   """Boxes of warped[K,H,W] > threshold, enlarged; crops [K,S,S,*] of image, flow and warped."""
   h, w = warped.shape[1:]
   if use_box:
-    boxes, valid = jax.vmap(lambda p: crops.mask_box(p, threshold))(warped)
-    boxes = jax.vmap(lambda b: crops.enlarge_box(b, margin, h, w))(boxes)
+    boxes, valid = jax.vmap(lambda p: geometry.mask_box(p, threshold))(warped)
+    boxes = jax.vmap(lambda b: geometry.enlarge_box(b, margin, h, w))(boxes)
   else:
     valid = jnp.any(warped > threshold, axis=(1, 2))
     boxes = jnp.broadcast_to(jnp.array([0.0, 0.0, w, h], jnp.float32), (warped.shape[0], 4))
-  img_c = jax.vmap(lambda b: crops.crop_resize(image, b, size))(boxes)
-  flow_c = jax.vmap(lambda b: crops.crop_flow(flow, b, size))(boxes)
-  prob_c = jax.vmap(lambda p, b: crops.crop_resize(p[..., None], b, size))(warped, boxes)
+  img_c = jax.vmap(lambda b: geometry.crop_resize(image, b, size))(boxes)
+  flow_c = jax.vmap(lambda b: geometry.crop_flow(flow, b, size))(boxes)
+  prob_c = jax.vmap(lambda p, b: geometry.crop_resize(p[..., None], b, size))(warped, boxes)
   return img_c, flow_c, prob_c, boxes, valid
 
 
@@ -66,7 +66,7 @@ def crop_stage(image, flow, warped, *, margin, size, use_box, threshold):
 def paste_stage(logits, boxes, valid, *, height, width):
   """sigmoid(logits[K,S,S,1]) pasted into [K,H,W]; objects with no box get 0."""
   prob = jax.nn.sigmoid(logits[..., 0])
-  full = jax.vmap(lambda p, b: crops.paste(p, b, height, width))(prob, boxes)
+  full = jax.vmap(lambda p, b: geometry.paste(p, b, height, width))(prob, boxes)
   return jnp.where(valid[:, None, None], full, 0.0)
 
 

@@ -33,7 +33,7 @@ from typing import Optional
 
 import numpy as np
 
-from vsreid_jax.data.objects import box_iou
+from vsreid_jax.geometry import box_iou
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,9 @@ import jax
 import numpy as np
 
 from vsreid_jax.data import augment
-from vsreid_jax.data.objects import ObjectBank, box_iou
-from vsreid_jax.propagation.crops import MIN_BOX_SIDE
+from vsreid_jax.data.objects import ObjectBank
+from vsreid_jax.geometry import box_iou
+from vsreid_jax.geometry import MIN_BOX_SIDE
 from vsreid_jax.reid import losses
 from vsreid_jax.reid import model as model_lib
 

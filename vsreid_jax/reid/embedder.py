@@ -16,7 +16,7 @@ import numpy as np
 from vsreid_jax.errors import InputError
 from vsreid_jax import configs
 from vsreid_jax.models import weights as weights_lib
-from vsreid_jax.propagation.crops import MIN_BOX_SIDE
+from vsreid_jax.geometry import MIN_BOX_SIDE
 from vsreid_jax.reid import model as model_lib
 
 DEFAULT_REID_WEIGHTS = weights_lib.DEFAULT_REID_WEIGHTS

@@ -2,7 +2,7 @@
 
 A ResNet trunk (models/resnet.py), global average pooling and a linear projection. Cosine
 similarity of two embeddings is their dot product. `crop_boxes` is the one crop used in training
-and at run time (propagation/crops.py: box grown by a margin, bilinear S x S).
+and at run time (geometry.py: box grown by a margin, bilinear S x S).
 """
 import functools
 from typing import Any, Callable, Sequence
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vsreid_jax.models import resnet
-from vsreid_jax.propagation import crops as crops_lib
+from vsreid_jax import geometry
 
 NORM_EPS = 1e-12  # guards the L2 normalisation of an all-zero feature
 
@@ -62,6 +62,6 @@ def crop_boxes(image: jnp.ndarray, boxes: jnp.ndarray, size: int, margin: float)
   image = image.astype(jnp.float32)
 
   def one(box):
-    return crops_lib.crop_resize(image, crops_lib.enlarge_box(box, margin, h, w), size)
+    return geometry.crop_resize(image, geometry.enlarge_box(box, margin, h, w), size)
 
   return jax.vmap(one)(boxes.astype(jnp.float32))

@@ -68,10 +68,6 @@ def make_train_step(temperature: float, mesh=None) -> Callable:
   return jax.jit(step, in_shardings=(rep, dat, dat), out_shardings=(rep, rep), donate_argnums=0)
 
 
-def inference_variables(state) -> dict:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
 def trainer(config, batches) -> fit_lib.Trainer:
   """The ReID net's Trainer (train/fit.py). batches: an object with batch(step) -> {"crops",
   "labels"} (data.ReIDBatches or a synthetic one), a function of the step."""

@@ -27,7 +27,8 @@ from vsreid_jax.data.palette import PALETTE, read_mask
 from vsreid_jax.data.results import overlay
 from vsreid_jax.errors import InputError
 from vsreid_jax.eval.davis import EvalResult, evaluate_sequences, summarize
-from vsreid_jax.report import layout, media, page, plots
+from vsreid_jax.data import media
+from vsreid_jax.report import layout, page, plots
 
 ASSETS = "assets"
 MASK_BACKGROUND = 48  # grey level behind the masks when no frames are at hand

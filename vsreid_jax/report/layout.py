@@ -75,9 +75,20 @@ def read_json(path) -> Optional[dict]:
 
 
 def write_timing(path, seq: str, frames: int, objects: int, timer: StageTimer, wall_seconds: float) -> str:
-  """Writes OUT/<seq>_timing.json (at `path`: the results writer's side file, moved into place with
-  the masks): the sequence's per-stage seconds (StageTimer), steady-state frames/s (one-off XLA
-  compilation excluded, as in the segment timing table) and wall time."""
+  """Writes OUT/<seq>_timing.json: the sequence's per-stage seconds, steady-state frames/s (one-off
+  XLA compilation excluded, as in the segment timing table) and wall time.
+
+  Args:
+    path: where to write (the results writer's side file, moved into place with the masks).
+    seq: the sequence's name.
+    frames: its frame count.
+    objects: its object count.
+    timer: its StageTimer.
+    wall_seconds: its wall time.
+
+  Returns:
+    `path`.
+  """
   seconds = {k: round(v, 4) for k, v in timer.seconds.items()}
   steady = sum(v for k, v in timer.seconds.items() if k != "compile")
   _write_json(path, dict(sequence=seq, frames=frames, objects=objects, seconds=seconds,

@@ -45,9 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from vsreid_jax.data import prefetch
-from vsreid_jax.data.objects import box_iou, mask_box
-from vsreid_jax.propagation import crops
+from vsreid_jax.flow import prefetch
+from vsreid_jax.geometry import box_iou, mask_box_np
+from vsreid_jax import geometry
 from vsreid_jax.propagation.algorithm1 import Propagator, binarize, object_starts, propagate_backward, start_objects
 from vsreid_jax.reid.algorithm2 import RULES, Retrieval, best_retrieval, similarity
 from vsreid_jax.solver.caches import ProbStore
@@ -73,7 +73,7 @@ class SolverConfig:
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
   recovery_guard: bool = False  # never replace a mask the evidence confirms
   merge: str = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
-  prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (data/prefetch.py)
+  prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (flow/prefetch.py)
 
   def __post_init__(self):
     if self.retrieval_rule not in RULES:
@@ -85,8 +85,8 @@ class SolverConfig:
 @functools.partial(jax.jit, static_argnames=("height", "width", "size"))
 def guide_prior(first_prob, src_box, dst_box, *, height, width, size):
   """first_prob[H0, W0] cut to src_box, resized into dst_box of a [1, height, width] map."""
-  patch = crops.crop_resize(first_prob[..., None], src_box, size)[..., 0]
-  return crops.paste(patch, dst_box, height, width)[None]
+  patch = geometry.crop_resize(first_prob[..., None], src_box, size)[..., 0]
+  return geometry.paste(patch, dst_box, height, width)[None]
 
 
 def recover(prop: Propagator, prior, image, flow, area, passes: int, timer: Optional[StageTimer] = None,
@@ -201,8 +201,8 @@ class Solver:
       for i in np.flatnonzero(alive[:, :k].any(axis=1)):
         p = probs[i]
         for j in np.flatnonzero(alive[i, :k]):
-          boxes[i, j] = mask_box(p[j] > 0.5)
-      first_boxes = [mask_box(first_prob[j] > 0.5) for j in range(k)]
+          boxes[i, j] = mask_box_np(p[j] > 0.5)
+      first_boxes = [mask_box_np(first_prob[j] > 0.5) for j in range(k)]
       tried = set()
       cfg = self.config
       templates = functools.lru_cache(maxsize=None)(templates if callable(templates) else lambda t=templates: t)
@@ -392,7 +392,7 @@ class Solver:
 
   def _agrees(self, prob, box) -> bool:
     """Whether the box of prob[0] > 0.5 overlaps `box` with IoU >= rho_occ."""
-    b = mask_box(np.asarray(prob[0]) > 0.5)
+    b = mask_box_np(np.asarray(prob[0]) > 0.5)
     return b is not None and float(box_iou(b, np.asarray(box, np.float32))[0, 0]) >= self.config.rho_occ
 
   @staticmethod
@@ -401,7 +401,7 @@ class Solver:
     probs[i, obj] = p
     alive[i, obj] = True
     ckpt[i, obj] = source
-    boxes[i, obj] = mask_box(p > 0.5)
+    boxes[i, obj] = mask_box_np(p > 0.5)
 
 
 def retrieval_log(result: SolveResult, object_ids) -> List[dict]:

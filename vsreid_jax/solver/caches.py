@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from vsreid_jax.data.objects import mask_box
+from vsreid_jax.geometry import mask_box_np
 from vsreid_jax.flow.cache import atomic_write, frames_fingerprint, warn_corrupt
 from vsreid_jax.utils import StageTimer
 
@@ -67,7 +67,19 @@ def compute_candidates(frames, detector, embedder, batch: int = 4, timer: Option
                        indices: Optional[Sequence[int]] = None) -> Candidates:
   """Runs detector.detect and embedder.embed over `indices` (default: all frames) in batches of
   `batch` (the last batch is padded with repeats of its final frame, so both nets compile once).
-  With a timer, the time goes to stages "detect" and "embed" (compilation to "compile")."""
+
+  Args:
+    frames: the video's frames, uint8 [H, W, 3] RGB each (opened frames or an array [T, H, W, 3]).
+    detector: a detection.detector.Detector (`detect(images [B, H, W, 3])`).
+    embedder: a reid.embedder.Embedder (`embed(images, boxes [B, M, 4])`).
+    batch: frames per call of each net.
+    timer: books "detect" and "embed" (compilation to "compile").
+    indices: the frames to run, in order; None: all.
+
+  Returns:
+    Candidates of those frames, in that order: boxes [N, M, 4], scores [N, M], valid [N, M],
+    embeddings [N, M, D] (N = len(indices), M the detector's detections per frame).
+  """
   timer = timer or StageTimer()
   indices = list(range(len(frames)) if indices is None else indices)
   parts = []
@@ -189,7 +201,7 @@ class CandidateSource:
 
 def templates(embedder, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
   """Frame-0 templates [K, D]: the embedding of each object's mask box (masks[K, H, W])."""
-  boxes = np.stack([mask_box(m > 0.5) for m in masks]).astype(np.float32)
+  boxes = np.stack([mask_box_np(m > 0.5) for m in masks]).astype(np.float32)
   return np.asarray(embedder.embed(image[None], boxes[None]))[0]
 
 

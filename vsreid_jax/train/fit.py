@@ -33,7 +33,7 @@ import tqdm
 
 from vsreid_jax import distributed
 from vsreid_jax import signals
-from vsreid_jax.data import prefetch as prefetch_lib
+from vsreid_jax.flow import prefetch as prefetch_lib
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import checkpoint as ckpt_lib
 from vsreid_jax.train import metrics as metrics_lib

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from vsreid_jax import distributed
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import fit as fit_lib
 from vsreid_jax.train import metrics as metrics_lib  # pylint: disable=unused-import  # loop.metrics_lib: tests
@@ -56,7 +56,7 @@ def make_data(config, progress: bool = True) -> Data:
   cache_dir = d.cache_dir or pe.default_cache_dir()
   train_spec, val_spec = pe.specs_from_config(d, d.crop_size, d.margin)
   if d.source == "tfds":
-    from vsreid_jax.data import tfds_propagation  # pylint: disable=g-import-not-at-top
+    from vsreid_jax.train import tfds_propagation  # pylint: disable=g-import-not-at-top
     sources = tfds_propagation.data_sources(train_spec, val_spec, d.num_train_examples, d.num_val_examples,
                                             os.path.join(cache_dir, "tfds"), cache_dir)
     train, val = sources["train"], sources["validation"]

@@ -31,7 +31,6 @@ well; with a few dozen small steps the augmentation is the regulariser.
 
 Everything is a function of the seed: same seed, same pairs, same batches, same variables.
 """
-import functools
 import time
 from typing import Dict, Optional, Tuple
 
@@ -42,9 +41,8 @@ import numpy as np
 import tqdm
 
 from vsreid_jax.data import augment
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.flow.warp import warp
-from vsreid_jax.propagation import crops
 from vsreid_jax.train import state as state_lib
 from vsreid_jax.train import step as step_lib
 from vsreid_jax.utils import jit_cache_size
@@ -218,39 +216,6 @@ class FirstFrameExamples:
                              jnp.asarray(target), margin, size=self.crop_size)
       return pe.to_record(*crop[:4])
     raise ValueError(f"example {index}: object {k} left every synthetic frame; is its mask tiny?")
-
-
-@functools.partial(jax.jit, static_argnames=("size",))
-def _crop_object(image, mask, margin, *, size):
-  """image[H,W,3] cropped to the box of mask > 0.5 enlarged by `margin`, resized to size x size."""
-  h, w = mask.shape
-  box, _ = crops.mask_box(mask)
-  return crops.crop_resize(image, crops.enlarge_box(box, margin, h, w), size)
-
-
-def augmented_views(frame: np.ndarray, mask: np.ndarray, n: int, rng: np.random.Generator, synth=None,
-                    size: int = 128, margin: float = 0.1) -> np.ndarray:
-  """n augmented crops [n, size, size, 3] uint8 of one first-frame object (mask [H, W]).
-
-  These are what the ReID templates t_k will be refreshed with (several views of each object
-  instead of the single first-frame crop): each view is a synthetic frame (deformed, sometimes
-  pasted over the inpainted background), colour-jittered, maybe flipped, cropped to the object's
-  box enlarged by `margin`. No ReID net exists in the project yet; this is only the generator.
-  """
-  from vsreid_jax.configs import online as online_config  # pylint: disable=g-import-not-at-top
-  synth = synth or online_config.synth_config()
-  frame = np.asarray(frame, np.uint8)
-  mask = np.asarray(mask, np.float32)[None]
-  cache, views = {}, []
-  for _ in range(n):
-    pair = synthetic_pair(frame, mask, rng, synth, cache)
-    image, obj = pair["image"], pair["masks"][0]
-    if obj.max() <= 0.5:  # the object left the frame: fall back to the frame itself
-      image, obj = frame, mask[0]
-    view = np.asarray(_crop_object(jnp.asarray(image, jnp.float32), jnp.asarray(obj), margin, size=size))
-    view = augment.jitter_colour(np.clip(np.round(view), 0, 255).astype(np.uint8), rng)
-    views.append(view[:, ::-1] if rng.random() < 0.5 else view)
-  return np.stack(views) if views else np.zeros((0, size, size, 3), np.uint8)
 
 
 def frozen_bn_apply(model):

@@ -34,25 +34,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+# The stage settings are the config's (configs/train_propagation.py `get_config(arg, stage)`).
+from vsreid_jax.configs.train_propagation import STAGES, STREAMS, apply_stage  # pylint: disable=unused-import
 from vsreid_jax.errors import InputError
 
-STAGES = ("rgb_static", "rgb", "flow", "joint")
-STREAMS = {"rgb_static": ("rgb",), "rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}
 PREVIOUS = {"rgb": "rgb_static", "flow": "rgb", "joint": "flow"}  # the workdir a stage starts from
-STATIC_PRIOR_PROBS = (0.0, 1.0, 0.0)  # deform only: the guide is a deformed GT mask of the frame
 FLOW_CHANNEL_INITS = ("mean", "zeros")
 # Input channels of each stream's first conv (models/propagation.py): colour + prob, flow + prob.
 _COLOUR, _FLOW = 3, 2
-
-
-def apply_stage(config, stage: str) -> None:
-  """Sets `config.stage` and what follows from it: the streams, and for rgb_static the priors."""
-  if stage not in STAGES:
-    raise InputError(f"stage {stage!r}: choose one of {', '.join(STAGES)}")
-  config.stage = stage
-  config.model.streams = STREAMS[stage]
-  if stage == "rgb_static":
-    config.data.prior_probs = STATIC_PRIOR_PROBS
 
 
 def check_stage(config) -> None:

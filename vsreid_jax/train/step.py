@@ -11,35 +11,15 @@ Loss: per-pixel sigmoid binary cross-entropy against the (soft, bilinearly cropp
 `soft_iou_weight` x soft-IoU loss (1 - sum(p t) / sum(p + t - p t), per crop).
 """
 import functools
-from typing import Dict
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-DATA_AXIS = "data"
-
-
-def make_mesh(devices=None) -> Mesh:
-  return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
-def data_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(DATA_AXIS))
-
-
-def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh):
-  n = mesh.devices.size
-  size = next(iter(batch.values())).shape[0]
-  if size % n:
-    raise ValueError(f"batch size {size} is not divisible by the {n} devices")
-  return jax.device_put(batch, data_sharded(mesh))
+# The device mesh and its shardings are distributed.py's (one place for how work is spread).
+from vsreid_jax.distributed import data_sharded, make_mesh, replicated  # pylint: disable=unused-import
+from vsreid_jax.distributed import shard_batch_local as shard_batch  # pylint: disable=unused-import
 
 
 def bce(logits, target):

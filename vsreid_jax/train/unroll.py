@@ -28,10 +28,10 @@ import numpy as np
 import tqdm
 
 from vsreid_jax.data import augment
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.errors import InputError
 from vsreid_jax.flow.warp import warp
-from vsreid_jax.propagation import crops
+from vsreid_jax import geometry
 from vsreid_jax.train import checkpoint as ckpt_lib
 from vsreid_jax.train import metrics as metrics_lib
 from vsreid_jax.train import state as state_lib
@@ -84,7 +84,7 @@ def own_share(step: int, total_steps: int, own_max: float, own_ramp: float) -> f
 @functools.partial(jax.jit, static_argnames=("height", "width", "threshold"))
 def paste_binary(logits, box, *, height, width, threshold):
   """sigmoid(logits[S,S,1]) pasted into a zero [height, width] frame, thresholded to {0, 1}."""
-  prob = crops.paste(jax.nn.sigmoid(logits[..., 0]), box, height, width)
+  prob = geometry.paste(jax.nn.sigmoid(logits[..., 0]), box, height, width)
   return (prob > threshold).astype(jnp.float32)
 
 
@@ -146,9 +146,10 @@ class Unroller:
 
 
 def init_from_weights(state, path: str):
-  """The train state with params and batch_stats of a `models.weights` file (fine-tuning)."""
-  from vsreid_jax.models.weights import load_weights  # pylint: disable=g-import-not-at-top
-  _, _, variables = load_weights(path)
+  """The train state with params and batch_stats of a `models.weights` file (fine-tuning); "default":
+  the shipped N_mp."""
+  from vsreid_jax.models import weights  # pylint: disable=g-import-not-at-top
+  _, _, variables = weights.load_weights(weights.DEFAULT_WEIGHTS if path == "default" else path)
   params = jax.tree.map(lambda t, v: jnp.asarray(v, t.dtype), state.params, variables["params"])
   stats = jax.tree.map(lambda t, v: jnp.asarray(v, t.dtype), state.batch_stats, variables.get("batch_stats", {}))
   return state.replace(params=params, batch_stats=stats)

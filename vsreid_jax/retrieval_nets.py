@@ -69,14 +69,14 @@ def train_detector(config, workdir: str, data_dir: str, *, resume: bool = False,
   Returns:
     {"state", "train_rows"} of detection.train.train.
   """
-  from vsreid_jax.configs.train_propagation import DATA_ROOTS, HELD_OUT  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.data import splits  # pylint: disable=g-import-not-at-top
   from vsreid_jax.detection import data as det_data  # pylint: disable=g-import-not-at-top
   from vsreid_jax.detection import train as det_train  # pylint: disable=g-import-not-at-top
   bank = named_bank(config.data)
   if bank is None:
     data_dir = config.data.data_dir or data_dir
-    held_out = [s for seqs in HELD_OUT.values() for s in seqs]
-    bank = det_data.training_bank(data_dir, DATA_ROOTS, held_out)
+    held_out = list(splits.never_trained())
+    bank = det_data.training_bank(data_dir, splits.DATA_ROOTS, held_out)
     source = f"held out: {' '.join(held_out)}"
   else:
     source = f"from {', '.join(config.data.datasets)}"

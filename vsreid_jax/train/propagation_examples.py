@@ -29,10 +29,10 @@ from vsreid_jax.data import training_sets
 from vsreid_jax.data.davis import DavisDataset
 from vsreid_jax.data.palette import VOID_ID
 from vsreid_jax.errors import InputError
+from vsreid_jax import flow as flow_lib
 from vsreid_jax.flow.cache import FlowCache
-from vsreid_jax.flow.dis import DISFlow
 from vsreid_jax.flow.warp import warp
-from vsreid_jax.propagation import crops
+from vsreid_jax import geometry
 
 PRIOR_KINDS = ("warp", "deform", "skip")
 KEYS = ("image", "flow", "prior", "target")
@@ -46,19 +46,21 @@ def default_cache_dir() -> str:
 
 def make_spec(roots: Sequence[Tuple[str, str]], sequences: Sequence[Tuple[int, str]], *, crop_size: int,
               margin: float, margin_jitter: float = 0.0, prior_probs=(1.0, 0.0, 0.0), max_skip: int = 4,
-              flow_preset: str = "medium", seed: int = 0, deform: Optional[dict] = None) -> dict:
+              flow: str = flow_lib.DEFAULT, flow_weights: str = "", seed: int = 0,
+              deform: Optional[dict] = None) -> dict:
   """Everything that determines the examples, JSON-able (its hash names the tfds config).
 
   `roots`: (path, resolution) of DAVIS-layout roots, or the entries of `training_sets.DatasetSpec.root_entry`
   (path, "", "youtube-vos") for YouTube-VOS-layout roots; `sequences`: (root index, sequence name).
   """
+  flow_lib.check_name(flow, "config.data.flow")
   probs = np.asarray(prior_probs, np.float64)
   if probs.shape != (3,) or (probs < 0).any() or probs.sum() <= 0:
     raise ValueError(f"prior_probs must be 3 non-negative weights {PRIOR_KINDS}, got {prior_probs}")
   return dict(roots=[[os.path.abspath(os.fspath(r[0]))] + list(r[1:]) for r in roots],
               sequences=[[int(i), s] for i, s in sequences], crop_size=int(crop_size), margin=float(margin),
               margin_jitter=float(margin_jitter), prior_probs=[float(p) for p in probs / probs.sum()],
-              max_skip=int(max_skip), flow_preset=flow_preset, seed=int(seed),
+              max_skip=int(max_skip), flow=flow, flow_weights=flow_weights, seed=int(seed),
               deform=dict(deform or {}))
 
 
@@ -75,7 +77,8 @@ def specs_from_config(data, crop_size: int, margin: float) -> Tuple[dict, dict]:
   not in `data.held_out` trains, the held-out ones validate. Train examples use the prior mix of
   `data.prior_probs`; validation ones real-warp priors only, no margin jitter.
   """
-  common = dict(crop_size=crop_size, margin=margin, max_skip=data.max_skip, flow_preset=data.flow_preset,
+  common = dict(crop_size=crop_size, margin=margin, max_skip=data.max_skip, flow=data.flow,
+                flow_weights=data.flow_weights,
                 deform=data.deform.to_dict())
   if data.get("datasets", ()) or data.get("val_datasets", ()):
     roots, train_seqs, val_seqs = _named_datasets(data)
@@ -119,11 +122,11 @@ def crop_example(image, flow, prior, target, margin, *, size):
   """Crops like `algorithm1.crop_stage`: the box of prior > 0.5 (of the target when the prior is
   empty), enlarged by `margin` (a traced scalar, so jitter does not recompile)."""
   h, w = prior.shape
-  box, valid = crops.mask_box(prior)
-  target_box, _ = crops.mask_box(target)
-  box = crops.enlarge_box(jnp.where(valid, box, target_box), margin, h, w)
-  return (crops.crop_resize(image, box, size), crops.crop_flow(flow, box, size),
-          crops.crop_resize(prior[..., None], box, size), crops.crop_resize(target[..., None], box, size), box)
+  box, valid = geometry.mask_box(prior)
+  target_box, _ = geometry.mask_box(target)
+  box = geometry.enlarge_box(jnp.where(valid, box, target_box), margin, h, w)
+  return (geometry.crop_resize(image, box, size), geometry.crop_flow(flow, box, size),
+          geometry.crop_resize(prior[..., None], box, size), geometry.crop_resize(target[..., None], box, size), box)
 
 
 def to_record(image, flow, prior, target) -> Dict[str, np.ndarray]:
@@ -150,7 +153,7 @@ class PropagationExamples:
     self.sequences = [tuple(s) for s in spec["sequences"]]
     self.deform = augment.DeformConfig(**{k: tuple(v) if isinstance(v, list) else v
                                           for k, v in spec["deform"].items()})
-    self.backend = DISFlow(spec["flow_preset"])
+    self.backend = flow_lib.get(spec["flow"], spec["flow_weights"])
     self._frames = {}
     # Object ids present per frame, and the (sequence, frame, object) items to sample from.
     self.ids: List[List[frozenset]] = []

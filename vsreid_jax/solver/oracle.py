@@ -10,7 +10,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from vsreid_jax.data.objects import mask_box
+from vsreid_jax.geometry import mask_box_np
 from vsreid_jax.solver.caches import Candidates
 
 
@@ -40,7 +40,7 @@ def oracle_candidates(masks: Sequence[np.ndarray], object_ids: Sequence[int],
       j = object_ids.index(int(v)) if int(v) in object_ids else k
       if j < k and m.sum() < min_area[j]:
         continue
-      found.append((mask_box(m), j))
+      found.append((mask_box_np(m), j))
     per_frame.append(found)
   t, mm = len(per_frame), max(1, max(len(f) for f in per_frame))
   boxes = np.zeros((t, mm, 4), np.float32)

@@ -16,7 +16,7 @@ import numpy as np
 
 from vsreid_jax.errors import InputError
 
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 
 # Examples per split shard. TFDS buffers a split in memory up to 1 GiB and spills beyond that
 # through tf.io.gfile, which needs TensorFlow; shards of 2000 crops (<0.5 GiB at S=193) never spill.
@@ -63,7 +63,7 @@ def _builder_class():
     """Crops (image, flow i -> i-1, prior, target) for N_mp from DAVIS-layout roots."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Pre-sampled examples of vsreid_jax.data.propagation_examples."}
+    RELEASE_NOTES = {"1.0.0": "Pre-sampled examples of vsreid_jax.train.propagation_examples."}
 
     def __init__(self, *, specs: Dict[str, dict], num_examples: Dict[str, int], cache_dir: Optional[str] = None,
                  **kwargs):

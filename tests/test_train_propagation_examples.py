@@ -3,7 +3,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from vsreid_jax.data import propagation_examples as pe
+from vsreid_jax.train import propagation_examples as pe
 from vsreid_jax.data import synthetic
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -91,7 +91,7 @@ def test_batch_iterator_resumes_at_position(square_root, tmp_path):
 
 def test_tfds_records_are_the_python_examples(square_root, tmp_path, monkeypatch):
   pytest.importorskip("tensorflow_datasets")
-  from vsreid_jax.data import tfds_propagation  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.train import tfds_propagation  # pylint: disable=g-import-not-at-top
   # Shards of 2 examples: 5 train examples span 3 splits, read back as one sequence in order.
   monkeypatch.setattr(tfds_propagation, "SHARD_EXAMPLES", 2)
   assert [c for _, _, c in tfds_propagation.shard_splits("train", 5)] == [2, 2, 1]
