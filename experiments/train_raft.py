@@ -4,7 +4,7 @@
                                    [--export raft_small.msgpack]
 
 --steps N stops after global step N (the learning-rate schedule still spans train.steps), so a
-later --resume continues the same run exactly. The trainer is vsreid_jax/flow/train.py, run by
+later --resume continues the same run exactly. The trainer is vsreid_jax/train/raft.py, run by
 vsreid_jax/train/fit.py, the loop every net trains with (checkpoints, exact resume, logs,
 max_seconds, a checkpoint on Ctrl-C, the NaN guard). --export FILE writes the latest checkpoint as a
 RAFT weights file (`RAFTFlow.from_weights`).
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vsreid_jax import configs  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import raft_small  # pylint: disable=wrong-import-position
 from vsreid_jax.errors import InputError  # pylint: disable=wrong-import-position
-from vsreid_jax.flow.train import export, load_variables, train  # pylint: disable=wrong-import-position,unused-import
+from vsreid_jax.train.raft import export, load_variables, train  # pylint: disable=wrong-import-position,unused-import
 
 
 def main(argv=None):

@@ -36,7 +36,7 @@ def root(clip, tmp_path_factory):
 def _segmenter(method="propagate"):
   config = segment_config.get_config()
   config.net, config.method = "identity", method
-  config.flow.preset = "ultrafast"
+  config.flow = "dis-ultrafast"
   config.propagation.scales = ((0.15, 33),)
   return Segmenter(config)
 

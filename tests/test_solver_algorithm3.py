@@ -245,7 +245,7 @@ def test_segmenter_takes_a_later_objects_template_from_its_own_frame(clip, tmp_p
   frames, masks = clip[0], clip[1]
   config = segment_config.get_config()
   config.net, config.method = "identity", "vsreid"
-  config.flow.preset = "ultrafast"
+  config.flow = "dis-ultrafast"
   config.propagation.scales = ((0.15, 65),)
   config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
   seg = Segmenter(config, flow_cache_dir=str(tmp_path))

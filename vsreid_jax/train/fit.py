@@ -2,7 +2,7 @@
 
 A net's trainer (`Trainer`) says how to make a fresh state, how to take one step and which batch
 each step gets; `fit` does the rest, the same way for N_mp (train/loop.py), the detector
-(detection/train.py), the ReID net (reid/train.py) and RAFT (flow/train.py):
+(detection/train.py), the ReID net (reid/train.py) and RAFT (train/raft.py):
   workdir        `checkpoints/` (orbax: state + data position), `metrics.csv`, `eval.csv`,
                  `metrics.png`, `config.json`, `tensorboard/`
   exact resume   `resume=True` restores the newest checkpoint (state, and the examples consumed) and
