@@ -103,6 +103,11 @@ def get_config():
   c.propagation.target.update_every = 0
   c.propagation.target.update_margin = 2.0  # p > 0.88 or < 0.12: the pixels trusted as labels
   c.propagation.target.update_min_fraction = 0.01  # fewer confident object pixels (of the crop): keep the last set
+  # Per-object gate: the fit's balanced accuracy on its own first-frame crop (target.separation)
+  # scales that object's fusion weight, 0 at gate_low, 1 from gate_high, linear between;
+  # gate_high <= gate_low: no gate.
+  c.propagation.target.gate_low = 0.0
+  c.propagation.target.gate_high = 0.0
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).
