@@ -108,6 +108,8 @@ def get_config():
   # gate_high <= gate_low: no gate.
   c.propagation.target.gate_low = 0.0
   c.propagation.target.gate_high = 0.0
+  # The fit's crop margin (box fraction added each side); 0: the first scale's (propagation.scales).
+  c.propagation.target.fit_margin = 0.0
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).

@@ -66,6 +66,7 @@ class TargetConfig:
   update_min_fraction: float = 0.01
   gate_low: float = 0.0
   gate_high: float = 0.0
+  fit_margin: float = 0.0
 
 
 def box_mean(x: jnp.ndarray, size: int) -> jnp.ndarray:
@@ -315,5 +316,6 @@ def build(config, net=None) -> Optional[TargetModel]:
                                   blur=tuple(int(b) for b in t.blur), layers=tuple(t.layers), seed=int(t.seed),
                                   update_every=int(t.update_every), update_margin=float(t.update_margin),
                                   update_min_fraction=float(t.update_min_fraction),
-                                  gate_low=float(t.get("gate_low", 0.0)), gate_high=float(t.get("gate_high", 0.0))),
+                                  gate_low=float(t.get("gate_low", 0.0)), gate_high=float(t.get("gate_high", 0.0)),
+                                  fit_margin=float(t.get("fit_margin", 0.0))),
                      net)
