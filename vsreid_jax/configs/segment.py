@@ -105,11 +105,16 @@ def get_config():
   c.propagation.target.update_min_fraction = 0.01  # fewer confident object pixels (of the crop): keep the last set
   # Per-object gate: the fit's balanced accuracy on its own first-frame crop (target.separation)
   # scales that object's fusion weight, 0 at gate_low, 1 from gate_high, linear between;
-  # gate_high <= gate_low: no gate.
+  # gate_high <= gate_low: no gate. Off: on val the separation does not single out the object the
+  # target model hurts (bmx-bumps 0.944; breakdance-flare, its biggest gain, is lowest at 0.901),
+  # and gate 0.85..0.95 gave 0.396 against 0.535.
   c.propagation.target.gate_low = 0.0
   c.propagation.target.gate_high = 0.0
   # The fit's crop margin (box fraction added each side); 0: the first scale's (propagation.scales).
-  c.propagation.target.fit_margin = 0.0
+  # A wider crop shows the fit the background the object will move over (bmx-bumps' track).
+  # val (issue 17, i17d): 0 (scale's 0.15) -> 0.535, 0.5 -> 0.605, 0.75 -> 0.628, 1.0 -> 0.628,
+  # 1.5 -> 0.628, 2.0 -> 0.630: 1.0, the middle of the plateau.
+  c.propagation.target.fit_margin = 1.0
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).
