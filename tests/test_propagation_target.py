@@ -185,3 +185,24 @@ def test_gate_is_linear_between_its_bounds_and_off_when_unset():
   q = jnp.array([0.5, 0.8, 0.85, 0.9, 1.0])
   np.testing.assert_allclose(np.asarray(gate(q, 0.8, 0.9)), [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
   np.testing.assert_array_equal(np.asarray(gate(q, 0.0, 0.0)), np.ones(5))
+
+
+def test_a_wider_fit_margin_teaches_the_background_the_object_will_move_over():
+  # Beyond the tight crop lies an orange floor (between the object's red and yellow, like bmx-bumps'
+  # track and rider): a fit on the tight crop never sees it, one on the wider crop (fit_margin)
+  # learns it is background.
+  img, mask = _scene(32, 24, seed=9)
+  floor = np.zeros((H, W), bool)
+  floor[:, :12] = floor[:, -12:] = True  # outside the tight crop (x 19..45), inside the wide one
+  img[floor] = (225, 120, 35)
+
+  def scores(fit_margin):
+    target = TargetModel(TargetConfig(features="color", fit_margin=fit_margin))
+    prop = Propagator(identity_net, PropagationConfig(scales=((0.15, 41),)), target)
+    prop.fit_target(img, mask[None])
+    return np.asarray(target.score(jnp.asarray(img[None], jnp.float32)))[0, :, :, 0]
+
+  tight, wide = scores(0.0), scores(1.0)
+  assert wide[floor].mean() < -2.0, wide[floor].mean()
+  assert wide[floor].mean() < tight[floor].mean() - 2.0, (tight[floor].mean(), wide[floor].mean())
+  assert wide[mask > 0].mean() > 2.0, wide[mask > 0].mean()
