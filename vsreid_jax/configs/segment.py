@@ -79,7 +79,8 @@ def get_config():
   # "color" (random Fourier features of colour), "backbone" (N_mp's RGB-stream features), "off", or
   # "auto": color with a learned N_mp, off with the identity net (the warp-only baseline stays so).
   # Chosen on val (README "Levers tried"; `experiments/validate_propagation.py --target`): shipped
-  # N_mp 0.333 off, 0.535 color, 0.311 backbone; the target model costs ~15% of N_mp's time a frame.
+  # N_mp 0.333 off, 0.535 color, 0.311 backbone (0.628 color with fit_margin 1.0 below); the target
+  # model costs ~15% of N_mp's time a frame.
   c.propagation.target_model = "auto"
   c.propagation.target = ml_collections.ConfigDict()
   # "sum": add weight x target logit (naive Bayes: balanced classes make it a log likelihood
@@ -118,6 +119,8 @@ def get_config():
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).
+  # Off: with the target model on, 50 steps gave val 0.629 -> 0.635 for 373 s of adaptation
+  # against 63 s of segmentation (issue 17 lever 4, experiments/bench_online.py).
   c.online_steps = 0
   c.online_config = ""  # configs/online.py arg; "": the net's config name if it has one, else lite_cpu
   c.online_seed = 0
