@@ -62,10 +62,6 @@ def segment_all(net, jobs, out_dir, flow_cache, flip=None, scales=None, binarize
       for i, ids in seg.propagate(state):
         w.write(frames.names[i], ids)
     frames_done += len(frames)
-    tm = seg.propagator.target
-    if tm is not None and tm.quality is not None:
-      print(f"  {seq}: target fit separation {np.asarray(tm.quality)[:1].round(3).tolist()}, "
-            f"gate {np.asarray(tm.gates)[:1].round(3).tolist()}", flush=True)
     seconds += sum(v for k, v in state.timer.seconds.items() if k not in ("compile", "flow"))
     for k in stages:
       stages[k] += state.timer.seconds.get(k, 0.0)
