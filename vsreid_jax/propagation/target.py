@@ -21,6 +21,11 @@ Features ("color" needs no net; "backbone" needs a learned N_mp):
 - "backbone": N_mp's own RGB-stream ResNet features (layers of `layers`, resized to stride 4) of the
   crop with the prior channel set to 0, so they carry appearance only, not the prior.
 
+The fit's crop may be wider than the propagation scale's (`fit_margin`: one box width each side by
+default), so the model also learns the background the object will move over. A per-object gate
+(`gate_low`/`gate_high`, off by default) scales each object's fusion weight by how well its fit
+separates its own crop (`separation`, balanced accuracy).
+
 Optionally (`update_every` > 0, off by default: val gave +1.3 at every frame, within noise) a
 second parameter set is refitted every few frames on the fused result's confident pixels and its
 logits are averaged with the first frame's, which stay as the anchor.
