@@ -149,3 +149,60 @@ def test_an_object_given_at_a_later_frame_is_fitted_on_that_frame():
   at_start = params(frames, np.array([1]))
   np.testing.assert_array_equal(at_start, params(img1, None))  # as if fitted on frame 1 alone
   assert not np.allclose(at_start, params(frames, np.array([0])))  # frame 0's pixels give another model
+
+
+def _camouflaged(cx, cy, seed):
+  """The object's pixels come from the same colours as its background (bmx-bumps' rider on the
+  track): stripes and noise everywhere, the mask a disc."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:H, :W]
+  img = np.where((yy % 4 < 2)[..., None], np.float32((200, 40, 30)), np.float32((220, 200, 40)))
+  img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+  return img, (((yy - cy) ** 2 + (xx - cx) ** 2) < 10 ** 2).astype(np.float32)
+
+
+def test_gate_turns_off_the_target_model_of_an_object_its_first_frame_fit_cannot_separate():
+  clear, clear_mask = _scene(20, 24, seed=6)
+  camo, camo_mask = _camouflaged(30, 24, seed=7)
+  image = jnp.asarray(np.stack([clear, camo]), jnp.float32)
+  prob = jnp.asarray(np.stack([clear_mask, camo_mask])[..., None])
+  logits = jnp.asarray(np.random.default_rng(8).normal(0, 2, (2, H, W, 1)), jnp.float32)
+  fused = {}
+  for name, (low, high) in (("none", (0.0, 0.0)), ("gated", (0.8, 0.9))):
+    model = TargetModel(TargetConfig(features="color", gate_low=low, gate_high=high))
+    model.fit(image, prob)
+    fused[name] = np.asarray(model.fuse(image, logits))
+  quality = np.asarray(model.quality)
+  assert quality[0] > 0.95 and quality[1] < 0.8, quality  # separation: clear object vs camouflaged
+  np.testing.assert_array_equal(np.asarray(model.gates), [1.0, 0.0])
+  np.testing.assert_array_equal(fused["gated"][0], fused["none"][0])  # a well-fitted object keeps it
+  np.testing.assert_array_equal(fused["gated"][1], np.asarray(logits)[1])  # N_mp's logits alone
+  assert not np.allclose(fused["none"][1], np.asarray(logits)[1])  # without the gate it would fuse
+
+
+def test_gate_is_linear_between_its_bounds_and_off_when_unset():
+  from vsreid_jax.propagation.target import gate  # pylint: disable=import-outside-toplevel
+  q = jnp.array([0.5, 0.8, 0.85, 0.9, 1.0])
+  np.testing.assert_allclose(np.asarray(gate(q, 0.8, 0.9)), [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(gate(q, 0.0, 0.0)), np.ones(5))
+
+
+def test_a_wider_fit_margin_teaches_the_background_the_object_will_move_over():
+  # Beyond the tight crop lies an orange floor (between the object's red and yellow, like bmx-bumps'
+  # track and rider): a fit on the tight crop never sees it, one on the wider crop (fit_margin)
+  # learns it is background.
+  img, mask = _scene(32, 24, seed=9)
+  floor = np.zeros((H, W), bool)
+  floor[:, :12] = floor[:, -12:] = True  # outside the tight crop (x 19..45), inside the wide one
+  img[floor] = (225, 120, 35)
+
+  def scores(fit_margin):
+    target = TargetModel(TargetConfig(features="color", fit_margin=fit_margin))
+    prop = Propagator(identity_net, PropagationConfig(scales=((0.15, 41),)), target)
+    prop.fit_target(img, mask[None])
+    return np.asarray(target.score(jnp.asarray(img[None], jnp.float32)))[0, :, :, 0]
+
+  tight, wide = scores(0.0), scores(1.0)
+  assert wide[floor].mean() < -2.0, wide[floor].mean()
+  assert wide[floor].mean() < tight[floor].mean() - 2.0, (tight[floor].mean(), wide[floor].mean())
+  assert wide[mask > 0].mean() > 2.0, wide[mask > 0].mean()

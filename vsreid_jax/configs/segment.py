@@ -80,7 +80,8 @@ def get_config():
   # "color" (random Fourier features of colour), "backbone" (N_mp's RGB-stream features), "off", or
   # "auto": color with a learned N_mp, off with the identity net (the warp-only baseline stays so).
   # Chosen on val (README "Levers tried"; `experiments/validate_propagation.py --target`): shipped
-  # N_mp 0.333 off, 0.535 color, 0.311 backbone; the target model costs ~15% of N_mp's time a frame.
+  # N_mp 0.333 off, 0.535 color, 0.311 backbone (0.628 color with fit_margin 1.0 below); the target
+  # model costs ~15% of N_mp's time a frame.
   c.propagation.target_model = "auto"
   c.propagation.target = ml_collections.ConfigDict()
   # "sum": add weight x target logit (naive Bayes: balanced classes make it a log likelihood
@@ -104,9 +105,23 @@ def get_config():
   c.propagation.target.update_every = 0
   c.propagation.target.update_margin = 2.0  # p > 0.88 or < 0.12: the pixels trusted as labels
   c.propagation.target.update_min_fraction = 0.01  # fewer confident object pixels (of the crop): keep the last set
+  # Per-object gate: the fit's balanced accuracy on its own first-frame crop (target.separation)
+  # scales that object's fusion weight, 0 at gate_low, 1 from gate_high, linear between;
+  # gate_high <= gate_low: no gate. Off: on val the separation does not single out the object the
+  # target model hurts (bmx-bumps 0.944; breakdance-flare, its biggest gain, is lowest at 0.901),
+  # and gate 0.85..0.95 gave 0.396 against 0.535.
+  c.propagation.target.gate_low = 0.0
+  c.propagation.target.gate_high = 0.0
+  # The fit's crop margin (box fraction added each side); 0: the first scale's (propagation.scales).
+  # A wider crop shows the fit the background the object will move over (bmx-bumps' track).
+  # val (issue 17, i17d): 0 (scale's 0.15) -> 0.535, 0.5 -> 0.605, 0.75 -> 0.628, 1.0 -> 0.628,
+  # 1.5 -> 0.628, 2.0 -> 0.630: 1.0, the middle of the plateau.
+  c.propagation.target.fit_margin = 1.0
   # Online adaptation (train/online.py): fine-tune a copy of a learned net on synthetic pairs from
   # each video's first frame before propagating it. 0 steps: off. The step counts that fit a
   # device are in configs/online.py (lite_cpu: 50 steps, 20-60 s a video on 2 cores).
+  # Off: with the target model on, 50 steps gave val 0.629 -> 0.635 for 373 s of adaptation
+  # against 63 s of segmentation (issue 17 lever 4, experiments/bench_online.py).
   c.online_steps = 0
   c.online_config = ""  # configs/online.py arg; "": the net's config name if it has one, else lite_cpu
   c.online_seed = 0

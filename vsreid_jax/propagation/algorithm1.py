@@ -100,8 +100,8 @@ class Propagator:
 
   def fit_target(self, frames, prob, timer: StageTimer = None, starts=None) -> None:
     """Fits the target model (if any) on each object's given frame and mask, cropped as the first
-    scale crops (the video's other frames then fuse its logits with N_mp's). No-op without a
-    target model.
+    scale crops, or with the target config's fit_margin when set (the video's other frames then
+    fuse its logits with N_mp's). No-op without a target model.
 
     Args:
       frames: the video's frames (indexable, each [H, W, 3] uint8), or one image [H, W, 3] when
@@ -115,6 +115,7 @@ class Propagator:
       return
     cfg = self.config
     margin, size = cfg.scales[0]
+    margin = self.target.config.fit_margin or margin  # more of the background around the object
     one_image = getattr(frames, "ndim", 0) == 3
     st = np.zeros(prob.shape[0], np.int64) if starts is None else np.maximum(np.asarray(starts), 0)
     with (timer or self.timer).stage("target", crop_stage, *self.target.jitted):

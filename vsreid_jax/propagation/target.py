@@ -21,6 +21,11 @@ Features ("color" needs no net; "backbone" needs a learned N_mp):
 - "backbone": N_mp's own RGB-stream ResNet features (layers of `layers`, resized to stride 4) of the
   crop with the prior channel set to 0, so they carry appearance only, not the prior.
 
+The fit's crop may be wider than the propagation scale's (`fit_margin`: one box width each side by
+default), so the model also learns the background the object will move over. A per-object gate
+(`gate_low`/`gate_high`, off by default) scales each object's fusion weight by how well its fit
+separates its own crop (`separation`, balanced accuracy).
+
 Optionally (`update_every` > 0, off by default: val gave +1.3 at every frame, within noise) a
 second parameter set is refitted every few frames on the fused result's confident pixels and its
 logits are averaged with the first frame's, which stay as the anchor.
@@ -64,6 +69,9 @@ class TargetConfig:
   update_every: int = 0
   update_margin: float = 2.0
   update_min_fraction: float = 0.01
+  gate_low: float = 0.0
+  gate_high: float = 0.0
+  fit_margin: float = 0.0
 
 
 def box_mean(x: jnp.ndarray, size: int) -> jnp.ndarray:
@@ -123,6 +131,27 @@ def fit_logistic(feats: jnp.ndarray, labels: jnp.ndarray, l2: float, steps: int,
   return mean, std, wts
 
 
+def separation(params, feats: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+  """How well fitted params separate their own training crop: balanced accuracy [N] in 0..1.
+
+  feats[N, h, w, D], labels[N, h, w] (object probability): the mean of the object pixels'
+  accuracy and the background pixels' accuracy at logit 0 (0.5: chance, 1: perfect)."""
+  z = score(params, feats).reshape(feats.shape[0], -1)
+  y = labels.reshape(z.shape)
+  hit = (z > 0).astype(z.dtype)
+  pos = (y * hit).sum(1) / jnp.maximum(y.sum(1), 1.0)
+  neg = ((1.0 - y) * (1.0 - hit)).sum(1) / jnp.maximum((1.0 - y).sum(1), 1.0)
+  return 0.5 * (pos + neg)
+
+
+def gate(quality: jnp.ndarray, low: float, high: float) -> jnp.ndarray:
+  """Per-object fusion weight factor from the first-frame separation: 0 at or below `low`, 1 at
+  or above `high`, linear between; high <= low: no gate (1 for every object)."""
+  if high <= low:
+    return jnp.ones_like(quality)
+  return jnp.clip((quality - low) / (high - low), 0.0, 1.0)
+
+
 def score(params, feats: jnp.ndarray) -> jnp.ndarray:
   """Target logits [N, h, w] of features [N, h, w, D] with fitted params [Kb, ...]; N is a multiple
   of Kb (scales of one crop size batched object-major per scale), params repeat per group."""
@@ -153,14 +182,16 @@ _STATIC = ("config", "backbone", "norm")
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def fit_stage(aux, image, prob, *, config, backbone=None, norm=None):
-  """Fitted params (fit_logistic) of crops image[Kb,S,S,3] with object probabilities prob[Kb,S,S,1].
-  One crop at a time (lax.map): memory holds one crop's features, not every object's."""
+  """Fitted params (fit_logistic) of crops image[Kb,S,S,3] with object probabilities prob[Kb,S,S,1],
+  and each object's separation [Kb] of its own crop (`separation`). One crop at a time (lax.map):
+  memory holds one crop's features, not every object's."""
 
   def one(args):
     img, p = args
     feats = features(aux, img[None], config, backbone, norm)
     labels = jax.image.resize(p[None, ..., 0], (1,) + feats.shape[1:3], "bilinear")
-    return jax.tree.map(lambda a: a[0], fit_logistic(feats, labels, config.l2, config.newton_steps))
+    params = fit_logistic(feats, labels, config.l2, config.newton_steps)
+    return jax.tree.map(lambda a: a[0], (params, separation(params, feats, labels)))
 
   return jax.lax.map(one, (image, prob))
 
@@ -202,12 +233,14 @@ def update_stage(aux, latest, image, logits, *, config, backbone=None, norm=None
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def fuse_stage(aux, params, image, logits, *, config, backbone=None, norm=None):
-  """N_mp logits[N,S,S,1] fused with the target logits of crops image[N,S,S,3] (module docstring)."""
+def fuse_stage(aux, params, gates, image, logits, *, config, backbone=None, norm=None):
+  """N_mp logits[N,S,S,1] fused with the target logits of crops image[N,S,S,3] (module docstring),
+  each object's weighted by its gate gates[Kb] (repeated per group of Kb crops)."""
   s = score_stage(aux, params, image, config=config, backbone=backbone, norm=norm)
   if config.fusion == "suppress":
     s = jnp.minimum(s, 0.0)
-  return logits + config.weight * s
+  g = jnp.tile(gates, image.shape[0] // gates.shape[0])[:, None, None, None]
+  return logits + config.weight * g * s
 
 
 class TargetModel:
@@ -225,6 +258,7 @@ class TargetModel:
       raise InputError(f"propagation.target.fusion {config.fusion!r}: choose one of {', '.join(FUSIONS)}")
     self.config = config
     self.params = None
+    self.quality = self.gates = None  # set by fit
     self._static = dict(config=config)
     if config.features == "color":
       rng = np.random.RandomState(config.seed)
@@ -247,7 +281,9 @@ class TargetModel:
 
   def fit(self, image: jnp.ndarray, prob: jnp.ndarray) -> None:
     """image[Kb,S,S,3] (0..255) and prob[Kb,S,S,1] crops of the frame the objects are given on."""
-    first = jax.block_until_ready(fit_stage(self._aux(), image, prob, **self._static))
+    first, quality = jax.block_until_ready(fit_stage(self._aux(), image, prob, **self._static))
+    self.quality = quality  # [Kb] balanced accuracy of each object's fit on its own crop
+    self.gates = gate(quality, self.config.gate_low, self.config.gate_high)
     # With updates, a second set starts as the first frame's and follows confident later frames.
     self.params = (first, first) if self.config.update_every > 0 else (first,)
     self._fused = 0
@@ -255,7 +291,7 @@ class TargetModel:
   def fuse(self, image: jnp.ndarray, logits: jnp.ndarray) -> jnp.ndarray:
     """N_mp logits[N,S,S,1] of crops image[N,S,S,3] fused with the target logits; every
     `update_every` calls the latest parameter set is refitted on the first Kb crops' result."""
-    out = fuse_stage(self._aux(), self.params, image, logits, **self._static)
+    out = fuse_stage(self._aux(), self.params, self.gates, image, logits, **self._static)
     every = self.config.update_every
     if every > 0:
       self._fused += 1
@@ -284,5 +320,7 @@ def build(config, net=None) -> Optional[TargetModel]:
                                   rff_dim=int(t.rff_dim), rff_sigma=float(t.rff_sigma),
                                   blur=tuple(int(b) for b in t.blur), layers=tuple(t.layers), seed=int(t.seed),
                                   update_every=int(t.update_every), update_margin=float(t.update_margin),
-                                  update_min_fraction=float(t.update_min_fraction)),
+                                  update_min_fraction=float(t.update_min_fraction),
+                                  gate_low=float(t.get("gate_low", 0.0)), gate_high=float(t.get("gate_high", 0.0)),
+                                  fit_margin=float(t.get("fit_margin", 0.0))),
                      net)
