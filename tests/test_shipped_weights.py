@@ -109,7 +109,8 @@ def _propagate_demo8(target_model):
 
 
 # (target model, stored masks): N_mp alone, stored before the issue-19 refactor; N_mp with the
-# first-frame target model (the default since it was added), stored when it was merged.
+# first-frame target model with its default settings (fitted on a crop one box width wide), stored
+# when that default was chosen.
 @pytest.mark.parametrize("target_model,folder", [("off", STORED_MASKS), ("auto", STORED_MASKS + "_target")])
 def test_shipped_net_gives_the_masks_stored_before_the_refactor(target_model, folder):
   stored = [read_mask(os.path.join(folder, f"{i:05d}.png")) for i in range(8)]
