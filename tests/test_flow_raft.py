@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from vsreid_jax.configs import raft_large, raft_small
+from vsreid_jax import flow as flow_lib
+from vsreid_jax.errors import InputError
 from vsreid_jax.flow import raft
 
 
@@ -175,3 +177,9 @@ def test_training_resumes_exactly(tmp_path):
   assert train_raft.export(config, str(tmp_path / "split"), str(path)) == 3
   flow = raft.RAFTFlow.from_weights(path, num_iters=2)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed["state"].params), flow.variables["params"])
+  # ... and by name through the flow registry (`--flow raft-<variant> --override flow_weights=FILE`).
+  by_name = flow_lib.get(f"raft-{config.variant}", str(path))
+  jax.tree.map(np.testing.assert_array_equal, flow.variables["params"], by_name.variables["params"])
+  other = "large" if config.variant == "small" else "small"
+  with pytest.raises(InputError, match=f"RAFT weights of the {config.variant} variant, not {other}"):
+    flow_lib.get(f"raft-{other}", str(path))

@@ -5,7 +5,9 @@ One name selects the backend wherever flow is computed: the segment config's `fl
 name, so that training sees the flow inference sees). Names:
   dis-ultrafast, dis-fast, dis-medium  OpenCV DIS (`dis.py`) at its presets; no weights.
   raft-small, raft-large               RAFT (`raft.py`); `weights` names a torchvision RAFT
-                                       state_dict (.pth) of that variant (flow/import_torch_raft.py).
+                                       state_dict (.pth) of that variant (flow/import_torch_raft.py)
+                                       or a RAFT weights file of ours (.msgpack, written by
+                                       experiments/train_raft.py --export; RAFTFlow.from_weights).
 Every backend implements `base.FlowBackend`; its `name` (weights included) keys the flow caches.
 """
 import hashlib
@@ -30,8 +32,9 @@ def get(name: str, weights: str = ""):
 
   Args:
     name: "dis-<preset>" or "raft-<variant>".
-    weights: for RAFT, a torchvision RAFT state_dict file (.pth) of that variant (required: RAFT
-      with random weights gives no usable flow); must be empty for DIS.
+    weights: for RAFT, a torchvision RAFT state_dict file (.pth) of that variant, or a RAFT
+      weights file of ours (.msgpack) (required: RAFT with random weights gives no usable flow);
+      must be empty for DIS.
 
   Returns:
     A `base.FlowBackend`: `.flow(frame_a [H, W, 3] uint8 RGB, frame_b) -> [H, W, 2] float32`.
@@ -56,6 +59,12 @@ def _raft(variant: str, path: str):
     raise InputError(f"{path}: flow weights not found; pass a torchvision raft_{variant} state_dict (.pth)")
   from vsreid_jax import configs  # pylint: disable=g-import-not-at-top  (jax only when used)
   from vsreid_jax.flow import import_torch_raft, raft  # pylint: disable=g-import-not-at-top
+  if path.endswith(".msgpack"):  # ours: the file says its config; it must be this variant's
+    net = raft.RAFTFlow.from_weights(path)
+    if net.config.variant != variant:
+      raise InputError(f"{path}: RAFT weights of the {net.config.variant} variant, not {variant}; "
+                       f"choose --flow raft-{'large' if variant == 'small' else 'small'} or other weights")
+    return net
   config = configs.get("raft", variant)
   try:
     variables = import_torch_raft.load_torch_checkpoint(path, config.model)
