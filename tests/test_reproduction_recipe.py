@@ -247,7 +247,6 @@ def write_tiny_nets(nmp: bool = True):
   """The weight files the training stages export, made directly (random init, the tiny configs):
   the segment stages' inputs without the training runs (`nmp` False: the retrieval nets only)."""
   from vsreid_jax.detection import model as det_model  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.detection import train as det_train  # pylint: disable=g-import-not-at-top
   from vsreid_jax.models import propagation  # pylint: disable=g-import-not-at-top
   from vsreid_jax.reid import model as reid_model  # pylint: disable=g-import-not-at-top
   from vsreid_jax import retrieval_nets  # pylint: disable=g-import-not-at-top
@@ -261,7 +260,7 @@ def write_tiny_nets(nmp: bool = True):
   c = retrieval_nets.detector_config(option(DETECTOR[0], "--config"), TINY_DETECTOR)
   model = det_model.build_model(c)
   pooled = np.zeros((1, 1, c.roi.output_size, c.roi.output_size, c.model.fpn_channels), np.float32)
-  variables = propagation.numpy_init(model, np.zeros((1,) + det_train.padded_hw(c) + (3,), np.float32), pooled)
+  variables = propagation.numpy_init(model, np.zeros((1,) + det_model.padded_hw(c) + (3,), np.float32), pooled)
   save_weights(option(DETECTOR[0], "--export"), variables, c.name, config=c, kind="detector")
   c = retrieval_nets.reid_config(option(REID[0], "--config"), TINY_REID)
   model = reid_model.build_model(c.model)
