@@ -6,6 +6,7 @@ result back; average over scales (margin, S). The four stages are separate jitte
 that each can be timed; all shapes are static (objects padded to a bucket, S fixed per scale),
 so a whole video compiles each stage once per (frame size, bucket, S).
 """
+import contextlib
 import dataclasses
 import functools
 from typing import Optional, Sequence, Tuple
@@ -130,6 +131,13 @@ class Propagator:
           mine = jnp.asarray(st == s)[:, None, None, None]
           img_c, prob_c = jnp.where(mine, ic, img_c), jnp.where(mine, pc, prob_c)
       self.target.fit(img_c, prob_c)
+
+  def one_object(self, index: int):
+    """A context in which the propagator runs object `index` alone (bucket 1: the solver's recovery
+    and re-propagation): the target model, if any, uses that object's parameters."""
+    if self.target is None:
+      return contextlib.nullcontext()
+    return self.target.only(index)
 
   def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None):
     """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the

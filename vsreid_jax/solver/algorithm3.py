@@ -242,9 +242,10 @@ class Solver:
         tried.add((ret.frame, ret.object_index))
         was_present = bool(present[ret.frame, ret.object_index])
         iou_now = float(box_iou(np.asarray(ret.box), boxes[ret.frame, ret.object_index])[0, 0]) if was_present else 0.0
-        rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
-                                                probs, alive, ckpt, boxes, timer,
-                                                confirmed if cfg.recovery_guard else None)
+        with prop.one_object(ret.object_index):  # the target model (if any) of that object alone
+          rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
+                                                  probs, alive, ckpt, boxes, timer,
+                                                  confirmed if cfg.recovery_guard else None)
         ev = float(evidence[ret.frame, ret.object_index]) if evidence is not None else None
         log.append(dict(frame=ret.frame, object=ret.object_index, score=round(ret.score, 4),
                         box=[round(v, 1) for v in ret.box], kind="drift" if was_present else "lost",
