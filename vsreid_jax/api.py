@@ -176,6 +176,9 @@ class Segmenter:
                         drift_iou=None if s.get("drift_iou") is None else float(s.drift_iou),
                         drift_margin=float(s.get("drift_margin", 0.0)),
                         drift_exclusive=bool(s.get("drift_exclusive", False)),
+                        rho_relative=None if s.get("rho_relative") is None else float(s.rho_relative),
+                        rho_relative_margin=float(s.get("rho_relative_margin", 0.0)),
+                        stop_outside=bool(s.get("stop_outside", False)),
                         motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
                         recovery_guard=bool(s.recovery_guard), merge=str(s.merge),
                         prefetch=bool(self.config.get("prefetch", True)))

@@ -48,6 +48,11 @@ def get_config():
   c.solver.template_refresh = 0  # extra templates per object from confirmed frames
   c.solver.recovery_guard = False  # never replace a mask a similar candidate confirms
   c.solver.merge = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
+  # Either rule: each object's own threshold, max(rho_reid, this quantile of its ReID evidence on
+  # the forward pass's masks - rho_relative_margin) (None: rho_reid for all).
+  c.solver.rho_relative = ml_collections.FieldReference(None, field_type=float)
+  c.solver.rho_relative_margin = 0.0
+  c.solver.stop_outside = False  # re-propagation stops where the mask touches the edge, unconfirmed
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only
