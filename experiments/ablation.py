@@ -202,6 +202,8 @@ def describe_run(seg, config) -> str:
       parts += [f"rho_relative={s.rho_relative}", f"rho_relative_margin={s.rho_relative_margin}"]
     if s.get("stop_outside"):
       parts.append("stop_outside=True")
+    if s.get("target_check") is not None:
+      parts.append(f"target_check={s.target_check}")
   return " ".join(parts)
 
 

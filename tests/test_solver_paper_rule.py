@@ -273,3 +273,36 @@ def test_recovery_with_a_target_model_uses_the_retrieved_objects_own_model(clip)
   with prop.one_object(1):
     assert target.params[0][0].shape[0] == 1
   assert target.params[0][0].shape[0] == 2
+
+
+def _target_solve(frames, first, cands, tmpl, **kw):
+  from vsreid_jax.propagation.target import TargetConfig, TargetModel  # pylint: disable=g-import-not-at-top
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)), target=TargetModel(TargetConfig(features="color")))
+  prop.fit_target(frames[0], first)
+  solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=5, recover_passes=2, guide_size=33,
+                                     retrieval_rule="paper", **kw))
+  return solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 2, cands, tmpl)
+
+
+def test_target_check_drops_a_recovery_the_objects_appearance_model_disagrees_with(clip):
+  # Object 1 is red. From frame 6 the box the ReID retrieves for it (C) holds a red object (its own
+  # look: kept) or a green one (the ReID fooled: the target model, fitted on frame 0's red object,
+  # disagrees and the recovery is dropped with target_check; without it, written).
+  frames, masks, first, cands, tmpl = clip
+  rng = np.random.default_rng(2)
+
+  def painted(after):
+    f = frames.copy()
+    for t in range(T):
+      on = masks[t] == 1
+      colour = (200, 30, 30) if t < 6 else after
+      f[t][on] = np.clip(np.asarray(colour) + rng.integers(-20, 20, (on.sum(), 3)), 0, 255)
+    return f
+
+  red, green = painted((200, 30, 30)), painted((30, 200, 30))
+  kept = _target_solve(red, first, cands, tmpl, target_check=0.5)
+  assert kept.retrievals[0]["frame"] == 6 and kept.retrievals[0]["frames_rewritten"][:2] == [6, 7]
+  fooled = _target_solve(green, first, cands, tmpl)
+  assert fooled.retrievals[0]["frame"] == 6 and fooled.retrievals[0]["frames_rewritten"][:2] == [6, 7]
+  checked = _target_solve(green, first, cands, tmpl, target_check=0.5)
+  assert checked.retrievals and all(r["frames_rewritten"] == [] for r in checked.retrievals)

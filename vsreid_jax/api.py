@@ -179,6 +179,7 @@ class Segmenter:
                         rho_relative=None if s.get("rho_relative") is None else float(s.rho_relative),
                         rho_relative_margin=float(s.get("rho_relative_margin", 0.0)),
                         stop_outside=bool(s.get("stop_outside", False)),
+                        target_check=None if s.get("target_check") is None else float(s.target_check),
                         motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
                         recovery_guard=bool(s.recovery_guard), merge=str(s.merge),
                         prefetch=bool(self.config.get("prefetch", True)))

@@ -53,6 +53,9 @@ def get_config():
   c.solver.rho_relative = ml_collections.FieldReference(None, field_type=float)
   c.solver.rho_relative_margin = 0.0
   c.solver.stop_outside = False  # re-propagation stops where the mask touches the edge, unconfirmed
+  # Drop a recovered mask whose pixels the object's target model scores below this on average
+  # (None: off; needs propagation.target_model on).
+  c.solver.target_check = ml_collections.FieldReference(None, field_type=float)
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only

@@ -139,6 +139,21 @@ class Propagator:
       return contextlib.nullcontext()
     return self.target.only(index)
 
+  def target_agreement(self, image, prob) -> Optional[float]:
+    """How much the target model agrees with a mask: the mean of its probability over the pixels of
+    prob[1, H, W] > threshold, on the first scale's crop of image[H, W, 3] (run inside
+    `one_object`); None without a fitted target model."""
+    if self.target is None or self.target.params is None:
+      return None
+    cfg = self.config
+    margin, size = cfg.scales[0]
+    img = jnp.asarray(image, jnp.float32)
+    ic, _, pc, _, _ = crop_stage(img, jnp.zeros(img.shape[:2] + (2,), jnp.float32), jnp.asarray(prob, jnp.float32),
+                                 margin=float(margin), size=int(size), use_box=cfg.use_box, threshold=cfg.threshold)
+    inside = (pc > cfg.threshold).astype(jnp.float32)
+    s = jax.nn.sigmoid(self.target.score(ic))
+    return float(jnp.sum(s * inside) / jnp.maximum(jnp.sum(inside), 1.0))
+
   def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None):
     """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the
     neighbour)[H,W,2], alive[Kb] bool, first_area[Kb] -> (prob[Kb,H,W], alive[Kb], area[Kb])."""

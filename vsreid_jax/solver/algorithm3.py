@@ -33,6 +33,9 @@ too). Levers of issue 20, each off by default and an ablation row:
   - stop_outside: re-propagation from a retrieval (either way) stops at a frame where the mask's box
     touches the frame's edge and no candidate on that box is similar to the object (> its threshold):
     the object left the frame, what N_mp keeps at the edge is not it.
+  - target_check a: a recovered mask is kept only when the propagator's target model (the object's
+    first-frame appearance model) gives its pixels a mean probability >= a: the retrieved box holds
+    something that looks like the object.
   - merge "occlusion": pixels claimed (P > 0.5) by several objects go to the object whose mask is
     newest from its checkpoint, then the one with the most ReID evidence (merge.py); elsewhere the
     paper's argmax.
@@ -83,6 +86,7 @@ class SolverConfig:
   rho_relative: Optional[float] = None  # per-object threshold: this quantile of its evidence (None: off)
   rho_relative_margin: float = 0.0  # ... minus this (never below rho_reid)
   stop_outside: bool = False  # re-propagation stops where the mask touches the edge, unconfirmed
+  target_check: Optional[float] = None  # drop a recovered mask the target model agrees with less (None: off)
   prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (data/prefetch.py)
 
   def __post_init__(self):
@@ -421,6 +425,11 @@ class Solver:
     prob, a = recover(prop, prior, image, flow, area, cfg.recover_passes, timer)
     if not bool(a[0]):
       return []
+    if cfg.target_check is not None:
+      with timer.stage("target"):
+        agree = prop.target_agreement(image, prob)
+      if agree is not None and agree < cfg.target_check:
+        return []  # the object's appearance model says the recovered mask is something else
     if confirmed is not None and not self._agrees(prob, ret.box):
       return []  # N_mp did not make a mask of what was retrieved
     rewritten = [t]
