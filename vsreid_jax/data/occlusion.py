@@ -32,8 +32,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from vsreid_jax.data import splits
 from vsreid_jax.data import synthetic
-from vsreid_jax.data.objects import Cutout, ObjectBank, mask_box, paste
+from vsreid_jax.data.objects import Cutout, ObjectBank, paste
+from vsreid_jax.geometry import mask_box_np
 
 SIZE = (240, 427)  # (H, W) of the benchmark frames: DAVIS 480p halved
 RESOLUTION = "240p"
@@ -41,13 +43,9 @@ SUBSET = "occlusion"
 OBJECT_COUNTS = (3, 4, 2)  # n_objects of successive benchmark clips (target included)
 KINDS = {
     # object counts cycled over clips; hidden: frames of the target's full occlusion as a share of
-    # the clip (at least 4); twin: object 4 is a look-alike of the target; max_occluder: the
-    # occluder's largest share of the frame.
-    "standard": dict(object_counts=OBJECT_COUNTS, hidden=0.2, twin=False, max_occluder=0.3),
-    "hard": dict(object_counts=(4, 3, 4), hidden=0.3, twin=True, max_occluder=0.3),
-    # hard with occluders up to 0.6 of the frame (max_occluder): the val targets other than
-    # bmx-bumps' rider are too big for a 0.3 occluder, so "hard" val clips all hide that one rider.
-    "hard-wide": dict(object_counts=(4, 3, 4), hidden=0.3, twin=True, max_occluder=0.6),
+    # the clip (at least 4); twin: object 4 is a look-alike of the target.
+    "standard": dict(object_counts=OBJECT_COUNTS, hidden=0.2, twin=False),
+    "hard": dict(object_counts=(4, 3, 4), hidden=0.3, twin=True),
 }
 # Attempts per clip of build_benchmark (a clip is the first attempt that meets the requirements, so
 # more attempts change no clip that fewer attempts made): the 4 val sequences offer few occluders.
@@ -125,7 +123,7 @@ def _cover(target: np.ndarray, alpha: np.ndarray) -> Tuple[np.ndarray, float]:
   """Top-left (x, y) where `alpha` covers most of `target` (among near-best places, the one closest to
   aligning the centroids: keeps the occluder's path smooth), and the fraction of the target left visible."""
   area = float(target.sum())
-  box = mask_box(target)
+  box = mask_box_np(target)
   if box is None:
     return np.zeros(2), 0.0
   bx0, by0, bx1, by1 = box.astype(int)
@@ -438,13 +436,11 @@ def make_occlusion_sequence(bank_or_sources: Union[ObjectBank, Sequence[Tuple[st
 
 
 def default_roots():
-  from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=g-import-not-at-top
-  return DATA_ROOTS
+  return splits.DATA_ROOTS
 
 
 def held_out_sequences(split: str) -> List[str]:
   """The sequences of one fixed split ("val" or "test") of data/splits.py, over all data roots."""
-  from vsreid_jax.data import splits  # pylint: disable=g-import-not-at-top
   if split not in ("val", "test"):
     raise ValueError(f"split {split!r}: the occlusion benchmark is built from 'val' or 'test'")
   return [s for root, _ in splits.DATA_ROOTS for s in splits.sequences(split, root)]
@@ -457,7 +453,7 @@ def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = Non
   """Writes `n_sequences` clips as a DAVIS-layout root (JPEGImages/240p, Annotations/240p,
   ImageSets/2017/occlusion.txt) plus `info.json` ({name: info}); returns the clip names.
 
-  `roots` are (folder in data_dir, resolution) pairs (default: the training config's roots);
+  `roots` are (folder in data_dir, resolution) pairs (default: data/splits.py DATA_ROOTS);
   `sequences` are both the backgrounds (in turn) and the cut-out sources (default: the sequences
   of `split`, "val" or "test"; recorded in each clip's info as "split", or "custom" when
   `sequences` are given). `kind`: "standard" or "hard" (KINDS). Clip i has object_counts[i % len]
@@ -487,7 +483,6 @@ def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = Non
         frames, masks, info = make_occlusion_sequence(bank, bg, seed * 1000 + i, n_frames, size,
                                                       object_counts[i % len(object_counts)],
                                                       hidden_share=spec["hidden"], twin=spec["twin"],
-                                                      max_occluder=spec["max_occluder"],
                                                       attempts=ATTEMPTS)
         break
       except RuntimeError:
