@@ -226,12 +226,15 @@ class Solver:
                    or cfg.motion_weight > 0 or cfg.merge == "occlusion")
       every = functools.lru_cache(maxsize=None)(lambda: candidates.get(np.arange(n)))
       rho = cfg.rho_reid  # a float, or [K] per object with rho_relative
-      if cfg.rho_relative is not None:
+      # rho_relative: each object's threshold is >= rho_reid, so where the floor accepts nothing no
+      # threshold does; they are computed (from every frame's candidates, on the forward pass's
+      # masks) at the first retrieval the floor accepts, keeping the lost-only rule's detection on
+      # demand for videos where no retrieval passes rho_reid.
+      pending = cfg.rho_relative is not None
+
+      def relative():
         with timer.stage("reid"):
-          rho = self._relative_rho(self._evidence(every(), templates(), boxes, alive[:, :k])[0])
-      outside = None
-      if cfg.stop_outside:
-        outside = functools.partial(self._outside, candidates, templates, rho, h, w)
+          return self._relative_rho(self._evidence(every(), templates(), boxes, alive[:, :k])[0])
       for round_ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
                          leave=False):
         if callback is not None:
@@ -241,8 +244,13 @@ class Solver:
         confirmed = evidence = None
         if not reads_all:
           ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho)
+          if ret is not None and pending:
+            rho, pending = relative(), False
+            ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho)
         else:
           cands = every()
+          if pending:
+            rho, pending = relative(), False
           with timer.stage("reid"):
             evidence, match = self._evidence(cands, templates(), boxes, present)
             confirmed = evidence > rho
@@ -266,7 +274,9 @@ class Solver:
         with prop.one_object(ret.object_index):  # the target model (if any) of that object alone
           rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
                                                   probs, alive, ckpt, boxes, timer,
-                                                  confirmed if cfg.recovery_guard else None, outside)
+                                                  confirmed if cfg.recovery_guard else None,
+                                                  functools.partial(self._outside, candidates, templates, rho, h, w)
+                                                  if cfg.stop_outside else None)
         ev = float(evidence[ret.frame, ret.object_index]) if evidence is not None else None
         log.append(dict(frame=ret.frame, object=ret.object_index, score=round(ret.score, 4),
                         threshold=round(float(np.broadcast_to(rho, (k,))[ret.object_index]), 4),
