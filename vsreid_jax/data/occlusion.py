@@ -32,10 +32,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from vsreid_jax.data import splits
 from vsreid_jax.data import synthetic
-from vsreid_jax.data.objects import Cutout, ObjectBank, paste
-from vsreid_jax.geometry import mask_box_np
+from vsreid_jax.data.objects import Cutout, ObjectBank, mask_box, paste
 
 SIZE = (240, 427)  # (H, W) of the benchmark frames: DAVIS 480p halved
 RESOLUTION = "240p"
@@ -123,7 +121,7 @@ def _cover(target: np.ndarray, alpha: np.ndarray) -> Tuple[np.ndarray, float]:
   """Top-left (x, y) where `alpha` covers most of `target` (among near-best places, the one closest to
   aligning the centroids: keeps the occluder's path smooth), and the fraction of the target left visible."""
   area = float(target.sum())
-  box = mask_box_np(target)
+  box = mask_box(target)
   if box is None:
     return np.zeros(2), 0.0
   bx0, by0, bx1, by1 = box.astype(int)
@@ -436,11 +434,13 @@ def make_occlusion_sequence(bank_or_sources: Union[ObjectBank, Sequence[Tuple[st
 
 
 def default_roots():
-  return splits.DATA_ROOTS
+  from vsreid_jax.configs.train_propagation import DATA_ROOTS  # pylint: disable=g-import-not-at-top
+  return DATA_ROOTS
 
 
 def held_out_sequences(split: str) -> List[str]:
   """The sequences of one fixed split ("val" or "test") of data/splits.py, over all data roots."""
+  from vsreid_jax.data import splits  # pylint: disable=g-import-not-at-top
   if split not in ("val", "test"):
     raise ValueError(f"split {split!r}: the occlusion benchmark is built from 'val' or 'test'")
   return [s for root, _ in splits.DATA_ROOTS for s in splits.sequences(split, root)]
@@ -453,7 +453,7 @@ def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = Non
   """Writes `n_sequences` clips as a DAVIS-layout root (JPEGImages/240p, Annotations/240p,
   ImageSets/2017/occlusion.txt) plus `info.json` ({name: info}); returns the clip names.
 
-  `roots` are (folder in data_dir, resolution) pairs (default: data/splits.py DATA_ROOTS);
+  `roots` are (folder in data_dir, resolution) pairs (default: the training config's roots);
   `sequences` are both the backgrounds (in turn) and the cut-out sources (default: the sequences
   of `split`, "val" or "test"; recorded in each clip's info as "split", or "custom" when
   `sequences` are given). `kind`: "standard" or "hard" (KINDS). Clip i has object_counts[i % len]
