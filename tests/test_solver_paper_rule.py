@@ -277,7 +277,8 @@ def test_recovery_with_a_target_model_uses_the_retrieved_objects_own_model(clip)
 
 def _target_solve(frames, first, cands, tmpl, **kw):
   from vsreid_jax.propagation.target import TargetConfig, TargetModel  # pylint: disable=g-import-not-at-top
-  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)), target=TargetModel(TargetConfig(features="color")))
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)),
+                    target=TargetModel(TargetConfig(features="color")))
   prop.fit_target(frames[0], first)
   solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=5, recover_passes=2, guide_size=33,
                                      retrieval_rule="paper", **kw))
