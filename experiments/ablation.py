@@ -196,6 +196,12 @@ def describe_run(seg, config) -> str:
       parts += [f"drift_iou={s.drift_iou}", f"drift_margin={s.drift_margin}", f"drift_exclusive={s.drift_exclusive}"]
     if s.rho_reid is not None:
       parts.append(f"rho_reid={s.rho_reid}")
+    if s.get("rho_relative") is not None:
+      parts += [f"rho_relative={s.rho_relative}", f"rho_relative_margin={s.rho_relative_margin}"]
+    if s.get("stop_outside"):
+      parts.append("stop_outside=True")
+    if s.get("target_check") is not None:
+      parts.append(f"target_check={s.target_check}")
   return " ".join(parts)
 
 

@@ -177,6 +177,24 @@ def test_box_prompt_gives_a_mask_inside_the_box_close_to_the_gt(clip):
   assert not got[:, :max(x0 - 5, 0)].any() and not got[:, x1 + 5:].any() and got[gt].all()
 
 
+def test_box_prompt_ignores_the_target_model_fitted_on_another_video(clip):
+  # The target model (propagation/target.py) holds the last video's fitted parameters; a box gives
+  # no mask to fit it on, so the box's mask must not be fused with another video's model.
+  frames, masks = clip
+  seg = _segmenter()
+  seg.config.propagation.target_model = "color"
+  seg = Segmenter(seg.config)
+  prev = seg.init_state(frames, name="prev")
+  seg.add_mask(prev, masks[0])  # two objects
+  list(seg.propagate(prev))
+  assert seg.propagator.target is not None and seg.propagator.target.params is not None
+  box = mask_box(masks[2] == 2)
+  got = seg.add_box(seg.init_state(frames, name="box"), box, frame_idx=2, obj_id=2)
+  ref = _segmenter()
+  np.testing.assert_array_equal(got, ref.add_box(ref.init_state(frames, name="box"), box, frame_idx=2, obj_id=2))
+  assert seg.propagator.target is not None  # back on for the video's propagation
+
+
 # --------------------------------------------------------------------------------------- the CLI
 def _late_masks(root, tmp_path):
   """m0.png: object 1 at frame 0; m3.png: object 2 at frame 3 (from the root's annotations)."""

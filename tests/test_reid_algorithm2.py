@@ -201,3 +201,16 @@ def test_exclusive_refuses_a_candidate_another_present_object_covers():
                                                                                  np.float32), present,
                                          exclusive=True, **kw)
   np.testing.assert_array_equal(index, [0, -1])
+
+
+def test_a_threshold_per_object_accepts_each_object_against_its_own():
+  # Both candidates score 0.8 to their object (EMB rows 0 and 1 tilted): a threshold of 0.9 for
+  # object 0 and 0.7 for object 1 takes object 1's only, under either rule.
+  emb = _unit([[0.8, 0, 0.6], [0, 0.8, 0.6], [0.1, 0, 1]])
+  rho = np.array([0.9, 0.7], np.float32)
+  index, _ = algorithm2.reidentify(BOXES, VALID, emb, TEMPLATES, np.array([True, True]), np.zeros((2, 4)),
+                                   np.array([False, False]), rho_reid=rho, rho_occ=0.3)
+  np.testing.assert_array_equal(index, [-1, 1])
+  index, _ = algorithm2.reidentify_paper(BOXES, VALID, algorithm2.similarity(emb, TEMPLATES), np.array([True, True]),
+                                         np.zeros((2, 4)), np.array([False, False]), rho, 0.3)
+  np.testing.assert_array_equal(index, [-1, 1])

@@ -63,14 +63,27 @@ def test_default_method_never_calls_the_detector_when_no_object_is_lost():
 
 
 def test_detector_runs_only_on_batches_of_lost_frames():
+  # The lost-only rule with one threshold (solver.rho_relative None; the default's per-object
+  # thresholds read every frame's candidates once a retrieval passes rho_reid: below).
   frames, masks = synthetic.leave_and_return(n_frames=12, out=(4, 8), textured_background=False)
   seg = _segmenter(None)
+  seg.config.solver.rho_relative = None
   out, state, counting = _run(seg, frames, masks, OracleNets(frames, masks))
   lost = np.flatnonzero(~state.result.alive[:, :2].all(axis=1))
   assert state.result.retrievals and state.result.retrievals[0]["frame"] == 8
   # Object 2 is lost from frame 5 (it leaves at 4) until it is re-identified at 8: frames 4..11
   # (two batches of 4) are detected at most, frames 0..3 never.
   assert 0 < counting.detect_calls <= 2 and 0 not in lost
+  assert ((out[10] == 2) & (masks[10] == 2)).sum() > 0.7 * (masks[10] == 2).sum()
+
+
+def test_relative_threshold_detects_every_frame_only_once_a_retrieval_passes_rho_reid():
+  frames, masks = synthetic.leave_and_return(n_frames=12, out=(4, 8), textured_background=False)
+  seg = _segmenter(None)
+  assert seg.config.solver.rho_relative is not None  # the default
+  out, state, counting = _run(seg, frames, masks, OracleNets(frames, masks))
+  assert state.result.retrievals and state.result.retrievals[0]["frame"] == 8
+  assert counting.detect_calls == 3  # frames 0..11 in batches of 4: each batch once
   assert ((out[10] == 2) & (masks[10] == 2)).sum() > 0.7 * (masks[10] == 2).sum()
 
 

@@ -183,3 +183,127 @@ def test_strict_drift_test_refuses_a_retrieval_when_the_current_mask_agrees(clip
   assert [(r["frame"], r["evidence"]) for r in strict.retrievals] == [(6, 0.0)]
   for t in range(T):
     assert _iou(strict, masks, t, 1) > 0.9 or 4 <= t < 6, t
+
+
+def _tilted(cands, sims):
+  """cands with object k's candidates (one-hot embeddings) tilted to similarity sims[t][k] with it."""
+  emb = np.array(cands.embeddings, np.float32)
+  for t, row in enumerate(sims):
+    for k, s in enumerate(row):
+      hit = emb[t][:, k] > 0.5
+      emb[t][hit] = 0.0
+      emb[t][hit, k] = s
+      emb[t][hit, 2] = np.sqrt(1 - s * s)
+  return Candidates(cands.boxes, cands.scores, cands.valid, emb)
+
+
+def test_relative_threshold_holds_each_object_to_its_own_evidence(clip):
+  # Object 1's own candidates score 0.95 while its mask is right (frames 0-3, its evidence), 0.85
+  # once it is out from behind the occluder (frames 6-11); object 2's score 0.75 throughout. An
+  # absolute 0.5 takes object 1's drift retrieval at frame 6; the relative threshold (median of the
+  # evidence - 0.05) holds object 1 to 0.9 and object 2 to 0.7: 0.85 is refused.
+  frames, masks, first, cands, tmpl = clip
+  tilted = (frames, masks, first, _tilted(cands, [(0.95 if t < 6 else 0.85, 0.75) for t in range(T)]), tmpl)
+  plain = _solve(tilted, retrieval_rule="paper")
+  assert [(r["frame"], r["threshold"]) for r in plain.retrievals] == [(6, 0.5)]
+  relative = _solve(tilted, retrieval_rule="paper", rho_relative=0.5, rho_relative_margin=0.05)
+  assert relative.retrievals == []
+  # At 0.95 after the occlusion too, object 1 clears its own 0.9: retrieved as with 0.5.
+  same = (frames, masks, first, _tilted(cands, [(0.95, 0.75)] * T), tmpl)
+  relative = _solve(same, retrieval_rule="paper", rho_relative=0.5, rho_relative_margin=0.05)
+  assert [(r["frame"], r["threshold"]) for r in relative.retrievals] == [(6, 0.9)]
+  assert relative.retrievals[0]["frames_rewritten"] == list(range(6, T))
+
+
+def _exit_clip():
+  """One object: in the middle in frames 0-2, out of the frame in 3-6, back at the right edge from
+  frame 7 on. An unlabelled textured strip (no candidate) lies at the right edge in every frame."""
+  rng = np.random.default_rng(1)
+  tex = rng.integers(60, 255, (2, H, W, 3)).astype(np.uint8)
+  frames = np.zeros((T, H, W, 3), np.uint8)
+  masks = np.zeros((T, H, W), np.uint8)
+  edge = (76, 22, 96, 42)
+  for t in range(T):
+    frames[t, 22:42, 76:96] = tex[1, 22:42, 76:96]
+    box = A if t < 3 else edge if t >= 7 else None
+    if box is not None:
+      x0, y0, x1, y1 = box
+      frames[t, y0:y1, x0:x1] = tex[0, y0:y1, x0:x1]
+      masks[t, y0:y1, x0:x1] = 1
+  return frames, masks
+
+
+def test_stop_outside_keeps_a_retrieved_object_out_of_frames_where_it_left_the_frame():
+  frames, masks = _exit_clip()
+  first = (masks[0] == 1).astype(np.float32)[None]
+  cands, tmpl = oracle_candidates(masks, [1], 0.1 * first.sum(axis=(1, 2)))
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+
+  def solve(**kw):
+    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=5, recover_passes=2,
+                                       guide_size=33, **kw))
+    return solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 1, cands, tmpl)
+
+  # Lost from frame 3 (nothing seen where it was), retrieved at 7 on the edge. Backward, N_mp keeps
+  # the strip at the edge: without the stop the object is written into 4-6, where it is outside.
+  plain = solve()
+  assert [(r["frame"], r["frames_rewritten"]) for r in plain.retrievals] == [(7, list(range(4, T)))]
+  stopped = solve(stop_outside=True)
+  assert [(r["frame"], r["frames_rewritten"]) for r in stopped.retrievals] == [(7, list(range(7, T)))]
+  assert not stopped.alive[3:7, 0].any()
+  assert stopped.alive[7:, 0].all()
+
+
+def test_recovery_with_a_target_model_uses_the_retrieved_objects_own_model(clip):
+  # With a colour target model fitted on frame 0's two objects, the recovery and re-propagation run
+  # object 1 alone (one crop): they fuse object 1's parameters (before: 1 crop against 2 fitted
+  # sets, an error), and the video's two sets are back afterwards.
+  from vsreid_jax.propagation.target import TargetConfig, TargetModel  # pylint: disable=g-import-not-at-top
+  frames, masks, first, cands, tmpl = clip
+  target = TargetModel(TargetConfig(features="color"))
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)), target=target)
+  prop.fit_target(frames[0], first)
+  solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=5, recover_passes=2, guide_size=33,
+                                     retrieval_rule="paper"))
+  result = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 2, cands, tmpl)
+  assert [r["frame"] for r in result.retrievals] == [6]
+  for t in range(6, T):  # the colour model erodes the edges of the random textures a little
+    assert _iou(result, masks, t, 1) > 0.5, t
+  assert target.params[0][0].shape[0] == 2
+  with prop.one_object(1):
+    assert target.params[0][0].shape[0] == 1
+  assert target.params[0][0].shape[0] == 2
+
+
+def _target_solve(frames, first, cands, tmpl, **kw):
+  from vsreid_jax.propagation.target import TargetConfig, TargetModel  # pylint: disable=g-import-not-at-top
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)),
+                    target=TargetModel(TargetConfig(features="color")))
+  prop.fit_target(frames[0], first)
+  solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=5, recover_passes=2, guide_size=33,
+                                     retrieval_rule="paper", **kw))
+  return solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 2, cands, tmpl)
+
+
+def test_target_check_drops_a_recovery_the_objects_appearance_model_disagrees_with(clip):
+  # Object 1 is red. From frame 6 the box the ReID retrieves for it (C) holds a red object (its own
+  # look: kept) or a green one (the ReID fooled: the target model, fitted on frame 0's red object,
+  # disagrees and the recovery is dropped with target_check; without it, written).
+  frames, masks, first, cands, tmpl = clip
+  rng = np.random.default_rng(2)
+
+  def painted(after):
+    f = frames.copy()
+    for t in range(T):
+      on = masks[t] == 1
+      colour = (200, 30, 30) if t < 6 else after
+      f[t][on] = np.clip(np.asarray(colour) + rng.integers(-20, 20, (on.sum(), 3)), 0, 255)
+    return f
+
+  red, green = painted((200, 30, 30)), painted((30, 200, 30))
+  kept = _target_solve(red, first, cands, tmpl, target_check=0.5)
+  assert kept.retrievals[0]["frame"] == 6 and kept.retrievals[0]["frames_rewritten"][:2] == [6, 7]
+  fooled = _target_solve(green, first, cands, tmpl)
+  assert fooled.retrievals[0]["frame"] == 6 and fooled.retrievals[0]["frames_rewritten"][:2] == [6, 7]
+  checked = _target_solve(green, first, cands, tmpl, target_check=0.5)
+  assert checked.retrievals and all(r["frames_rewritten"] == [] for r in checked.retrievals)

@@ -180,6 +180,10 @@ class Segmenter:
                         drift_iou=None if s.get("drift_iou") is None else float(s.drift_iou),
                         drift_margin=float(s.get("drift_margin", 0.0)),
                         drift_exclusive=bool(s.get("drift_exclusive", False)),
+                        rho_relative=None if s.get("rho_relative") is None else float(s.rho_relative),
+                        rho_relative_margin=float(s.get("rho_relative_margin", 0.0)),
+                        stop_outside=bool(s.get("stop_outside", False)),
+                        target_check=None if s.get("target_check") is None else float(s.target_check),
                         motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
                         recovery_guard=bool(s.recovery_guard), merge=str(s.merge),
                         prefetch=bool(self.config.get("prefetch", True)))
@@ -371,8 +375,9 @@ class Segmenter:
                            state.timer)
     with state.timer.stage("read"):
       image = state.frames[frame_idx]
-    prob, alive = recover(prop, prior, image, flow, area, int(self.config.solver.box_passes), state.timer,
-                          binarize_feedback=False)
+    with prop.without_target():  # fitted on the mask this makes, when the video is segmented
+      prob, alive = recover(prop, prior, image, flow, area, int(self.config.solver.box_passes), state.timer,
+                            binarize_feedback=False)
     inside = np.zeros((h, w), bool)
     x0, y0 = int(np.floor(b[0])), int(np.floor(b[1]))
     inside[y0:int(np.ceil(b[3])), x0:int(np.ceil(b[2]))] = True

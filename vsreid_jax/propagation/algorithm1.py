@@ -6,6 +6,7 @@ result back; average over scales (margin, S). The four stages are separate jitte
 that each can be timed; all shapes are static (objects padded to a bucket, S fixed per scale),
 so a whole video compiles each stage once per (frame size, bucket, S).
 """
+import contextlib
 import dataclasses
 import functools
 from typing import Optional, Sequence, Tuple
@@ -131,6 +132,38 @@ class Propagator:
           mine = jnp.asarray(st == s)[:, None, None, None]
           img_c, prob_c = jnp.where(mine, ic, img_c), jnp.where(mine, pc, prob_c)
       self.target.fit(img_c, prob_c)
+
+  def one_object(self, index: int):
+    """A context in which the propagator runs object `index` alone (bucket 1: the solver's recovery
+    and re-propagation): the target model, if any, uses that object's parameters."""
+    if self.target is None:
+      return contextlib.nullcontext()
+    return self.target.only(index)
+
+  @contextlib.contextmanager
+  def without_target(self):
+    """A context in which N_mp runs without the target model (a box prompt: no mask of the object to
+    fit it on yet, and the parameters held may be another video's)."""
+    saved, self.target = self.target, None
+    try:
+      yield self
+    finally:
+      self.target = saved
+
+  def target_agreement(self, image, prob) -> Optional[float]:
+    """How much the target model agrees with a mask: the mean of its probability over the pixels of
+    prob[1, H, W] > threshold, on the first scale's crop of image[H, W, 3] (run inside
+    `one_object`); None without a fitted target model."""
+    if self.target is None or self.target.params is None:
+      return None
+    cfg = self.config
+    margin, size = cfg.scales[0]
+    img = jnp.asarray(image, jnp.float32)
+    ic, _, pc, _, _ = crop_stage(img, jnp.zeros(img.shape[:2] + (2,), jnp.float32), jnp.asarray(prob, jnp.float32),
+                                 margin=float(margin), size=int(size), use_box=cfg.use_box, threshold=cfg.threshold)
+    inside = (pc > cfg.threshold).astype(jnp.float32)
+    s = jax.nn.sigmoid(self.target.score(ic))
+    return float(jnp.sum(s * inside) / jnp.maximum(jnp.sum(inside), 1.0))
 
   def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None):
     """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the

@@ -34,6 +34,7 @@ Every function is jitted with fixed shapes: fitting compiles once per (object bu
 fusing once per (objects x scales, crop size); new videos only swap the fitted parameters. Each
 crop's features are computed one crop at a time (lax.map), so memory does not grow with objects.
 """
+import contextlib
 import dataclasses
 import functools
 from typing import Optional, Tuple
@@ -300,6 +301,19 @@ class TargetModel:
         latest = update_stage(self._aux(), self.params[1], image[:kb], out[:kb], **self._static)
         self.params = (self.params[0], latest)
     return out
+
+  @contextlib.contextmanager
+  def only(self, index: int):
+    """Within the block, the model holds object `index`'s parameters alone (fuse and score then
+    take crops of that one object, as the solver's recovery and re-propagation run them); the
+    video's parameters are restored after (an update refitted inside the block is dropped)."""
+    saved = self.params
+    if saved is not None:
+      self.params = tuple(tuple(a[index:index + 1] for a in p) for p in saved)
+    try:
+      yield self
+    finally:
+      self.params = saved
 
   def score(self, image: jnp.ndarray) -> jnp.ndarray:
     """The target model's own logits [N,S,S,1] (clipped) on crops image[N,S,S,3]."""

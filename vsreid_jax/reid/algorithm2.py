@@ -69,8 +69,8 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
     sim: [M, K] similarity of each candidate to each object's template(s).
     consider: [K] bool, the objects to consider in this frame (all but frame 0's, in the solver).
     object_boxes: [K, 4] the box of each object's current mask; present: [K] (absent: IoU 0).
-    rho_reid, rho_occ: the similarity above which, and the IoU with the current box below which,
-      the most similar candidate is accepted.
+    rho_reid, rho_occ: the similarity above which (a float, or [K] per object), and the IoU with
+      the current box below which, the most similar candidate is accepted.
     rank: [M, K] the score candidates are ranked by (default: sim); acceptance still tests sim.
     evidence: [K] the current mask's evidence (needed with drift_iou; module docstring).
     drift_iou, drift_margin: the stricter drift test of a present object (None: the paper's alone).
@@ -92,9 +92,10 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
   iou = np.diagonal(overlap)
   if drift_iou is not None and evidence is None:
     raise ValueError("the stricter drift test (drift_iou) needs the current masks' evidence")
+  rho = np.broadcast_to(np.asarray(rho_reid, np.float32), (k,))
   for obj in np.flatnonzero(consider):
     score[obj] = sim[top[obj], obj]
-    ok = score[obj] > rho_reid and iou[obj] < rho_occ
+    ok = score[obj] > rho[obj] and iou[obj] < rho_occ
     if ok and drift_iou is not None and present[obj]:
       ok = iou[obj] < drift_iou and score[obj] > evidence[obj] + drift_margin
     if ok and exclusive:
@@ -110,7 +111,8 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
   """One frame: for every object, the accepted candidate (index, score) or (-1, best score seen).
 
   boxes[M, 4], valid[M], embeddings[M, D]: the frame's candidates; templates[K, D]; lost[K] bool;
-  object_boxes[K, 4] and present[K]: the mask boxes of the objects present in this frame.
+  object_boxes[K, 4] and present[K]: the mask boxes of the objects present in this frame;
+  rho_reid: a float or [K] (each object's threshold).
   """
   k = templates.shape[0]
   index = np.full(k, -1, np.int64)
@@ -131,7 +133,7 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
     s = np.where(free & (owner == obj), sim[:, obj], -np.inf)
     best = int(np.argmax(s))
     score[obj] = s[best]
-    if s[best] > rho_reid:
+    if s[best] > np.broadcast_to(np.asarray(rho_reid, np.float32), (k,))[obj]:
       index[obj] = best
   return index, score
 
@@ -148,7 +150,7 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     templates: [K, D] or [K, R, D].
     lost: [T, K] the objects lost in each frame (the "original" rule considers only these).
     object_boxes: [T, K, 4] and present: [T, K], the boxes of the current masks.
-    rho_reid, rho_occ: the thresholds of the rule.
+    rho_reid, rho_occ: the thresholds of the rule (rho_reid a float or [K] per object).
     skip: (frame, object) pairs already tried (or not to be retrieved).
     rule: "original" or "paper" (module docstring).
     consider: [T, K] the pairs the "paper" rule considers (default: every pair but frame 0's).

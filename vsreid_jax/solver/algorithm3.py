@@ -26,6 +26,16 @@ too). Levers of issue 20, each off by default and an ablation row:
     (> rho_reid) overlaps its current mask box (IoU >= rho_occ). A confirmed pair is never
     retrieved, re-propagation stops before replacing a confirmed mask with one whose box disagrees
     with it, and a recovered mask whose box disagrees with the retrieved box is dropped.
+  - rho_relative q (issue 20, either rule): each object's own threshold, max(rho_reid, the q-th
+    quantile of its evidence - rho_relative_margin), the evidence taken over the frames where the
+    forward pass's mask is present and a candidate covers it: an object the ReID scores 0.95 on its
+    right boxes needs more than one it scores 0.8 (one absolute rho_reid does not transfer).
+  - stop_outside: re-propagation from a retrieval (either way) stops at a frame where the mask's box
+    touches the frame's edge and no candidate on that box is similar to the object (> its threshold):
+    the object left the frame, what N_mp keeps at the edge is not it.
+  - target_check a: a recovered mask is kept only when the propagator's target model (the object's
+    first-frame appearance model) gives its pixels a mean probability >= a: the retrieved box holds
+    something that looks like the object.
   - merge "occlusion": pixels claimed (P > 0.5) by several objects go to the object whose mask is
     newest from its checkpoint, then the one with the most ReID evidence (merge.py); elsewhere the
     paper's argmax.
@@ -73,6 +83,10 @@ class SolverConfig:
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
   recovery_guard: bool = False  # never replace a mask the evidence confirms
   merge: str = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
+  rho_relative: Optional[float] = None  # per-object threshold: this quantile of its evidence (None: off)
+  rho_relative_margin: float = 0.0  # ... minus this (never below rho_reid)
+  stop_outside: bool = False  # re-propagation stops where the mask touches the edge, unconfirmed
+  target_check: Optional[float] = None  # drop a recovered mask the target model agrees with less (None: off)
   prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (flow/prefetch.py)
 
   def __post_init__(self):
@@ -211,6 +225,16 @@ class Solver:
       reads_all = (cfg.retrieval_rule == "paper" or cfg.recovery_guard or cfg.template_refresh > 0
                    or cfg.motion_weight > 0 or cfg.merge == "occlusion")
       every = functools.lru_cache(maxsize=None)(lambda: candidates.get(np.arange(n)))
+      rho = cfg.rho_reid  # a float, or [K] per object with rho_relative
+      # rho_relative: each object's threshold is >= rho_reid, so where the floor accepts nothing no
+      # threshold does; they are computed (from every frame's candidates, on the forward pass's
+      # masks) at the first retrieval the floor accepts, keeping the lost-only rule's detection on
+      # demand for videos where no retrieval passes rho_reid.
+      pending = cfg.rho_relative is not None
+
+      def relative():
+        with timer.stage("reid"):
+          return self._relative_rho(self._evidence(every(), templates(), boxes, alive[:, :k])[0])
       for round_ in tqdm(range(cfg.max_retrievals), desc=f"{desc} re-id".strip(), unit="round", disable=not progress,
                          leave=False):
         if callback is not None:
@@ -219,12 +243,17 @@ class Solver:
         lost = ~present & ~given  # a given frame (frame 0 for a first-frame mask) is not searched
         confirmed = evidence = None
         if not reads_all:
-          ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer)
+          ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho)
+          if ret is not None and pending:
+            rho, pending = relative(), False
+            ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho)
         else:
           cands = every()
+          if pending:
+            rho, pending = relative(), False
           with timer.stage("reid"):
             evidence, match = self._evidence(cands, templates(), boxes, present)
-            confirmed = evidence > cfg.rho_reid
+            confirmed = evidence > rho
             tmpl = self._templates(cands, templates(), confirmed, match)
             consider = bonus = None
             if cfg.retrieval_rule == "paper":
@@ -233,7 +262,7 @@ class Solver:
                 consider &= ~confirmed
               if cfg.motion_weight > 0:
                 bonus = self._motion(cands, boxes, present, confirmed | (ckpt == np.arange(n)[:, None]))
-            ret = best_retrieval(cands, tmpl, lost, boxes, present, cfg.rho_reid, cfg.rho_occ,
+            ret = best_retrieval(cands, tmpl, lost, boxes, present, rho, cfg.rho_occ,
                                  skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
                                  evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
                                  exclusive=cfg.drift_exclusive)
@@ -242,11 +271,15 @@ class Solver:
         tried.add((ret.frame, ret.object_index))
         was_present = bool(present[ret.frame, ret.object_index])
         iou_now = float(box_iou(np.asarray(ret.box), boxes[ret.frame, ret.object_index])[0, 0]) if was_present else 0.0
-        rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
-                                                probs, alive, ckpt, boxes, timer,
-                                                confirmed if cfg.recovery_guard else None)
+        with prop.one_object(ret.object_index):  # the target model (if any) of that object alone
+          rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
+                                                  probs, alive, ckpt, boxes, timer,
+                                                  confirmed if cfg.recovery_guard else None,
+                                                  functools.partial(self._outside, candidates, templates, rho, h, w)
+                                                  if cfg.stop_outside else None)
         ev = float(evidence[ret.frame, ret.object_index]) if evidence is not None else None
         log.append(dict(frame=ret.frame, object=ret.object_index, score=round(ret.score, 4),
+                        threshold=round(float(np.broadcast_to(rho, (k,))[ret.object_index]), 4),
                         box=[round(v, 1) for v in ret.box], kind="drift" if was_present else "lost",
                         iou_current=round(iou_now, 3), evidence=None if ev is None else round(ev, 4),
                         frames_rewritten=rewritten,
@@ -278,6 +311,34 @@ class Solver:
       evidence[t] = np.where(has, s[best, np.arange(k)], 0.0)
       match[t] = np.where(has, best, -1)
     return evidence, match
+
+  def _relative_rho(self, evidence):
+    """[K] each object's threshold (rho_relative): max(rho_reid, the rho_relative quantile of its
+    evidence[T, K] where > 0, minus rho_relative_margin); rho_reid where it has none."""
+    cfg = self.config
+    out = np.full(evidence.shape[1], cfg.rho_reid, np.float32)
+    for j in range(evidence.shape[1]):
+      seen = evidence[:, j][evidence[:, j] > 0]
+      if seen.size:
+        out[j] = max(cfg.rho_reid, float(np.quantile(seen, cfg.rho_relative)) - cfg.rho_relative_margin)
+    return out
+
+  def _outside(self, candidates, templates, rho, height, width, t, obj, prob) -> bool:
+    """stop_outside: whether object `obj`'s mask prob[1, H, W] at frame t touches the frame's edge
+    with no candidate on its box (IoU >= rho_occ) more similar to the object than its threshold."""
+    box = mask_box_np(np.asarray(prob[0]) > 0.5)
+    if box is None:
+      return True
+    if box[0] > 0 and box[1] > 0 and box[2] < width and box[3] < height:
+      return False
+    cands = candidates.get(np.array([t]))
+    valid = np.asarray(cands.valid[0], bool)
+    if not valid.any():
+      return True
+    sim = similarity(cands.embeddings[0], templates())[:, obj]
+    on = box_iou(cands.boxes[0], np.asarray(box, np.float32)[None])[:, 0] >= self.config.rho_occ
+    threshold = float(rho if np.ndim(rho) == 0 else rho[obj])
+    return not np.any(valid & on & (sim > threshold))
 
   def _templates(self, candidates, templates, confirmed, match):
     """[K, D] frame-0 templates, or [K, 1 + R, D] with up to R embeddings of confirming candidates
@@ -328,9 +389,10 @@ class Solver:
     (lost[T, K]). A rule that also looks at suspect objects adds their frames here."""
     return np.flatnonzero(lost.any(axis=1))
 
-  def _retrieve(self, candidates, templates, lost, boxes, present, tried, timer):
+  def _retrieve(self, candidates, templates, lost, boxes, present, tried, timer, rho=None):
     """Algorithm 2 over the frames of `search_frames`, their candidates fetched on demand, a block
-    of `search_block` frames at a time (the best over blocks: the earliest frame wins ties)."""
+    of `search_block` frames at a time (the best over blocks: the earliest frame wins ties).
+    rho: the similarity threshold, a float or [K] per object (default: rho_reid)."""
     cfg = self.config
     frames = self.search_frames(lost)
     best = None
@@ -341,8 +403,8 @@ class Solver:
       skip = {(pos[t], o) for t, o in tried if t in pos}
       tmpl = templates()
       with timer.stage("reid"):
-        ret = best_retrieval(cands, tmpl, lost[block], boxes[block], present[block], cfg.rho_reid, cfg.rho_occ,
-                             skip=skip)
+        ret = best_retrieval(cands, tmpl, lost[block], boxes[block], present[block],
+                             cfg.rho_reid if rho is None else rho, cfg.rho_occ, skip=skip)
       if ret is not None and (best is None or ret.score > best.score):
         best = dataclasses.replace(ret, frame=int(block[ret.frame]))
     return best
@@ -353,11 +415,13 @@ class Solver:
       return frames[i]
 
   def _recover_and_propagate(self, ret: Retrieval, frames, flows, first_prob, first_boxes, first_area,
-                             probs, alive, ckpt, boxes, timer, confirmed: Optional[np.ndarray] = None) -> List[int]:
+                             probs, alive, ckpt, boxes, timer, confirmed: Optional[np.ndarray] = None,
+                             outside=None) -> List[int]:
     """Recovers object ret.object_index at ret.frame and re-propagates it both ways under the
     checkpoint rule; returns the frames rewritten (empty when the recovered mask is lost at once).
     confirmed[T, K] (the recovery guard): the recovered mask must agree with the retrieved box, and
-    a confirmed mask is replaced only by one whose box agrees with it."""
+    a confirmed mask is replaced only by one whose box agrees with it. outside(i, obj, prob) -> bool
+    (stop_outside): re-propagation stops at a frame where it says the object is out of the frame."""
     prop, cfg = self.propagator, self.config
     t, obj = ret.frame, ret.object_index
     n, _, h, w = probs.shape
@@ -371,6 +435,11 @@ class Solver:
     prob, a = recover(prop, prior, image, flow, area, cfg.recover_passes, timer)
     if not bool(a[0]):
       return []
+    if cfg.target_check is not None:
+      with timer.stage("target"):
+        agree = prop.target_agreement(image, prob)
+      if agree is not None and agree < cfg.target_check:
+        return []  # the object's appearance model says the recovered mask is something else
     if confirmed is not None and not self._agrees(prob, ret.box):
       return []  # N_mp did not make a mask of what was retrieved
     rewritten = [t]
@@ -385,6 +454,8 @@ class Solver:
           break  # lost again: frames beyond keep what they had
         if confirmed is not None and confirmed[i, obj] and not self._agrees(cur, boxes[i, obj]):
           break  # the evidence confirms the mask there: keep it, and what lies beyond
+        if outside is not None and outside(i, obj, cur):
+          break  # the object left the frame there: N_mp's mask at the edge is not it
         self._write(i, obj, t, cur, probs, alive, ckpt, boxes)
         rewritten.append(i)
         i += step

@@ -19,7 +19,7 @@ each step gets; `fit` does the rest, the same way for N_mp (train/loop.py), the 
   NaN guard      every logged row and every step before a checkpoint is checked: a non-finite
                  metric (loss, grad_norm, ...) stops the run with `Diverged` (a one-line error) and
                  saves nothing after it, so the last checkpoint is the last good state
-  prefetch       batches are made `trainer.prefetch` steps ahead on one thread (data/prefetch.py)
+  prefetch       batches are made `trainer.prefetch` steps ahead on one thread (flow/prefetch.py)
 In a multi-process job every process runs this; process 0 alone writes the logs and the plot.
 """
 import dataclasses
@@ -100,7 +100,7 @@ def _first_bad(steps: List[int], metrics: List[Dict[str, Any]]) -> Optional[Tupl
 
 
 def _ahead(batches: Iterator[Any], steps: range, depth: int):
-  """(step, batch) for each step, made `depth` ahead on one thread (data/prefetch.Prefetcher)."""
+  """(step, batch) for each step, made `depth` ahead on one thread (flow/prefetch.Prefetcher)."""
   if depth <= 0:
     return None, ((s, next(batches)) for s in steps)
   ahead = prefetch_lib.Prefetcher(lambda s: next(batches), steps, depth=depth)
