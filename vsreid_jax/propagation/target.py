@@ -307,13 +307,15 @@ class TargetModel:
     """Within the block, the model holds object `index`'s parameters alone (fuse and score then
     take crops of that one object, as the solver's recovery and re-propagation run them); the
     video's parameters are restored after (an update refitted inside the block is dropped)."""
-    saved = self.params
+    saved, saved_gates = self.params, self.gates
     if saved is not None:
       self.params = tuple(tuple(a[index:index + 1] for a in p) for p in saved)
+    if saved_gates is not None:
+      self.gates = saved_gates[index:index + 1]  # the per-object gates follow their parameters
     try:
       yield self
     finally:
-      self.params = saved
+      self.params, self.gates = saved, saved_gates
 
   def score(self, image: jnp.ndarray) -> jnp.ndarray:
     """The target model's own logits [N,S,S,1] (clipped) on crops image[N,S,S,3]."""
