@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -31,6 +32,39 @@ def test_signal_during_garbage_collection_is_raised_after_it():
       gc.callbacks.remove(send)
   assert e.value.signum == signal.SIGTERM and e.value.exit_code == 143
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the previous handler is back
+
+
+def test_signal_while_the_resend_timer_starts_is_not_raised_inside_the_gc_callback(monkeypatch):
+  # The resend timer's start() waits for its thread, so a signal's handler can run there, still
+  # inside the gc callback: raised there, Python prints "Exception ignored" and swallows it (seen
+  # once in CI when SIGINT was sent mid-solve).
+  unraisable = []
+  monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+  class SignalledWhileStarting(threading.Timer):
+    def start(self):
+      signal.raise_signal(signal.SIGTERM)  # its handler runs here, before start() returns
+      super().start()
+
+  monkeypatch.setattr(signals.threading, "Timer", SignalledWhileStarting)
+
+  def send(phase, info):
+    del info
+    if phase == "start":
+      signal.raise_signal(signal.SIGTERM)
+
+  with signals.handled():
+    gc.callbacks.insert(1, send)
+    try:
+      with pytest.raises(signals.Interrupted) as e:
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+          time.sleep(0.01)
+    finally:
+      gc.callbacks.remove(send)
+  assert e.value.signum == signal.SIGTERM
+  assert not unraisable, [u.exc_value for u in unraisable]
 
 
 def test_check_raises_a_received_signal():

@@ -71,15 +71,18 @@ def _gc_start(phase, info):
 
 def _gc_stop(phase, info):
   del info
-  if phase == "stop":
-    _state.in_gc = False
+  if phase != "stop":
+    return
+  try:
     if _state.received is not None and not _state.raised:
       # Sent again a moment later from a timer thread: sent from here, the handler would run (and
       # its exception be swallowed) before this callback returns. If lost anyway, `check()` raises it.
       timer = threading.Timer(RESEND_DELAY_S, signal.pthread_kill,
                               args=(threading.main_thread().ident, _state.received))
       timer.daemon = True
-      timer.start()
+      timer.start()  # waits for the thread: a handler may run here, still inside the gc callback
+  finally:
+    _state.in_gc = False  # last: the collection's callbacks, this one included, are over
 
 
 def received() -> Optional[int]:
