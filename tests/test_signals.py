@@ -13,8 +13,9 @@ from vsreid_jax import signals
 from vsreid_jax.data import synthetic
 
 
-def test_signal_during_garbage_collection_is_raised_after_it():
-  # Raised inside a gc callback (JAX has one), Python swallows the KeyboardInterrupt and the run goes on.
+def _sigterm_during_a_collection() -> signals.Interrupted:
+  """Sends SIGTERM from a gc callback at the start of a collection, under `signals.handled()`;
+  returns the Interrupted raised after it (within 5 s: the resend comes from a helper thread)."""
   def send(phase, info):
     del info
     if phase == "start":
@@ -30,7 +31,13 @@ def test_signal_during_garbage_collection_is_raised_after_it():
           time.sleep(0.01)
     finally:
       gc.callbacks.remove(send)
-  assert e.value.signum == signal.SIGTERM and e.value.exit_code == 143
+  return e.value
+
+
+def test_signal_during_garbage_collection_is_raised_after_it():
+  # Raised inside a gc callback (JAX has one), Python swallows the KeyboardInterrupt and the run goes on.
+  e = _sigterm_during_a_collection()
+  assert e.signum == signal.SIGTERM and e.exit_code == 143
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the previous handler is back
 
 
@@ -48,22 +55,7 @@ def test_signal_while_the_resend_timer_starts_is_not_raised_inside_the_gc_callba
 
   monkeypatch.setattr(signals.threading, "Timer", SignalledWhileStarting)
 
-  def send(phase, info):
-    del info
-    if phase == "start":
-      signal.raise_signal(signal.SIGTERM)
-
-  with signals.handled():
-    gc.callbacks.insert(1, send)
-    try:
-      with pytest.raises(signals.Interrupted) as e:
-        gc.collect()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-          time.sleep(0.01)
-    finally:
-      gc.callbacks.remove(send)
-  assert e.value.signum == signal.SIGTERM
+  assert _sigterm_during_a_collection().signum == signal.SIGTERM
   assert not unraisable, [u.exc_value for u in unraisable]
 
 

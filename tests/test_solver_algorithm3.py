@@ -143,10 +143,11 @@ def test_checkpoint_rule_stops_at_a_closer_checkpoint(clip):
   assert ckpt[8, 1] == 8 and (ckpt[9:, 1] == 10).all()
 
 
-def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, tmp_path):
+def _oracle_segmenter(frames, masks, tmp_path):
+  """A vsreid Segmenter over the seeing net (no learned N_mp) with the clip's oracle detector and
+  ReID not yet installed: -> (segmenter, OracleNets)."""
   from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
   from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
-  frames, masks = clip[0], clip[1]
   config = segment_config.get_config()
   config.net, config.method = "identity", "vsreid"
   config.flow = "dis-ultrafast"
@@ -154,7 +155,12 @@ def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, t
   config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
   seg = Segmenter(config, flow_cache_dir=str(tmp_path))
   seg.propagator.net = seeing_net
-  nets = OracleNets(frames, masks)
+  return seg, OracleNets(frames, masks)
+
+
+def test_segmenter_vsreid_method_yields_every_frame_with_the_object_back(clip, tmp_path):
+  frames, masks = clip[0], clip[1]
+  seg, nets = _oracle_segmenter(frames, masks, tmp_path)
   seg._reid = (nets, nets, "oracle")  # pylint: disable=protected-access
   state = seg.init_state(frames, name="clip")
   seg.add_mask(state, masks[0])
@@ -240,17 +246,8 @@ def test_backward_lets_reid_recover_an_object_given_later_in_the_frames_before(c
 
 
 def test_segmenter_takes_a_later_objects_template_from_its_own_frame(clip, tmp_path):
-  from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
   frames, masks = clip[0], clip[1]
-  config = segment_config.get_config()
-  config.net, config.method = "identity", "vsreid"
-  config.flow = "dis-ultrafast"
-  config.propagation.scales = ((0.15, 65),)
-  config.solver.rho_reid, config.solver.rho_occ, config.solver.recover_passes = 0.5, 0.3, 2
-  seg = Segmenter(config, flow_cache_dir=str(tmp_path))
-  seg.propagator.net = seeing_net
-  nets = OracleNets(frames, masks)
+  seg, nets = _oracle_segmenter(frames, masks, tmp_path)
   embedded = []
   embed = nets.embed
   nets.embed = lambda images, boxes: embedded.append([nets._index(im) for im in images]) or embed(images, boxes)  # pylint: disable=protected-access
