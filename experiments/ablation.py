@@ -52,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vsreid_jax import cli  # pylint: disable=wrong-import-position
+from vsreid_jax import cli, configs  # pylint: disable=wrong-import-position
 from vsreid_jax.api import Segmenter, SequenceJob, segment_dataset  # pylint: disable=wrong-import-position
 from vsreid_jax.configs import segment as segment_config  # pylint: disable=wrong-import-position
 from vsreid_jax.data import DavisDataset, splits  # pylint: disable=wrong-import-position
@@ -122,6 +122,8 @@ def row_configs(args):
       c.solver.max_retrievals = args.max_retrievals
     for key, value in {**solver, **solver_sets}.items():
       c.solver[key] = value
+    for assignment in getattr(args, "override", None) or ():
+      configs.override(c, assignment, "--override")
     return c
 
   reid_state = None
@@ -188,6 +190,8 @@ def describe_run(seg, config) -> str:
     parts.append(f"flip={'on' if (model_cfg.test_flip if config.flip is None else config.flip) else 'off'}")
   parts += [f"box={'on' if p.use_box else 'off'}", "scales=" + ",".join(f"{m}:{c}" for m, c in p.scales),
             f"lost_ratio={p.lost_ratio}", f"method={seg.method}"]
+  if p.min_crop_scale:
+    parts.insert(-1, f"min_crop_scale={p.min_crop_scale}")
   if seg.method == "vsreid":
     s = config.solver
     parts += [f"rule={s.retrieval_rule}", f"recover_passes={s.recover_passes}",
@@ -265,6 +269,9 @@ def main(argv=None):
                   help="run every re-id row again with ground-truth candidates and a perfect ReID (its ceiling)")
   ap.add_argument("--solver", action="append", metavar="KEY=VALUE",
                   help="set config.solver.KEY in every row (e.g. retrieval_rule=paper); repeatable")
+  ap.add_argument("--override", action="append", metavar="KEY=VALUE",
+                  help="any key of configs/segment.py in every row, as `vsreid segment --override` "
+                  "(e.g. propagation.min_crop_scale=1.0); repeatable")
   ap.add_argument("--out", required=True, help="output folder")
   ap.add_argument("--net", default="default", help="N_mp weights (default: shipped)")
   ap.add_argument("--rgb-net", default=None, metavar="FILE",

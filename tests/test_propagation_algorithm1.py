@@ -199,3 +199,58 @@ def test_scales_of_one_crop_size_run_in_one_net_call():
   assert batches == [4]  # 2 objects x 2 scales, one call
   mean = (run(((0.15, 33),)) + run(((0.4, 33),))) / 2
   np.testing.assert_allclose(np.asarray(both), np.asarray(mean), atol=1e-5)
+
+
+def test_crop_keeps_the_first_frame_scale_when_the_mask_shrinks():
+  # A 40x40 object seen as 10x10 (occluded): with min_scale 1 its crop box grows back to the scale
+  # of a 40x40 box (x sqrt(1600 / 100) = 4 per side, capped by the image), centred on the mask.
+  from vsreid_jax.propagation.algorithm1 import crop_stage  # pylint: disable=g-import-not-at-top
+  h, w = 120, 160
+  warped = np.zeros((2, h, w), np.float32)
+  warped[0, 50:60, 70:80] = 1.0  # shrunk to 10x10 from 40x40
+  warped[1, 20:60, 20:60] = 1.0  # at its first-frame size
+  image = jnp.zeros((h, w, 3), jnp.float32)
+  flow = jnp.zeros((h, w, 2), jnp.float32)
+  first_area = jnp.array([1600.0, 1600.0])
+  kw = dict(margin=0.15, size=33, use_box=True, threshold=0.5)
+  _, _, _, paper, _ = crop_stage(image, flow, jnp.asarray(warped), first_area, **kw)
+  _, _, _, kept, _ = crop_stage(image, flow, jnp.asarray(warped), first_area, min_scale=1.0, **kw)
+  paper, kept = np.asarray(paper), np.asarray(kept)
+  np.testing.assert_allclose(paper[0], [68.5, 48.5, 81.5, 61.5])  # 10 px + 15% each side
+  np.testing.assert_allclose(kept[0], [49.0, 29.0, 101.0, 81.0])  # 13 px x 4, same centre
+  np.testing.assert_allclose(kept[1], paper[1])  # an object at its first-frame area keeps the paper's box
+  _, _, _, half, _ = crop_stage(image, flow, jnp.asarray(warped), first_area, min_scale=0.5, **kw)
+  np.testing.assert_allclose(np.asarray(half)[0], [62.0, 42.0, 88.0, 68.0])  # x 2
+
+
+def test_min_crop_scale_reaches_the_propagator():
+  config = _identity_config()
+  config.propagation.min_crop_scale = 0.75
+  assert Segmenter(config).propagator.config.min_crop_scale == 0.75
+
+
+def _bright_net(image, flow, prob):
+  """Sees the object wherever the crop shows it (bright pixels), whatever the prior says."""
+  del flow, prob
+  return jnp.where(image.mean(-1, keepdims=True) > 100, 10.0, -10.0)
+
+
+def test_lost_search_finds_an_object_that_jumped_out_of_its_crop():
+  # A 10x10 object jumps 16 px right between frames; the flow (zero) does not follow it, so its
+  # paper crop (box + 15%) shows only background and the lost rule drops it. With
+  # lost_search_margin 2.0 the box grown by 2 widths each side reaches it: found, alive, N_mp once more.
+  h, w = 48, 80
+  first = np.zeros((1, h, w), np.float32)
+  first[0, 20:30, 20:30] = 1
+  image = np.zeros((h, w, 3), np.uint8)
+  image[20:30, 36:46] = 255
+  flow = np.zeros((h, w, 2), np.float32)
+  found = {}
+  for margin in (0.0, 2.0):
+    prop = Propagator(_bright_net, PropagationConfig(scales=((0.15, 97),), lost_search_margin=margin))
+    prob, alive, area = prop.step(jnp.asarray(first), image, flow, jnp.array([True]), jnp.array([100.0]))
+    found[margin] = (np.asarray(prob)[0] > 0.5, bool(alive[0]), int(area[0]), prop.net_calls)
+  assert found[0.0][1:] == (False, 0, 1)
+  mask, alive, area, calls = found[2.0]
+  assert alive and calls == 2
+  assert _iou(mask, image[..., 0] > 0) > 0.8 and area >= 80

@@ -134,7 +134,9 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
   if binarize is None:
     binarize = bool(model_cfg.get("test_binarize_prior", False)) if model_cfg is not None else False
   return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in scales), use_box=p.use_box,
-                           threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize))
+                           threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize),
+                           min_crop_scale=float(p.min_crop_scale),
+                           lost_search_margin=float(p.lost_search_margin))
 
 
 class Segmenter:

@@ -97,6 +97,14 @@ def enlarge_box(box: jnp.ndarray, margin: float, height: int, width: int) -> jnp
   return jnp.stack([x0, y0, x1, y1])
 
 
+def scale_box(box: jnp.ndarray, factor, height: int, width: int) -> jnp.ndarray:
+  """Scales the box's sides by `factor` about its centre, then clips it to the image."""
+  cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+  half_w, half_h = factor * (box[2] - box[0]) / 2, factor * (box[3] - box[1]) / 2
+  return jnp.stack([jnp.clip(cx - half_w, 0, width), jnp.clip(cy - half_h, 0, height),
+                    jnp.clip(cx + half_w, 0, width), jnp.clip(cy + half_h, 0, height)])
+
+
 def _grid(box, size):
   """Sample positions (x[S], y[S]) of an S x S grid over the box, half-pixel centred."""
   t = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size

@@ -88,6 +88,12 @@ def get_config():
   c.propagation.use_box = True
   c.propagation.threshold = 0.5
   c.propagation.lost_ratio = 0.1
+  # The crop keeps the object's first-frame scale when its warped mask shrinks (partial occlusion):
+  # box grown by max(1, min_crop_scale * sqrt(first-frame area / current area)); 0: the paper's box.
+  c.propagation.min_crop_scale = 0.0
+  # An object the lost rule would drop is segmented once more on its box enlarged by this margin
+  # (box fraction each side) before it is given up; 0: off.
+  c.propagation.lost_search_margin = 0.0
   # Warp the thresholded previous mask (see algorithm1.py); None: as the net's config says.
   c.propagation.binarize_prior = None
   # Test-time target model (propagation/target.py, issue 17 lever 3): a per-object logistic

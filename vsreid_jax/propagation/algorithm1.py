@@ -31,6 +31,13 @@ class PropagationConfig:
   # Warp the thresholded previous mask instead of its probabilities: learned nets are trained on
   # warped binary ground truth, and feeding them their own soft output compounds small biases.
   binarize_prior: bool = False
+  # The crop keeps the object's scale: when the warped mask's area falls below the first frame's
+  # (a partial occlusion, the object shrinking behind a leg or a tree), its enlarged box is grown
+  # about its centre by max(1, min_crop_scale * sqrt(first_area / area)). 0: the paper's box alone.
+  min_crop_scale: float = 0.0
+  # An object the lost rule would drop is segmented once more on its box enlarged by this margin
+  # (a wider search before giving up: the object slid out of its crop); 0: off.
+  lost_search_margin: float = 0.0
   object_buckets: Tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)
 
 
@@ -47,13 +54,21 @@ def binarize(prob, threshold):
   return (prob > threshold).astype(prob.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("margin", "size", "use_box", "threshold"))
-def crop_stage(image, flow, warped, *, margin, size, use_box, threshold):
-  """Boxes of warped[K,H,W] > threshold, enlarged; crops [K,S,S,*] of image, flow and warped."""
+@functools.partial(jax.jit, static_argnames=("margin", "size", "use_box", "threshold", "min_scale"))
+def crop_stage(image, flow, warped, first_area=None, *, margin, size, use_box, threshold, min_scale=0.0):
+  """Boxes of warped[K,H,W] > threshold, enlarged; crops [K,S,S,*] of image, flow and warped.
+
+  With min_scale > 0 and first_area[K] given, each box is further grown about its centre by
+  max(1, min_scale * sqrt(first_area / area of warped > threshold)) (PropagationConfig.min_crop_scale).
+  """
   h, w = warped.shape[1:]
   if use_box:
     boxes, valid = jax.vmap(lambda p: geometry.mask_box(p, threshold))(warped)
     boxes = jax.vmap(lambda b: geometry.enlarge_box(b, margin, h, w))(boxes)
+    if min_scale > 0 and first_area is not None:
+      area = jnp.sum(warped > threshold, axis=(1, 2)).astype(jnp.float32)
+      grow = jnp.maximum(1.0, min_scale * jnp.sqrt(jnp.asarray(first_area, jnp.float32) / jnp.maximum(area, 1.0)))
+      boxes = jax.vmap(lambda b, g: geometry.scale_box(b, g, h, w))(boxes, grow)
   else:
     valid = jnp.any(warped > threshold, axis=(1, 2))
     boxes = jnp.broadcast_to(jnp.array([0.0, 0.0, w, h], jnp.float32), (warped.shape[0], 4))
@@ -179,20 +194,43 @@ class Propagator:
   def segment(self, prior, image, flow, alive, first_area, timer: StageTimer = None):
     """N_mp around a prior already aligned with `image` (the warped previous mask; in the solver's
     recovery, the frame-0 patch pasted into a retrieved box): crop, net, paste, per scale. The
-    objects of all scales that share a crop size go through the net in one call."""
+    objects of all scales that share a crop size go through the net in one call. With
+    `lost_search_margin`, an object the lost rule would drop here is segmented once more on a crop
+    enlarged by that margin, and keeps that result."""
     cfg = self.config
-    h, w = prior.shape[1:]
     t = timer or self.timer
-    warped = prior
     image = jnp.asarray(image, jnp.float32)
+    total = self._scales_sum(prior, image, flow, first_area, cfg.scales, t)
+    with t.stage("finish", finish_stage):
+      prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,
+                                       threshold=cfg.threshold)
+      prob.block_until_ready()
+    if cfg.lost_search_margin and cfg.use_box:
+      dropped = np.asarray(alive) & ~np.asarray(still)
+      if dropped.any():
+        wide = ((float(cfg.lost_search_margin), int(cfg.scales[0][1])),)
+        total = self._scales_sum(prior, image, flow, first_area, wide, t)
+        with t.stage("finish", finish_stage):
+          prob2, still2, area2 = finish_stage(total, 1.0, alive, first_area, cfg.lost_ratio, threshold=cfg.threshold)
+          d = jnp.asarray(dropped)
+          prob = jnp.where(d[:, None, None], prob2, prob).block_until_ready()
+          still, area = jnp.where(d, still2, still), jnp.where(d, area2, area)
+    return prob, still, area
+
+  def _scales_sum(self, warped, image, flow, first_area, scales, t: StageTimer):
+    """Sum over scales [(margin, crop size)] of N_mp's pasted probabilities [Kb, H, W] (target
+    model fused when fitted)."""
+    cfg = self.config
+    h, w = warped.shape[1:]
+    kb = warped.shape[0]
     total = None
     sizes = {}  # crop size -> margins: scales of one crop size run through the net in one call
-    for margin, size in cfg.scales:
+    for margin, size in scales:
       sizes.setdefault(int(size), []).append(float(margin))
-    kb = prior.shape[0]
     for size, margins in sizes.items():
       with t.stage("crop", crop_stage):
-        cut = [crop_stage(image, flow, warped, margin=m, size=size, use_box=cfg.use_box, threshold=cfg.threshold)
+        cut = [crop_stage(image, flow, warped, first_area, margin=m, size=size, use_box=cfg.use_box,
+                          threshold=cfg.threshold, min_scale=float(cfg.min_crop_scale))
                for m in margins]
         jax.block_until_ready(cut[-1][2])
       with t.stage("net", self.net):
@@ -210,11 +248,7 @@ class Propagator:
           full = paste_stage(part, boxes, valid, height=h, width=w)
           total = full if total is None else total + full
         total.block_until_ready()
-    with t.stage("finish", finish_stage):
-      prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,
-                                       threshold=cfg.threshold)
-      prob.block_until_ready()
-    return prob, still, area
+    return total
 
 
 def object_starts(starts, bucket: int) -> np.ndarray:
