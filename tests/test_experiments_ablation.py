@@ -92,3 +92,14 @@ def test_oracle_candidates_of_a_sequence_are_its_gt_boxes(shapes_root):
     row = np.flatnonzero(cands.embeddings[5][:, j] == 1)
     assert row.size == 1
     np.testing.assert_array_equal(cands.boxes[5][row[0]], mask_box_np(ids == k))
+
+
+def test_override_sets_any_config_key_in_every_row():
+  args = ablation.argparse.Namespace(net="identity", multi_scales="0.15:65", max_retrievals=None,
+                                     override=["propagation.min_crop_scale=0.5", "solver.rho_reid=0.7"])
+  rows = dict(ablation.row_configs(args))
+  assert all(c.propagation.min_crop_scale == 0.5 and c.solver.rho_reid == 0.7 for c in rows.values())
+  assert not rows["baseline"].propagation.use_box  # the rows' own changes stay
+  with pytest.raises(ablation.InputError, match="no_such_key"):
+    ablation.row_configs(ablation.argparse.Namespace(net="identity", multi_scales="0.15:65", max_retrievals=None,
+                                                     override=["propagation.no_such_key=1"]))
