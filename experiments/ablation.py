@@ -20,7 +20,9 @@ Every row segments the same sequences in one process (flows, detections and embe
 once and cached), is scored with the project's DAVIS 2017 evaluator, and reports J&F, its wall
 time, N_mp calls and retrievals. With --oracle-reid (ground truth needed) every re-id row runs a
 second time with the oracle (candidates = the ground-truth boxes, a perfect ReID: solver/oracle.py):
-its columns are the row's ceiling. Writes OUT/ablation.md, OUT/ablation.csv, OUT/ablation.png and
+its columns are the row's ceiling. --oracle-split runs it twice more with half an oracle each: the
+detector's own boxes with a perfect ReID, and the ground-truth boxes with the ReID net (what each
+of the two costs). Writes OUT/ablation.md, OUT/ablation.csv, OUT/ablation.png and
 per-row results OUT/<row>/<root>/<sequence>/*.png (+ <sequence>_retrievals.json for re-id rows).
 
 --split val|test takes the fixed splits of vsreid_jax/data/splits.py: the split's sequences of the
@@ -209,17 +211,44 @@ def describe_run(seg, config) -> str:
   return " ".join(parts)
 
 
-def oracle_for(ds, seq, state):
-  """Ground-truth candidates and templates of one sequence (solver/oracle.py) for state's objects."""
-  from vsreid_jax.solver.oracle import oracle_candidates  # pylint: disable=g-import-not-at-top
+# The two halves of the oracle (--oracle-split): which of the detector and the ReID loses the points.
+ORACLE_HALVES = {"ids": "detector boxes + perfect ReID", "boxes": "GT boxes + our ReID"}
+
+
+def oracle_for(ds, seq, state, mode="full", seg=None):
+  """Oracle candidates and templates of one sequence for state's objects (solver/oracle.py).
+
+  mode "full": the ground-truth boxes and a perfect ReID; "ids": the detector's own boxes with a
+  perfect ReID (what the detector loses); "boxes": the ground-truth boxes embedded by the ReID net,
+  its own templates (what the ReID loses). "ids" and "boxes" need the Segmenter `seg` (its nets).
+  """
+  from vsreid_jax.solver import caches, oracle  # pylint: disable=g-import-not-at-top
   masks = [ds.annotation(seq, name) for name in state.frames.names]
   k = len(state.object_ids)
   # An object showing under Algorithm 1's lost share of its first-frame area makes no candidate.
-  return oracle_candidates(masks, state.object_ids, 0.1 * state.first_area[:k])
+  min_area = 0.1 * state.first_area[:k]
+  if mode == "full":
+    return oracle.oracle_candidates(masks, state.object_ids, min_area)
+  detector, embedder, fingerprint = seg.reid_nets()
+  if mode == "ids":
+    src = caches.CandidateSource(state.frames, detector, embedder, int(seg.config.solver.candidate_batch),
+                                 seg.flow_cache_dir, state.name, fingerprint, state.timer)
+    cands = src.get(range(len(state.frames)))
+    src.close()
+    return oracle.oracle_identities(cands, masks, state.object_ids, min_area)
+  starts = np.zeros(k, np.int64) if state.starts is None else np.asarray(state.starts)[:k]
+  tmpl = np.zeros((k, 0), np.float32)
+  for s in np.unique(starts):
+    js = np.flatnonzero(starts == s)
+    t = caches.templates(embedder, state.frames[int(s)], np.asarray(state.first_prob)[js])
+    tmpl = np.zeros((k, t.shape[1]), np.float32) if tmpl.shape[1] == 0 else tmpl
+    tmpl[js] = t
+  return oracle.oracle_boxes(state.frames, masks, state.object_ids, min_area, embedder), tmpl
 
 
-def run_row(name, config, jobs, out_dir, cache_dir, progress, oracle=False):
-  """Segments and scores every sequence with one row's config; oracle: ground-truth candidates."""
+def run_row(name, config, jobs, out_dir, cache_dir, progress, oracle=None):
+  """Segments and scores every sequence with one row's config; oracle: None, or the oracle_for mode
+  whose candidates the solver gets."""
   seg = Segmenter(config, flow_cache_dir=cache_dir)
   start = time.perf_counter()
   frames_done, retrievals, steady = 0, 0, 0.0
@@ -230,7 +259,7 @@ def run_row(name, config, jobs, out_dir, cache_dir, progress, oracle=False):
                           cache_key=os.path.join(root, seq)) for seq in seqs]
 
     def with_oracle(state, job, ds=ds):
-      state.candidates = oracle_for(ds, job.name, state)
+      state.candidates = oracle_for(ds, job.name, state, oracle, seg)
 
     for done in segment_dataset(seg, videos, os.path.join(out_dir, root), progress=progress,
                                 prepare=with_oracle if oracle else None):
@@ -267,6 +296,9 @@ def main(argv=None):
   ap.add_argument("--levers", action="store_true", help="add the rows of issue 20's levers after +re-id")
   ap.add_argument("--oracle-reid", action="store_true",
                   help="run every re-id row again with ground-truth candidates and a perfect ReID (its ceiling)")
+  ap.add_argument("--oracle-split", action="store_true",
+                  help="run every re-id row twice more, once with the detector's boxes and a perfect ReID, once "
+                  "with the ground-truth boxes and the ReID net: which of the two loses the points")
   ap.add_argument("--solver", action="append", metavar="KEY=VALUE",
                   help="set config.solver.KEY in every row (e.g. retrieval_rule=paper); repeatable")
   ap.add_argument("--override", action="append", metavar="KEY=VALUE",
@@ -301,12 +333,19 @@ def main(argv=None):
     r = run_row(name, config, jobs, os.path.join(args.out, f"row{k}"), cache, not args.no_progress)
     if args.oracle_reid and r["method"] == "vsreid":
       o = run_row(name, config, jobs, os.path.join(args.out, f"row{k}-oracle"), cache, not args.no_progress,
-                  oracle=True)
+                  oracle="full")
       r.update(oracle_jf=o["jf"], oracle_retrievals=o["retrievals"], oracle_net_calls=o["net_calls"])
+    if args.oracle_split and r["method"] == "vsreid":
+      for mode in ORACLE_HALVES:
+        o = run_row(name, config, jobs, os.path.join(args.out, f"row{k}-oracle-{mode}"), cache, not args.no_progress,
+                    oracle=mode)
+        r.update({f"oracle_{mode}_jf": o["jf"], f"oracle_{mode}_retrievals": o["retrievals"]})
     results.append(r)
     print(f"{name}: J&F {r['jf']:.3f} (J {r['j']:.3f}, F {r['f']:.3f}) in {r['wall_s']:.0f} s, "
           f"{r['net_calls']} N_mp calls, {r['retrievals']} retrievals"
-          + (f"; oracle ReID J&F {r['oracle_jf']:.3f}, {r['oracle_retrievals']} retrievals" if "oracle_jf" in r else ""),
+          + (f"; oracle ReID J&F {r['oracle_jf']:.3f}, {r['oracle_retrievals']} retrievals" if "oracle_jf" in r else "")
+          + "".join(f"; {ORACLE_HALVES[m]} J&F {r[f'oracle_{m}_jf']:.3f}, {r[f'oracle_{m}_retrievals']} retrievals"
+                    for m in ORACLE_HALVES if f"oracle_{m}_jf" in r),
           flush=True)
   columns = ("row", "J&F", "J", "F", "paper J&F (test-dev)", "wall s", "ms/frame (no flow/detect)", "N_mp calls",
              "retrievals", "ran")
@@ -316,6 +355,11 @@ def main(argv=None):
     columns += ("oracle-ReID J&F", "oracle retrievals")
     rows = [row + ((r["oracle_jf"], r["oracle_retrievals"]) if "oracle_jf" in r else ("", ""))
             for row, r in zip(rows, results)]
+  if args.oracle_split:
+    for m, label in ORACLE_HALVES.items():
+      columns += (f"{label} J&F", f"{label} retrievals")
+      rows = [row + ((r[f"oracle_{m}_jf"], r[f"oracle_{m}_retrievals"]) if f"oracle_{m}_jf" in r else ("", ""))
+              for row, r in zip(rows, results)]
   table = markdown_table(columns, rows)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "ablation.md"), "w") as f:

@@ -103,3 +103,25 @@ def test_override_sets_any_config_key_in_every_row():
   with pytest.raises(ablation.InputError, match="no_such_key"):
     ablation.row_configs(ablation.argparse.Namespace(net="identity", multi_scales="0.15:65", max_retrievals=None,
                                                      override=["propagation.no_such_key=1"]))
+
+
+def test_oracle_halves_of_a_sequence(shapes_root):
+  # "ids": the detector's own boxes, one-hot identities; "boxes": the GT boxes, the ReID's embeddings
+  # and templates (the shipped detector and ReID nets).
+  from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
+  config = segment_config.get_config()
+  config.net = "identity"
+  ds = ablation.DavisDataset(shapes_root, "480p")
+  seg = Segmenter(config)
+  state = seg.init_state(ds.frames("two-objects"), name="two-objects")
+  seg.add_mask(state, ds.first_mask("two-objects"))
+  full, _ = ablation.oracle_for(ds, "two-objects", state)
+  ids, tmpl = ablation.oracle_for(ds, "two-objects", state, "ids", seg)
+  assert tmpl.shape == (2, 3) and ids.embeddings.shape[0] == 10 and ids.embeddings.shape[2] == 3
+  assert set(np.unique(ids.embeddings.sum(-1)[ids.valid])) == {1.0}  # every detection gets one identity
+  boxes, tmpl = ablation.oracle_for(ds, "two-objects", state, "boxes", seg)
+  np.testing.assert_array_equal(boxes.boxes, full.boxes)
+  assert tmpl.shape[0] == 2 and boxes.embeddings.shape[2] == tmpl.shape[1] > 3
+  norms = np.linalg.norm(boxes.embeddings[boxes.valid], axis=-1)
+  np.testing.assert_allclose(norms, 1.0, atol=1e-3)  # the ReID's L2-normalised embeddings

@@ -50,3 +50,69 @@ def oracle_candidates(masks: Sequence[np.ndarray], object_ids: Sequence[int],
     for m, (box, j) in enumerate(found):
       boxes[i, m], valid[i, m], emb[i, m, j] = box, True, 1.0
   return Candidates(boxes, valid.astype(np.float32), valid, emb), np.eye(k, k + 1, dtype=np.float32)
+
+
+def _gt_boxes(masks: Sequence[np.ndarray], object_ids: Sequence[int], min_area: Sequence[float]):
+  """Per frame, {object index j: its box [4]} of the objects showing at least min_area[j] pixels."""
+  object_ids = [int(i) for i in object_ids]
+  out = []
+  for ids in masks:
+    ids = np.asarray(ids)
+    found = {}
+    for j, v in enumerate(object_ids):
+      m = ids == v
+      if m.sum() >= max(min_area[j], 1):
+        found[j] = mask_box_np(m)
+    out.append(found)
+  return out
+
+
+def oracle_identities(cands: Candidates, masks: Sequence[np.ndarray], object_ids: Sequence[int],
+                      min_area: Sequence[float], min_iou: float = 0.5) -> Tuple[Candidates, np.ndarray]:
+  """The detector's own boxes with a perfect ReID: half of the oracle, to tell the detector's losses
+  from the ReID's.
+
+  Args:
+    cands: the detector's candidates of every frame (boxes [T, M, 4], scores, valid [T, M]).
+    masks: T ground-truth id masks [H, W]; object_ids: [K] the objects segmented.
+    min_area: [K] the fewest pixels of object k that make it findable in a frame (as oracle_candidates).
+    min_iou: a box is object k's when its IoU with k's ground-truth box is at least this (the
+      highest such k); otherwise it is "other".
+  Returns:
+    (Candidates with the same boxes, scores and valid, embeddings [T, M, K + 1] one-hot of the
+    identity so found), templates eye(K, K + 1).
+  """
+  from vsreid_jax.geometry import box_iou  # pylint: disable=g-import-not-at-top
+  k = len(object_ids)
+  t, m = cands.valid.shape
+  emb = np.zeros((t, m, k + 1), np.float32)
+  for i, found in enumerate(_gt_boxes(masks, object_ids, min_area)):
+    ident = np.full(m, k)
+    if found:
+      js = sorted(found)
+      iou = box_iou(cands.boxes[i], np.stack([found[j] for j in js]))  # [M, n]
+      best = iou.argmax(axis=1)
+      ok = iou[np.arange(m), best] >= min_iou
+      ident[ok] = np.asarray(js)[best[ok]]
+    emb[i, np.arange(m), ident] = 1.0
+    emb[i, ~cands.valid[i]] = 0.0
+  return Candidates(cands.boxes, cands.scores, cands.valid, emb), np.eye(k, k + 1, dtype=np.float32)
+
+
+def oracle_boxes(frames, masks: Sequence[np.ndarray], object_ids: Sequence[int], min_area: Sequence[float],
+                 embedder) -> Candidates:
+  """Ground-truth boxes (as oracle_candidates: every object's, others' included) embedded by the
+  ReID net: the other half of the oracle (a perfect detector, the real ReID). The templates stay the
+  ReID's own (`caches.templates`).
+
+  Args:
+    frames: the T frames [H, W, 3] uint8; masks, object_ids, min_area: as oracle_candidates.
+    embedder: a reid.embedder.Embedder (`embed(images [1, H, W, 3], boxes [1, M, 4])`).
+  Returns:
+    Candidates: boxes [T, M, 4], scores 1 where valid, valid [T, M], embeddings [T, M, D].
+  """
+  gt, _ = oracle_candidates(masks, object_ids, min_area)
+  emb = np.stack([np.asarray(embedder.embed(np.asarray(frames[i])[None], gt.boxes[i][None]))[0]
+                  for i in range(len(gt))]).astype(np.float32)
+  emb[~gt.valid] = 0.0
+  return Candidates(gt.boxes, gt.scores, gt.valid, emb)
