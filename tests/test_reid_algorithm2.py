@@ -214,3 +214,30 @@ def test_a_threshold_per_object_accepts_each_object_against_its_own():
   index, _ = algorithm2.reidentify_paper(BOXES, VALID, algorithm2.similarity(emb, TEMPLATES), np.array([True, True]),
                                          np.zeros((2, 4)), np.array([False, False]), rho, 0.3)
   np.testing.assert_array_equal(index, [-1, 1])
+
+
+def test_original_rule_with_motion_takes_the_look_alike_near_where_the_object_was():
+  # A lost object and two look-alikes: the twin far away is a little more similar (0.95) than the
+  # candidate near the object's last box (0.9). Similarity alone takes the twin; with a motion bonus
+  # the near one; acceptance still tests the similarity (the near one at 0.92 threshold: refused).
+  emb = _unit([[0.95, np.sqrt(1 - 0.95 ** 2), 0], [0.9, 0, np.sqrt(1 - 0.81)], [0, 0, 1]])
+  args = (BOXES, VALID, emb, TEMPLATES[:1], np.array([True]), np.zeros((1, 4)), np.array([False]))
+  index, _ = algorithm2.reidentify(*args, rho_reid=0.5, rho_occ=0.3)
+  assert index[0] == 0
+  near = np.array([[0.0], [0.3], [0.0]], np.float32)  # candidate 1 is near the object's last box
+  index, score = algorithm2.reidentify(*args, rho_reid=0.5, rho_occ=0.3, bonus=near)
+  assert index[0] == 1 and abs(score[0] - 0.9) < 1e-5
+  index, _ = algorithm2.reidentify(*args, rho_reid=0.92, rho_occ=0.3, bonus=near)
+  assert index[0] == -1
+  # Over frames, pairs are ranked by similarity + bonus too: frame 1's near candidate (0.9 + 0.3)
+  # beats frame 0's far twin (0.95).
+  cands = types.SimpleNamespace(boxes=np.stack([BOXES] * 2), valid=np.stack([VALID] * 2),
+                                embeddings=np.stack([_unit([[0.95, np.sqrt(1 - 0.95 ** 2), 0], [0, 1, 0], [0, 0, 1]]),
+                                                     emb]))
+  lost = np.array([[True], [True]])
+  boxes0 = np.zeros((2, 1, 4), np.float32)
+  best = algorithm2.best_retrieval(cands, TEMPLATES[:1], lost, boxes0, ~lost, 0.5, 0.3)
+  assert (best.frame, best.candidate) == (0, 0)
+  bonus = lambda t: near if t == 1 else np.zeros((3, 1), np.float32)
+  best = algorithm2.best_retrieval(cands, TEMPLATES[:1], lost, boxes0, ~lost, 0.5, 0.3, bonus=bonus)
+  assert (best.frame, best.candidate) == (1, 1) and abs(best.score - 0.9) < 1e-5

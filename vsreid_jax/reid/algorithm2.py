@@ -107,12 +107,14 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
 
 def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, templates: np.ndarray,
                lost: np.ndarray, object_boxes: np.ndarray, present: np.ndarray,
-               rho_reid: float, rho_occ: float):
+               rho_reid: float, rho_occ: float, bonus: Optional[np.ndarray] = None):
   """One frame: for every object, the accepted candidate (index, score) or (-1, best score seen).
 
   boxes[M, 4], valid[M], embeddings[M, D]: the frame's candidates; templates[K, D]; lost[K] bool;
   object_boxes[K, 4] and present[K]: the mask boxes of the objects present in this frame;
-  rho_reid: a float or [K] (each object's threshold).
+  rho_reid: a float or [K] (each object's threshold); bonus: None or [M, K] added to the
+  similarity to pick each object's candidate (e.g. motion continuity); acceptance still tests the
+  similarity alone.
   """
   k = templates.shape[0]
   index = np.full(k, -1, np.int64)
@@ -130,8 +132,9 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
   sim_lost = np.where(lost[None, :], sim, -np.inf)
   owner = np.argmax(sim_lost, axis=1)  # the lost object each candidate resembles most
   for obj in np.flatnonzero(lost):
-    s = np.where(free & (owner == obj), sim[:, obj], -np.inf)
-    best = int(np.argmax(s))
+    mine = free & (owner == obj)
+    s = np.where(mine, sim[:, obj], -np.inf)
+    best = int(np.argmax(s if bonus is None else np.where(mine, sim[:, obj] + bonus[:, obj], -np.inf)))
     score[obj] = s[best]
     if s[best] > np.broadcast_to(np.asarray(rho_reid, np.float32), (k,))[obj]:
       index[obj] = best
@@ -155,7 +158,7 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     rule: "original" or "paper" (module docstring).
     consider: [T, K] the pairs the "paper" rule considers (default: every pair but frame 0's).
     bonus: None or a function t -> [M, K] added to the similarity to rank candidates and pairs
-      ("paper" rule; e.g. motion continuity); acceptance still tests the similarity alone.
+      (either rule; e.g. motion continuity); acceptance still tests the similarity alone.
     evidence: [T, K] the current masks' evidence; drift_iou, drift_margin, exclusive: the stricter
       drift test of the "paper" rule (`reidentify_paper`; None: the paper's test alone).
   Returns:
@@ -175,8 +178,11 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     boxes, valid, emb = candidates.boxes[t], candidates.valid[t], candidates.embeddings[t]
     rank = None
     if rule == "original":
+      extra = None if bonus is None else bonus(t)
       index, score = reidentify(boxes, valid, emb, templates, lost[t], object_boxes[t], present[t],
-                                rho_reid, rho_occ)
+                                rho_reid, rho_occ, extra)
+      if extra is not None:
+        rank = similarity(emb, templates) + extra
     else:
       sim = similarity(emb, templates)
       rank = sim if bonus is None else sim + bonus(t)

@@ -16,7 +16,7 @@ too). Levers of issue 20, each off by default and an ablation row:
     its top candidate is taken only when IoU with the current mask box < drift_iou and similarity >
     the current mask's evidence (below, 0 where none) + drift_margin; drift_exclusive also refuses a
     top candidate that another present object's mask box covers.
-  - motion_weight > 0 (paper rule): candidates and pairs are ranked by similarity + motion_weight x
+  - motion_weight > 0 (either rule): candidates and pairs are ranked by similarity + motion_weight x
     motion continuity (a Gaussian of the distance from the object's box in the nearest confident
     frame, widening with the square root of the gap); a confident frame is a checkpoint (frame 0,
     a recovery) or a frame whose mask the evidence confirms (below).
@@ -78,7 +78,7 @@ class SolverConfig:
   drift_iou: Optional[float] = None  # paper rule: a present object's candidate must have IoU < this (None: off)
   drift_margin: float = 0.0  # ... and similarity > the current mask's evidence + this
   drift_exclusive: bool = False  # paper rule: refuse a candidate another present object's mask box covers
-  motion_weight: float = 0.0  # paper rule: rank by similarity + this x motion continuity (0: off)
+  motion_weight: float = 0.0  # rank by similarity + this x motion continuity (0: off)
   motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
   recovery_guard: bool = False  # never replace a mask the evidence confirms
@@ -222,8 +222,10 @@ class Solver:
       templates = functools.lru_cache(maxsize=None)(templates if callable(templates) else lambda t=templates: t)
       # The original rule with no lever reads candidates only where an object is lost (fetched on
       # demand); the paper's rule and the levers read every frame's, fetched once when first needed.
+      # Motion continuity under the original rule needs no other frame's candidates: it is measured
+      # from the object's box in the nearest frame where its mask is present.
       reads_all = (cfg.retrieval_rule == "paper" or cfg.recovery_guard or cfg.template_refresh > 0
-                   or cfg.motion_weight > 0 or cfg.merge == "occlusion")
+                   or cfg.merge == "occlusion")
       every = functools.lru_cache(maxsize=None)(lambda: candidates.get(np.arange(n)))
       rho = cfg.rho_reid  # a float, or [K] per object with rho_relative
       # rho_relative: each object's threshold is >= rho_reid, so where the floor accepts nothing no
@@ -243,10 +245,11 @@ class Solver:
         lost = ~present & ~given  # a given frame (frame 0 for a first-frame mask) is not searched
         confirmed = evidence = None
         if not reads_all:
-          ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho)
+          seen = present if cfg.motion_weight > 0 else None
+          ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho, seen)
           if ret is not None and pending:
             rho, pending = relative(), False
-            ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho)
+            ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho, seen)
         else:
           cands = every()
           if pending:
@@ -260,8 +263,8 @@ class Solver:
               consider = ~given
               if cfg.recovery_guard:
                 consider &= ~confirmed
-              if cfg.motion_weight > 0:
-                bonus = self._motion(cands, boxes, present, confirmed | (ckpt == np.arange(n)[:, None]))
+            if cfg.motion_weight > 0:
+              bonus = self._motion(cands, boxes, present, confirmed | (ckpt == np.arange(n)[:, None]))
             ret = best_retrieval(cands, tmpl, lost, boxes, present, rho, cfg.rho_occ,
                                  skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
                                  evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
@@ -357,16 +360,18 @@ class Solver:
         out[j, 1 + slot] = candidates.embeddings[t][match[t, j]]
     return out
 
-  def _motion(self, candidates, boxes, present, confident):
+  def _motion(self, candidates, boxes, present, confident, frames=None):
     """t -> [M, K] motion_weight x exp(-d^2 / 2 sigma^2): d the distance of each candidate's centre
     from the object's box centre in the nearest other confident frame, in that box's diagonals;
-    sigma = motion_sigma x sqrt(gap). Zero for an object with no confident frame."""
+    sigma = motion_sigma x sqrt(gap). Zero for an object with no confident frame. frames: the
+    video frame of each of candidates' rows (a block of them; default: row t is frame t)."""
     cfg = self.config
     n, k = present.shape
     conf = [np.flatnonzero(confident[:, j] & present[:, j]) for j in range(k)]
 
-    def bonus(t):
-      cb = np.asarray(candidates.boxes[t], np.float32)
+    def bonus(row):
+      t = int(frames[row]) if frames is not None else row
+      cb = np.asarray(candidates.boxes[row], np.float32)
       centre = (cb[:, :2] + cb[:, 2:]) / 2
       out = np.zeros((len(cb), k), np.float32)
       for j in range(k):
@@ -389,13 +394,15 @@ class Solver:
     (lost[T, K]). A rule that also looks at suspect objects adds their frames here."""
     return np.flatnonzero(lost.any(axis=1))
 
-  def _retrieve(self, candidates, templates, lost, boxes, present, tried, timer, rho=None):
+  def _retrieve(self, candidates, templates, lost, boxes, present, tried, timer, rho=None, seen=None):
     """Algorithm 2 over the frames of `search_frames`, their candidates fetched on demand, a block
     of `search_block` frames at a time (the best over blocks: the earliest frame wins ties).
-    rho: the similarity threshold, a float or [K] per object (default: rho_reid)."""
+    rho: the similarity threshold, a float or [K] per object (default: rho_reid); seen: None, or
+    [T, K] the frames whose mask boxes anchor motion continuity (motion_weight; candidates are then
+    ranked by similarity + the motion bonus)."""
     cfg = self.config
     frames = self.search_frames(lost)
-    best = None
+    best, best_rank = None, -np.inf
     for start in range(0, frames.size, cfg.search_block):
       block = frames[start:start + cfg.search_block]
       cands = candidates.get(block)  # runs the detector on frames not seen before
@@ -403,10 +410,13 @@ class Solver:
       skip = {(pos[t], o) for t, o in tried if t in pos}
       tmpl = templates()
       with timer.stage("reid"):
+        bonus = None if seen is None else self._motion(cands, boxes, present, seen, frames=block)
         ret = best_retrieval(cands, tmpl, lost[block], boxes[block], present[block],
-                             cfg.rho_reid if rho is None else rho, cfg.rho_occ, skip=skip)
-      if ret is not None and (best is None or ret.score > best.score):
-        best = dataclasses.replace(ret, frame=int(block[ret.frame]))
+                             cfg.rho_reid if rho is None else rho, cfg.rho_occ, skip=skip, bonus=bonus)
+      if ret is not None:
+        rank = ret.score if bonus is None else ret.score + float(bonus(ret.frame)[ret.candidate, ret.object_index])
+        if best is None or rank > best_rank:
+          best, best_rank = dataclasses.replace(ret, frame=int(block[ret.frame])), rank
     return best
 
   @staticmethod
