@@ -6,7 +6,7 @@ over the box (the cv2.resize half-pixel convention), so the crop shape never dep
 and nothing recompiles when an object moves or grows. Paste-back samples the S x S result at every
 full-frame pixel inside the box; outside it the map is 0.
 
-The JAX functions (`mask_box`, `enlarge_box`, `crop_resize`, `crop_flow`, `paste`) run inside
+The JAX functions (`mask_box`, `enlarge_box`, `scale_box`, `crop_resize`, `crop_flow`, `paste`) run inside
 jitted code with static shapes (Algorithm 1, training crops); `mask_box_np` and `box_iou` are their
 host (numpy) counterparts for per-frame bookkeeping (the solver, ReID, detection data). The
 detector's anchor coding lives with the detector (detection/boxes.py).
