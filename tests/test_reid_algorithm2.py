@@ -241,3 +241,29 @@ def test_original_rule_with_motion_takes_the_look_alike_near_where_the_object_wa
   bonus = lambda t: near if t == 1 else np.zeros((3, 1), np.float32)
   best = algorithm2.best_retrieval(cands, TEMPLATES[:1], lost, boxes0, ~lost, 0.5, 0.3, bonus=bonus)
   assert (best.frame, best.candidate) == (1, 1) and abs(best.score - 0.9) < 1e-5
+
+
+def test_containment_refuses_a_partial_box_on_a_present_object_that_iou_lets_through():
+  # Object 0 is lost; object 1 is present with a big box. Candidate 0, a narrow box inside object
+  # 1's box (IoU 0.2 <= rho_occ), and candidate 1, a loose box around a small present object 2
+  # (IoU 0.25), both look like object 0. The IoU test frees both; containment 0.5 frees neither;
+  # candidate 2, apart from every present object, is free either way.
+  templates = _unit([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+  boxes = np.array([[10, 10, 20, 60], [100, 0, 150, 50], [200, 0, 220, 20]], np.float32)
+  emb = _unit([[1, 0.05, 0], [1, 0.1, 0], [1, 0.3, 0.3]])
+  object_boxes = np.array([[0, 0, 0, 0], [0, 10, 50, 60], [110, 10, 135, 35]], np.float32)
+  present = np.array([False, True, True])
+  lost = np.array([True, False, False])
+  np.testing.assert_allclose(algorithm2.box_iou(boxes[:2], object_boxes[1:]).diagonal(), [0.2, 0.25])
+  index, _ = algorithm2.reidentify(boxes, np.array([True, True, False]), emb, templates, lost, object_boxes,
+                                   present, rho_reid=0.5, rho_occ=0.3)
+  assert index[0] == 0
+  index, _ = algorithm2.reidentify(boxes, np.array([False, True, False]), emb, templates, lost, object_boxes,
+                                   present, rho_reid=0.5, rho_occ=0.3)
+  assert index[0] == 1
+  index, _ = algorithm2.reidentify(boxes, np.array([True, True, False]), emb, templates, lost, object_boxes,
+                                   present, rho_reid=0.5, rho_occ=0.3, containment=0.5)
+  assert index[0] == -1
+  index, _ = algorithm2.reidentify(boxes, VALID, emb, templates, lost, object_boxes, present, rho_reid=0.5,
+                                   rho_occ=0.3, containment=0.5)
+  assert index[0] == 2

@@ -182,6 +182,7 @@ class Segmenter:
                         drift_iou=None if s.get("drift_iou") is None else float(s.drift_iou),
                         drift_margin=float(s.get("drift_margin", 0.0)),
                         drift_exclusive=bool(s.get("drift_exclusive", False)),
+                        free_containment=None if s.get("free_containment") is None else float(s.free_containment),
                         rho_relative=None if s.get("rho_relative") is None else float(s.rho_relative),
                         rho_relative_margin=float(s.get("rho_relative_margin", 0.0)),
                         stop_outside=bool(s.get("stop_outside", False)),

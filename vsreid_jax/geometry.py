@@ -81,6 +81,19 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
+def box_containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """[N, M] intersection of boxes a[N, 4] and b[M, 4] over the smaller box's area (1: one box lies
+  inside the other; empty boxes 0)."""
+  a = np.asarray(a, np.float32).reshape(-1, 4)
+  b = np.asarray(b, np.float32).reshape(-1, 4)
+  w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+  h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+  area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+  area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+  small = np.minimum(area_a[:, None], area_b[None, :])
+  return np.where(small > 0, w * h / np.maximum(small, 1e-9), 0.0).astype(np.float32)
+
+
 def enlarge_box(box: jnp.ndarray, margin: float, height: int, width: int) -> jnp.ndarray:
   """Grows the box by `margin` of its width/height on each side, keeps a minimum side, clips."""
   x0, y0, x1, y1 = box[0], box[1], box[2], box[3]

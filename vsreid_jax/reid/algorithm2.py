@@ -33,7 +33,7 @@ from typing import Optional
 
 import numpy as np
 
-from vsreid_jax.geometry import box_iou
+from vsreid_jax.geometry import box_containment, box_iou
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,14 +107,18 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
 
 def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, templates: np.ndarray,
                lost: np.ndarray, object_boxes: np.ndarray, present: np.ndarray,
-               rho_reid: float, rho_occ: float, bonus: Optional[np.ndarray] = None):
+               rho_reid: float, rho_occ: float, bonus: Optional[np.ndarray] = None,
+               containment: Optional[float] = None):
   """One frame: for every object, the accepted candidate (index, score) or (-1, best score seen).
 
   boxes[M, 4], valid[M], embeddings[M, D]: the frame's candidates; templates[K, D]; lost[K] bool;
   object_boxes[K, 4] and present[K]: the mask boxes of the objects present in this frame;
   rho_reid: a float or [K] (each object's threshold); bonus: None or [M, K] added to the
   similarity to pick each object's candidate (e.g. motion continuity); acceptance still tests the
-  similarity alone.
+  similarity alone; containment: None, or a candidate is also not free when its intersection with a
+  present object's box exceeds this share of the smaller of the two boxes (one box mostly inside
+  the other: a partial box on an occluder, or a loose box around a smaller present object, overlap
+  with IoU <= rho_occ).
   """
   k = templates.shape[0]
   index = np.full(k, -1, np.int64)
@@ -125,10 +129,13 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
     return index, score
   sim = similarity(embeddings, templates)  # [M, K]
   if np.any(present):
-    overlap = box_iou(boxes, np.asarray(object_boxes)[np.asarray(present, bool)]).max(axis=1)
+    others = np.asarray(object_boxes, np.float32)[np.asarray(present, bool)]
+    overlap = box_iou(boxes, others).max(axis=1)
   else:
-    overlap = np.zeros(len(boxes), np.float32)
+    others, overlap = None, np.zeros(len(boxes), np.float32)
   free = valid & (overlap <= rho_occ)
+  if containment is not None and others is not None:
+    free &= box_containment(boxes, others).max(axis=1) <= containment
   sim_lost = np.where(lost[None, :], sim, -np.inf)
   owner = np.argmax(sim_lost, axis=1)  # the lost object each candidate resembles most
   for obj in np.flatnonzero(lost):
@@ -145,7 +152,8 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
                    present: np.ndarray, rho_reid: float, rho_occ: float,
                    skip: Optional[set] = None, rule: str = "original", consider: Optional[np.ndarray] = None,
                    bonus=None, evidence: Optional[np.ndarray] = None, drift_iou: Optional[float] = None,
-                   drift_margin: float = 0.0, exclusive: bool = False) -> Optional[Retrieval]:
+                   drift_margin: float = 0.0, exclusive: bool = False,
+                   containment: Optional[float] = None) -> Optional[Retrieval]:
   """Algorithm 2 over all frames: the single best accepted (frame, object), or None.
 
   Args:
@@ -180,7 +188,7 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     if rule == "original":
       extra = None if bonus is None else bonus(t)
       index, score = reidentify(boxes, valid, emb, templates, lost[t], object_boxes[t], present[t],
-                                rho_reid, rho_occ, extra)
+                                rho_reid, rho_occ, extra, containment)
       if extra is not None:
         rank = similarity(emb, templates) + extra
     else:

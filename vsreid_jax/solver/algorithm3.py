@@ -78,6 +78,9 @@ class SolverConfig:
   drift_iou: Optional[float] = None  # paper rule: a present object's candidate must have IoU < this (None: off)
   drift_margin: float = 0.0  # ... and similarity > the current mask's evidence + this
   drift_exclusive: bool = False  # paper rule: refuse a candidate another present object's mask box covers
+  # original rule: a candidate is also not free when it and a present object's box lie mostly one
+  # inside the other (intersection > this share of the smaller box; None: IoU <= rho_occ alone)
+  free_containment: Optional[float] = None
   motion_weight: float = 0.0  # rank by similarity + this x motion continuity (0: off)
   motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
@@ -268,7 +271,7 @@ class Solver:
             ret = best_retrieval(cands, tmpl, lost, boxes, present, rho, cfg.rho_occ,
                                  skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
                                  evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
-                                 exclusive=cfg.drift_exclusive)
+                                 exclusive=cfg.drift_exclusive, containment=cfg.free_containment)
         if ret is None:
           break
         tried.add((ret.frame, ret.object_index))
@@ -412,7 +415,8 @@ class Solver:
       with timer.stage("reid"):
         bonus = None if seen is None else self._motion(cands, boxes, present, seen, frames=block)
         ret = best_retrieval(cands, tmpl, lost[block], boxes[block], present[block],
-                             cfg.rho_reid if rho is None else rho, cfg.rho_occ, skip=skip, bonus=bonus)
+                             cfg.rho_reid if rho is None else rho, cfg.rho_occ, skip=skip, bonus=bonus,
+                             containment=cfg.free_containment)
       if ret is not None:
         rank = ret.score if bonus is None else ret.score + float(bonus(ret.frame)[ret.candidate, ret.object_index])
         if best is None or rank > best_rank:
