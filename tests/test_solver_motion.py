@@ -75,3 +75,24 @@ def test_lost_object_with_motion_is_retrieved_near_where_it_was_last_seen():
   for t in range(6, T):
     prob = np.asarray(result.probs[t, 0])
     assert prob[y0:y1, x0:x1].mean() > 0.9 and prob[:, 60:].max() < 0.5, t
+
+
+def test_motion_velocity_expects_the_object_further_along_its_path():
+  # The object's box moves 6 px right a frame in frames 0-3, then it is lost. At frame 6 a candidate
+  # where it was last seen (frame 3) and one where it would be at constant velocity: the plain
+  # bonus prefers the first, motion_velocity 2 the second.
+  n = 7
+  boxes = np.zeros((n, 1, 4), np.float32)
+  present = np.zeros((n, 1), bool)
+  for t in range(4):
+    boxes[t, 0] = (10 + 6 * t, 20, 30 + 6 * t, 40)
+    present[t, 0] = True
+  last, ahead = (28, 20, 48, 40), (46, 20, 66, 40)
+  cands = Candidates(np.zeros((n, 2, 4), np.float32), np.ones((n, 2), np.float32), np.ones((n, 2), bool),
+                     np.zeros((n, 2, 2), np.float32))
+  cands.boxes[6] = [last, ahead]
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+  plain = Solver(prop, SolverConfig(motion_weight=1.0))._motion(cands, boxes, present, present)(6)[:, 0]
+  moving = Solver(prop, SolverConfig(motion_weight=1.0, motion_velocity=2))._motion(cands, boxes, present, present)(6)
+  assert plain[0] > plain[1] and moving[1, 0] > moving[0, 0]
+  np.testing.assert_allclose(moving[1, 0], 1.0, atol=1e-6)  # exactly where constant velocity puts it

@@ -53,6 +53,7 @@ def get_config():
   # 1.0 (sigma 1.0: 0.368); real val unchanged (0.639, the same single retrieval).
   c.solver.motion_weight = 1.0
   c.solver.motion_sigma = 0.5  # its spread in box diagonals per sqrt(frame of gap)
+  c.solver.motion_velocity = 0  # frames back to estimate a constant velocity from (0: the last box alone)
   c.solver.template_refresh = 0  # extra templates per object from confirmed frames
   c.solver.recovery_guard = False  # never replace a mask a similar candidate confirms
   c.solver.merge = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)

@@ -83,6 +83,7 @@ class SolverConfig:
   free_containment: Optional[float] = None
   motion_weight: float = 0.0  # rank by similarity + this x motion continuity (0: off)
   motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
+  motion_velocity: int = 0  # frames back to estimate a constant velocity for motion continuity (0: none)
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
   recovery_guard: bool = False  # never replace a mask the evidence confirms
   merge: str = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
@@ -366,11 +367,14 @@ class Solver:
   def _motion(self, candidates, boxes, present, confident, frames=None):
     """t -> [M, K] motion_weight x exp(-d^2 / 2 sigma^2): d the distance of each candidate's centre
     from the object's box centre in the nearest other confident frame, in that box's diagonals;
-    sigma = motion_sigma x sqrt(gap). Zero for an object with no confident frame. frames: the
-    video frame of each of candidates' rows (a block of them; default: row t is frame t)."""
+    sigma = motion_sigma x sqrt(gap). Zero for an object with no confident frame. With
+    motion_velocity v > 0 the expected centre moves on at the velocity between that frame and the
+    confident frame v further away from t, when there is one. frames: the video frame of each of
+    candidates' rows (a block of them; default: row t is frame t)."""
     cfg = self.config
     n, k = present.shape
     conf = [np.flatnonzero(confident[:, j] & present[:, j]) for j in range(k)]
+    set_ok = [set(c.tolist()) for c in conf]
 
     def bonus(row):
       t = int(frames[row]) if frames is not None else row
@@ -384,7 +388,13 @@ class Solver:
         tc = int(frames_ok[np.argmin(np.abs(frames_ok - t))])
         b = boxes[tc, j]
         diag = max(float(np.hypot(b[2] - b[0], b[3] - b[1])), 1.0)
-        d = np.linalg.norm(centre - (b[:2] + b[2:]) / 2, axis=1) / diag
+        expect = (b[:2] + b[2:]) / 2
+        v = cfg.motion_velocity
+        tr = tc - v * int(np.sign(t - tc))  # the constant-velocity reference, away from t
+        if v > 0 and 0 <= tr < n and tr in set_ok[j]:
+          br = boxes[tr, j]
+          expect = expect + ((b[:2] + b[2:]) / 2 - (br[:2] + br[2:]) / 2) / v * abs(t - tc)
+        d = np.linalg.norm(centre - expect, axis=1) / diag
         sigma = cfg.motion_sigma * np.sqrt(abs(t - tc))
         out[:, j] = cfg.motion_weight * np.exp(-0.5 * (d / sigma) ** 2)
       return out
