@@ -96,3 +96,44 @@ def test_motion_velocity_expects_the_object_further_along_its_path():
   moving = Solver(prop, SolverConfig(motion_weight=1.0, motion_velocity=2))._motion(cands, boxes, present, present)(6)
   assert plain[0] > plain[1] and moving[1, 0] > moving[0, 0]
   np.testing.assert_allclose(moving[1, 0], 1.0, atol=1e-6)  # exactly where constant velocity puts it
+
+
+def _occluder_clip():
+  """Object 1 in frames 0-2, then gone; object 2, an occluder, in every frame. From frame 3 a narrow
+  box on the occluder's left part (IoU 0.25 with its box, so free by the IoU test) looks like object 1."""
+  tex = np.random.default_rng(1).integers(60, 255, (H, W, 3)).astype(np.uint8)
+  n = 8
+  a, occ, part = (10, 20, 30, 40), (40, 10, 80, 50), (40, 10, 50, 50)
+  frames = np.zeros((n, H, W, 3), np.uint8)
+  boxes = np.zeros((n, 2, 4), np.float32)
+  emb = np.zeros((n, 2, 3), np.float32)
+  for t in range(n):
+    x0, y0, x1, y1 = occ
+    frames[t, y0:y1, x0:x1] = tex[y0:y1, x0:x1]
+    boxes[t, 1], emb[t, 1] = occ, (0, 1, 0)
+    if t < 3:
+      x0, y0, x1, y1 = a
+      frames[t, y0:y1, x0:x1] = tex[y0:y1, x0:x1]
+      boxes[t, 0], emb[t, 0] = a, (1, 0, 0)
+    else:
+      boxes[t, 0], emb[t, 0] = part, (1, 0, 0)
+  valid = np.ones((n, 2), bool)
+  first = np.zeros((2, H, W), np.float32)
+  first[0, 20:40, 10:30] = 1.0
+  first[1, 10:50, 40:80] = 1.0
+  return frames, Candidates(boxes, valid.astype(np.float32), valid, emb), first
+
+
+def test_free_cover_refuses_a_box_on_a_present_objects_mask():
+  frames, cands, first = _occluder_clip()
+  out = {}
+  for cover in (None, 0.5):
+    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
+                                       retrieval_rule="original", motion_weight=0.0, free_cover=cover))
+    out[cover] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 2, cands,
+                              np.eye(2, 3, dtype=np.float32))
+  taken = out[None].retrievals
+  assert taken and taken[0]["object"] == 0 and tuple(taken[0]["box"]) == (40, 10, 50, 50)
+  assert out[0.5].retrievals == []
+  assert not out[0.5].alive[3:, 0].any() and out[0.5].alive[:, 1].all()

@@ -46,6 +46,9 @@ def get_config():
   # Original rule: a candidate is also not free when it and a present object's box lie mostly one
   # inside the other (intersection > this share of the smaller box; None: the IoU test alone).
   c.solver.free_containment = ml_collections.FieldReference(None, field_type=float)
+  # A retrieved box whose pixels the other present objects' masks cover more than this share of is
+  # refused and the search goes on (None: off).
+  c.solver.free_cover = ml_collections.FieldReference(None, field_type=float)
   # Rank candidates by similarity + w x motion continuity (a Gaussian of the distance from the
   # object's box in the nearest frame where it is present (original rule) or confirmed (paper rule);
   # 0: off). On by default (issue 20, lever 2): the hard occlusion clips hide the target beside a

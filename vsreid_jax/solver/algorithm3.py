@@ -81,6 +81,9 @@ class SolverConfig:
   # original rule: a candidate is also not free when it and a present object's box lie mostly one
   # inside the other (intersection > this share of the smaller box; None: IoU <= rho_occ alone)
   free_containment: Optional[float] = None
+  # a retrieved box whose pixels the other present objects' masks cover more than this share of is
+  # refused and the search goes on (None: off)
+  free_cover: Optional[float] = None
   motion_weight: float = 0.0  # rank by similarity + this x motion continuity (0: off)
   motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
   motion_velocity: int = 0  # frames back to estimate a constant velocity for motion continuity (0: none)
@@ -247,32 +250,47 @@ class Solver:
           callback("re-id", round_, cfg.max_retrievals)
         present = alive[:, :k]
         lost = ~present & ~given  # a given frame (frame 0 for a first-frame mask) is not searched
-        confirmed = evidence = None
-        if not reads_all:
-          seen = present if cfg.motion_weight > 0 else None
-          ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho, seen)
-          if ret is not None and pending:
-            rho, pending = relative(), False
+        found = {}
+
+        def search():
+          """The best retrieval not tried yet (sets found["confirmed"], found["evidence"])."""
+          nonlocal rho, pending
+          confirmed = evidence = None
+          if not reads_all:
+            seen = present if cfg.motion_weight > 0 else None
             ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho, seen)
-        else:
-          cands = every()
-          if pending:
-            rho, pending = relative(), False
-          with timer.stage("reid"):
-            evidence, match = self._evidence(cands, templates(), boxes, present)
-            confirmed = evidence > rho
-            tmpl = self._templates(cands, templates(), confirmed, match)
-            consider = bonus = None
-            if cfg.retrieval_rule == "paper":
-              consider = ~given
-              if cfg.recovery_guard:
-                consider &= ~confirmed
-            if cfg.motion_weight > 0:
-              bonus = self._motion(cands, boxes, present, confirmed | (ckpt == np.arange(n)[:, None]))
-            ret = best_retrieval(cands, tmpl, lost, boxes, present, rho, cfg.rho_occ,
-                                 skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
-                                 evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
-                                 exclusive=cfg.drift_exclusive, containment=cfg.free_containment)
+            if ret is not None and pending:
+              rho, pending = relative(), False
+              ret = self._retrieve(candidates, templates, lost, boxes, present, tried, timer, rho, seen)
+          else:
+            cands = every()
+            if pending:
+              rho, pending = relative(), False
+            with timer.stage("reid"):
+              evidence, match = self._evidence(cands, templates(), boxes, present)
+              confirmed = evidence > rho
+              tmpl = self._templates(cands, templates(), confirmed, match)
+              consider = bonus = None
+              if cfg.retrieval_rule == "paper":
+                consider = ~given
+                if cfg.recovery_guard:
+                  consider &= ~confirmed
+              if cfg.motion_weight > 0:
+                bonus = self._motion(cands, boxes, present, confirmed | (ckpt == np.arange(n)[:, None]))
+              ret = best_retrieval(cands, tmpl, lost, boxes, present, rho, cfg.rho_occ,
+                                   skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
+                                   evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
+                                   exclusive=cfg.drift_exclusive, containment=cfg.free_containment)
+          found.update(confirmed=confirmed, evidence=evidence)
+          return ret
+
+        ret = search()
+        # free_cover: a candidate box mostly covered by other present objects' masks is refused (the
+        # pair is marked tried) and the search runs again.
+        while ret is not None and cfg.free_cover is not None and self._cover(probs, alive, ret, k) > cfg.free_cover:
+          tried.add((ret.frame, ret.object_index))
+          ret = search()
+        confirmed, evidence = found.get("confirmed"), found.get("evidence")
         if ret is None:
           break
         tried.add((ret.frame, ret.object_index))
@@ -298,6 +316,18 @@ class Solver:
         priority = np.zeros((n, kb), np.float32)
         priority[:, :k] = -age + np.clip(evidence, 0.0, 1.0 - 1e-3)  # age first; evidence breaks ties
     return SolveResult(probs, alive, ckpt, log, prop.net_calls - calls0, time.perf_counter() - start, priority)
+
+  @staticmethod
+  def _cover(probs, alive, ret, k) -> float:
+    """The share of ret.box's pixels that the masks (P > 0.5) of the other objects present at
+    ret.frame cover (free_cover)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in ret.box)
+    p = np.asarray(probs[ret.frame])[:k, y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] > 0.5
+    others = np.asarray(alive[ret.frame, :k], bool).copy()
+    others[ret.object_index] = False
+    if not others.any() or p.size == 0:
+      return 0.0
+    return float(p[others].any(axis=0).mean())
 
   def _evidence(self, candidates, templates, boxes, present):
     """ReID evidence for the current masks: ([T, K] the best similarity to object k of a valid
