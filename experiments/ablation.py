@@ -237,13 +237,7 @@ def oracle_for(ds, seq, state, mode="full", seg=None):
     cands = src.get(range(len(state.frames)))
     src.close()
     return oracle.oracle_identities(cands, masks, state.object_ids, min_area)
-  starts = np.zeros(k, np.int64) if state.starts is None else np.asarray(state.starts)[:k]
-  tmpl = np.zeros((k, 0), np.float32)
-  for s in np.unique(starts):
-    js = np.flatnonzero(starts == s)
-    t = caches.templates(embedder, state.frames[int(s)], np.asarray(state.first_prob)[js])
-    tmpl = np.zeros((k, t.shape[1]), np.float32) if tmpl.shape[1] == 0 else tmpl
-    tmpl[js] = t
+  tmpl = caches.templates_at_starts(embedder, state.frames, state.first_prob, state.starts)
   return oracle.oracle_boxes(state.frames, masks, state.object_ids, min_area, embedder), tmpl
 
 

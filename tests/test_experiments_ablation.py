@@ -76,7 +76,8 @@ def test_split_refuses_a_benchmark_built_from_another_split(tmp_path, capsys):
   assert [seqs for _, seqs in ablation.jobs_of(args)] == [["occ00-x"]]
 
 
-def test_oracle_candidates_of_a_sequence_are_its_gt_boxes(shapes_root):
+def _two_objects(shapes_root):
+  """(dataset, Segmenter with the identity net, its state of "two-objects" with the first mask)."""
   from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
   from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
   config = segment_config.get_config()
@@ -85,6 +86,11 @@ def test_oracle_candidates_of_a_sequence_are_its_gt_boxes(shapes_root):
   seg = Segmenter(config)
   state = seg.init_state(ds.frames("two-objects"), name="two-objects")
   seg.add_mask(state, ds.first_mask("two-objects"))
+  return ds, seg, state
+
+
+def test_oracle_candidates_of_a_sequence_are_its_gt_boxes(shapes_root):
+  ds, _, state = _two_objects(shapes_root)
   cands, tmpl = ablation.oracle_for(ds, "two-objects", state)
   assert tmpl.shape == (2, 3) and cands.boxes.shape[:2] == (10, 2)
   ids = ds.annotation("two-objects", state.frames.names[5])
@@ -108,14 +114,7 @@ def test_override_sets_any_config_key_in_every_row():
 def test_oracle_halves_of_a_sequence(shapes_root):
   # "ids": the detector's own boxes, one-hot identities; "boxes": the GT boxes, the ReID's embeddings
   # and templates (the shipped detector and ReID nets).
-  from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
-  from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
-  config = segment_config.get_config()
-  config.net = "identity"
-  ds = ablation.DavisDataset(shapes_root, "480p")
-  seg = Segmenter(config)
-  state = seg.init_state(ds.frames("two-objects"), name="two-objects")
-  seg.add_mask(state, ds.first_mask("two-objects"))
+  ds, seg, state = _two_objects(shapes_root)
   full, _ = ablation.oracle_for(ds, "two-objects", state)
   ids, tmpl = ablation.oracle_for(ds, "two-objects", state, "ids", seg)
   assert tmpl.shape == (2, 3) and ids.embeddings.shape[0] == 10 and ids.embeddings.shape[2] == 3

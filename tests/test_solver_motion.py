@@ -4,32 +4,18 @@ that the ReID cannot tell from it; the retrieval takes the one near where the ob
 Flow is zero, the net keeps the warped prior where the crop shows something (black background),
 and the candidates are given: frames 6-9 show the object near its last box and an identical twin
 far away, both embedded exactly as the object (the far one listed first, so it wins a tie)."""
-import jax
 import numpy as np
 
+from tests.test_solver_paper_rule import H, W, ZeroFlows, seeing_net  # the same net and flows, one clip size
 from vsreid_jax.data.frames import ArrayFrames
 from vsreid_jax.propagation.algorithm1 import PropagationConfig, Propagator
-from vsreid_jax.propagation.nets import identity_net
 from vsreid_jax.solver.algorithm3 import Solver, SolverConfig
 from vsreid_jax.solver.caches import Candidates
 
-H, W, T = 64, 96, 10
+T = 10
 A = (10, 20, 30, 40)  # the object in frames 0-3; hidden (not drawn) in 4-5
 NEAR = (20, 20, 40, 40)  # the object from frame 6 on
 FAR = (70, 20, 90, 40)  # its twin from frame 6 on
-
-
-@jax.jit
-def seeing_net(image, flow, prob):
-  del flow
-  return identity_net(image, None, prob * (image.sum(-1, keepdims=True) > 0))
-
-
-class ZeroFlows:
-
-  def get(self, i, j, timer=None):
-    del i, j, timer
-    return np.zeros((H, W, 2), np.float32)
 
 
 def _clip():

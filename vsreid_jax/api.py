@@ -474,12 +474,7 @@ class Segmenter:
 
       def tmpl():  # each object's template from the frame that introduced it
         with state.timer.stage("embed", embedder):
-          out = [None] * k
-          for s in np.unique(state.starts):
-            js = np.flatnonzero(state.starts == s)
-            for j, t in zip(js, caches.templates(embedder, state.frames[int(s)], state.first_prob[js])):
-              out[j] = t
-          return np.stack(out)
+          return caches.templates_at_starts(embedder, state.frames, state.first_prob, state.starts)
     if isinstance(self.propagator.net, PropagationNet):
       self.propagator.net.use(state.variables)
     late = bool(state.starts.any())  # None: every object at frame 0, the solver's original path

@@ -66,8 +66,8 @@ def mask_box_np(mask: np.ndarray) -> Optional[np.ndarray]:
   return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU [N, M] of boxes a[N, 4] and b[M, 4] (empty boxes have IoU 0 with everything)."""
+def _overlap(a: np.ndarray, b: np.ndarray):
+  """(intersection [N, M], area_a [N], area_b [M]) of boxes a[N, 4] and b[M, 4]."""
   a = np.asarray(a, np.float32).reshape(-1, 4)
   b = np.asarray(b, np.float32).reshape(-1, 4)
   x0 = np.maximum(a[:, None, 0], b[None, :, 0])
@@ -77,6 +77,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
   area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
   area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+  return inter, area_a, area_b
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """IoU [N, M] of boxes a[N, 4] and b[M, 4] (empty boxes have IoU 0 with everything)."""
+  inter, area_a, area_b = _overlap(a, b)
   union = area_a[:, None] + area_b[None, :] - inter
   return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
@@ -84,14 +90,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def box_containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """[N, M] intersection of boxes a[N, 4] and b[M, 4] over the smaller box's area (1: one box lies
   inside the other; empty boxes 0)."""
-  a = np.asarray(a, np.float32).reshape(-1, 4)
-  b = np.asarray(b, np.float32).reshape(-1, 4)
-  w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-  h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-  area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-  area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+  inter, area_a, area_b = _overlap(a, b)
   small = np.minimum(area_a[:, None], area_b[None, :])
-  return np.where(small > 0, w * h / np.maximum(small, 1e-9), 0.0).astype(np.float32)
+  return np.where(small > 0, inter / np.maximum(small, 1e-9), 0.0).astype(np.float32)
 
 
 def enlarge_box(box: jnp.ndarray, margin: float, height: int, width: int) -> jnp.ndarray:

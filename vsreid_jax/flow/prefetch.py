@@ -18,7 +18,7 @@ the item that failed. The worker is a daemon thread, so `signals.hard_exit` neve
 import contextlib
 import queue
 import threading
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import Iterable, Iterator, Tuple
 
 import numpy as np
 

@@ -5,7 +5,6 @@ bilinearly. To carry frame i-1's map onto frame i, pass the backward flow i -> i
 Border: sample positions are clamped to the image (replicate border, cv2.BORDER_REPLICATE), so an
 object touching the frame edge keeps its edge values instead of fading to zero.
 """
-import functools
 
 import jax
 import jax.numpy as jnp

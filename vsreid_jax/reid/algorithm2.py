@@ -184,13 +184,11 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     if not np.any(todo):
       continue
     boxes, valid, emb = candidates.boxes[t], candidates.valid[t], candidates.embeddings[t]
-    rank = None
+    rank = extra = None
     if rule == "original":
       extra = None if bonus is None else bonus(t)
       index, score = reidentify(boxes, valid, emb, templates, lost[t], object_boxes[t], present[t],
                                 rho_reid, rho_occ, extra, containment)
-      if extra is not None:
-        rank = similarity(emb, templates) + extra
     else:
       sim = similarity(emb, templates)
       rank = sim if bonus is None else sim + bonus(t)
@@ -200,7 +198,10 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     for obj in np.flatnonzero(index >= 0):
       if skip and (t, int(obj)) in skip:
         continue
-      r = score[obj] if rank is None else rank[index[obj], obj]
+      if rank is not None:
+        r = rank[index[obj], obj]
+      else:  # the original rule: the accepted candidate's similarity is its score
+        r = score[obj] if extra is None else score[obj] + extra[index[obj], obj]
       if best is None or r > best_rank:
         best, best_rank = Retrieval(t, int(obj), int(index[obj]), float(score[obj]),
                                     tuple(float(v) for v in boxes[index[obj]])), r

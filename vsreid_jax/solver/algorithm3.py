@@ -250,10 +250,8 @@ class Solver:
           callback("re-id", round_, cfg.max_retrievals)
         present = alive[:, :k]
         lost = ~present & ~given  # a given frame (frame 0 for a first-frame mask) is not searched
-        found = {}
-
         def search():
-          """The best retrieval not tried yet (sets found["confirmed"], found["evidence"])."""
+          """(the best retrieval not tried yet or None, confirmed [T, K] or None, evidence [T, K] or None)."""
           nonlocal rho, pending
           confirmed = evidence = None
           if not reads_all:
@@ -281,16 +279,14 @@ class Solver:
                                    skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
                                    evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
                                    exclusive=cfg.drift_exclusive, containment=cfg.free_containment)
-          found.update(confirmed=confirmed, evidence=evidence)
-          return ret
+          return ret, confirmed, evidence
 
-        ret = search()
+        ret, confirmed, evidence = search()
         # free_cover: a candidate box mostly covered by other present objects' masks is refused (the
         # pair is marked tried) and the search runs again.
         while ret is not None and cfg.free_cover is not None and self._cover(probs, alive, ret, k) > cfg.free_cover:
           tried.add((ret.frame, ret.object_index))
-          ret = search()
-        confirmed, evidence = found.get("confirmed"), found.get("evidence")
+          ret, confirmed, evidence = search()
         if ret is None:
           break
         tried.add((ret.frame, ret.object_index))

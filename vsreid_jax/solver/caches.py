@@ -205,6 +205,22 @@ def templates(embedder, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
   return np.asarray(embedder.embed(image[None], boxes[None]))[0]
 
 
+def templates_at_starts(embedder, frames, first_prob: np.ndarray, starts: np.ndarray) -> np.ndarray:
+  """Each object's template [K, D] from the frame that gives it.
+
+  Args:
+    embedder: a reid.embedder.Embedder; frames: the video's frames (indexable, [H, W, 3] uint8 each).
+    first_prob: [K, H, W] each object's mask on its giving frame; starts: [K] that frame's index.
+  """
+  k = len(starts)
+  out = [None] * k
+  for s in np.unique(starts):
+    js = np.flatnonzero(starts == s)
+    for j, t in zip(js, templates(embedder, frames[int(s)], first_prob[js])):
+      out[j] = t
+  return np.stack(out)
+
+
 def quantize(prob) -> np.ndarray:
   """Probabilities in [0, 1] -> uint8 q with q >= 128 exactly where p > 0.5 (error <= 0.5/255)."""
   return np.clip(np.ceil(np.asarray(prob, np.float32) * 255.0 - 0.5), 0, 255).astype(np.uint8)

@@ -10,7 +10,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from vsreid_jax.geometry import mask_box_np
+from vsreid_jax.geometry import box_iou, mask_box_np
 from vsreid_jax.solver.caches import Candidates
 
 
@@ -52,21 +52,6 @@ def oracle_candidates(masks: Sequence[np.ndarray], object_ids: Sequence[int],
   return Candidates(boxes, valid.astype(np.float32), valid, emb), np.eye(k, k + 1, dtype=np.float32)
 
 
-def _gt_boxes(masks: Sequence[np.ndarray], object_ids: Sequence[int], min_area: Sequence[float]):
-  """Per frame, {object index j: its box [4]} of the objects showing at least min_area[j] pixels."""
-  object_ids = [int(i) for i in object_ids]
-  out = []
-  for ids in masks:
-    ids = np.asarray(ids)
-    found = {}
-    for j, v in enumerate(object_ids):
-      m = ids == v
-      if m.sum() >= max(min_area[j], 1):
-        found[j] = mask_box_np(m)
-    out.append(found)
-  return out
-
-
 def oracle_identities(cands: Candidates, masks: Sequence[np.ndarray], object_ids: Sequence[int],
                       min_area: Sequence[float], min_iou: float = 0.5) -> Tuple[Candidates, np.ndarray]:
   """The detector's own boxes with a perfect ReID: half of the oracle, to tell the detector's losses
@@ -82,18 +67,19 @@ def oracle_identities(cands: Candidates, masks: Sequence[np.ndarray], object_ids
     (Candidates with the same boxes, scores and valid, embeddings [T, M, K + 1] one-hot of the
     identity so found), templates eye(K, K + 1).
   """
-  from vsreid_jax.geometry import box_iou  # pylint: disable=g-import-not-at-top
   k = len(object_ids)
   t, m = cands.valid.shape
+  gt, _ = oracle_candidates(masks, object_ids, min_area)  # the findable objects' GT boxes
   emb = np.zeros((t, m, k + 1), np.float32)
-  for i, found in enumerate(_gt_boxes(masks, object_ids, min_area)):
+  for i in range(t):
     ident = np.full(m, k)
-    if found:
-      js = sorted(found)
-      iou = box_iou(cands.boxes[i], np.stack([found[j] for j in js]))  # [M, n]
+    ours = gt.valid[i] & (gt.embeddings[i, :, :k].sum(axis=1) > 0)  # the segmented objects, not "other"
+    if ours.any():
+      js = gt.embeddings[i][ours, :k].argmax(axis=1)
+      iou = box_iou(cands.boxes[i], gt.boxes[i][ours])  # [M, n]
       best = iou.argmax(axis=1)
       ok = iou[np.arange(m), best] >= min_iou
-      ident[ok] = np.asarray(js)[best[ok]]
+      ident[ok] = js[best[ok]]
     emb[i, np.arange(m), ident] = 1.0
     emb[i, ~cands.valid[i]] = 0.0
   return Candidates(cands.boxes, cands.scores, cands.valid, emb), np.eye(k, k + 1, dtype=np.float32)
