@@ -2,6 +2,7 @@
 import types
 
 import numpy as np
+import pytest
 
 from vsreid_jax.reid import algorithm2
 
@@ -267,3 +268,27 @@ def test_containment_refuses_a_partial_box_on_a_present_object_that_iou_lets_thr
   index, _ = algorithm2.reidentify(boxes, VALID, emb, templates, lost, object_boxes, present, rho_reid=0.5,
                                    rho_occ=0.3, containment=0.5)
   assert index[0] == 2
+
+
+def test_rivals_refuse_a_box_that_looks_more_like_a_present_object():
+  # Object 0 is lost, object 1 (the occluder) present elsewhere. Candidate 0 is free (no overlap)
+  # and passes rho_reid for object 0 (0.8) but is more like object 1 (0.9): the occluder seen where
+  # the target hid. Only lost objects compete by default, so it is taken; with rivals 0 it is not,
+  # and candidate 1, more like object 0 than like object 1, is taken instead; with a margin of 0.2
+  # candidate 0 is within reach of object 0 again (0.8 >= 0.9 - 0.2) and ranks first.
+  templates = _unit([[1, 0, 0], [0, 1, 0]])
+  emb = np.array([[0.8, 0.9, 0.0], [0.7, 0.2, 0.0]], np.float32)  # similarities read off directly
+  boxes = np.array([[10, 10, 40, 40], [200, 10, 230, 40]], np.float32)
+  object_boxes = np.array([[0, 0, 0, 0], [100, 100, 140, 140]], np.float32)
+  present, lost = np.array([False, True]), np.array([True, False])
+  valid = np.array([True, True])
+  args = (boxes, valid, emb, templates, lost, object_boxes, present)
+  index, _ = algorithm2.reidentify(*args, rho_reid=0.5, rho_occ=0.3)
+  assert index[0] == 0
+  index, score = algorithm2.reidentify(*args, rho_reid=0.5, rho_occ=0.3, rivals=0.0)
+  assert index[0] == 1 and score[0] == pytest.approx(0.7)
+  index, _ = algorithm2.reidentify(*args, rho_reid=0.5, rho_occ=0.3, rivals=0.2)
+  assert index[0] == 0
+  index, _ = algorithm2.reidentify(boxes, np.array([True, False]), emb, templates, lost, object_boxes, present,
+                                   rho_reid=0.5, rho_occ=0.3, rivals=0.0)
+  assert index[0] == -1

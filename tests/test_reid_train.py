@@ -83,3 +83,40 @@ def test_resume_after_an_unreadable_latest_checkpoint_continues_from_the_one_bef
   # Steps 3-4 were run again from checkpoint 2, exactly as the first time.
   assert resumed["rows"][1]["loss"] == pytest.approx(first["rows"][1]["loss"], rel=1e-4)
   assert int(resumed["state"].step) == 4
+
+
+def test_composites_paste_a_batch_identity_over_another_sequences_object(shapes_root):
+  from vsreid_jax.configs import reid_lite_cpu
+  from vsreid_jax.data.objects import ObjectBank
+  c = reid_lite_cpu.get_config()
+  c.crop_size = 32
+  d = c.data
+  d.frame_height, d.identities_per_batch, d.crops_per_identity = 64, 2, 2
+  d.instance_pairs_per_batch, d.background_per_batch, d.partial_per_batch = 1, 1, 1
+  d.composites_per_batch = 4
+  bank = ObjectBank([(shapes_root, "480p")], subset="val")
+  batches = data_lib.ReIDBatches(bank, c)
+  b = batches.batch(0)
+  kinds = b["kinds"]
+  assert len(kinds) == 2 * 2 + 2 + 1 + 1 + 4 and (kinds == data_lib.KIND_COMPOSITE).sum() == 4
+  # each composite carries the label of one of the batch's identities (it has positives to pull to)
+  assert set(b["labels"][kinds == data_lib.KIND_COMPOSITE]) <= set(b["labels"][kinds == data_lib.KIND_OBJECT])
+  np.testing.assert_array_equal(batches.batch(0)["crops"], b["crops"])  # a function of the step
+  # One composite by hand: object 1 of "one-object" over object 2 of "two-objects": the pasted
+  # pixels are the cut-out's, centred on the host's box, and the crop box surrounds them.
+  src = next(i for i, r in enumerate(bank.refs) if r.seq == "one-object")
+  host = next(i for i, r in enumerate(bank.refs) if r.seq == "two-objects" and r.obj_id == 2)
+  obj = batches._cutout(src)
+  image, box = batches._composite(obj, host, np.random.default_rng(0))
+  hb = np.asarray(bank.refs[host].box)
+  oh, ow = obj.alpha.shape
+  x0, y0 = int(round((hb[0] + hb[2]) / 2 - ow / 2)), int(round((hb[1] + hb[3]) / 2 - oh / 2))
+  inside = obj.alpha > 0.5
+  ys, xs = np.nonzero(inside)
+  keep = (y0 + ys >= 0) & (y0 + ys < 64) & (x0 + xs >= 0) & (x0 + xs < 96)
+  got = image[y0 + ys[keep], x0 + xs[keep]].astype(int)
+  want = obj.rgb[ys[keep], xs[keep]].astype(int)
+  assert np.abs(got - want).max() <= 1 + 255 * (1 - obj.alpha[ys[keep], xs[keep]].min())
+  centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+  pasted = np.array([x0 + xs[keep].mean(), y0 + ys[keep].mean()])
+  assert np.linalg.norm(centre - pasted) < 0.25 * max(box[2] - box[0], box[3] - box[1])

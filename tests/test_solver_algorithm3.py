@@ -1,6 +1,8 @@
 """Algorithm 3 (solver/algorithm3.py) with an oracle detector and ReID on a generated clip where
 one object leaves the frame and comes back: propagation alone loses it for good, the solver
 re-identifies it and re-propagates under the checkpoint rule."""
+import types
+
 import jax
 import numpy as np
 import pytest
@@ -260,3 +262,35 @@ def test_segmenter_takes_a_later_objects_template_from_its_own_frame(clip, tmp_p
   assert any(r["object"] == 1 and r["frame"] < 4 for r in state.result.retrievals)
   for t in range(4):
     assert ((out[t] == 2) & (masks[t] == 2)).sum() > 0.7 * (masks[t] == 2).sum(), t
+
+
+def test_every_solver_key_of_the_segment_config_reaches_the_solver(tmp_path):
+  # A lever added to the config but not passed on by api.solver_config would be ablated as a no-op.
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.api import Segmenter  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.configs import segment as segment_config  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.solver.algorithm3 import SolverConfig  # pylint: disable=g-import-not-at-top
+  config = segment_config.get_config()
+  config.net, config.method, config.flow = "identity", "vsreid", "dis-ultrafast"
+  config.propagation.scales = ((0.15, 65),)
+  defaults = {f.name: f.default for f in dataclasses.fields(SolverConfig)}
+  shared = sorted(set(config.solver.keys()) & set(defaults))
+  assert {"rival_margin", "free_cover", "free_containment", "motion_weight", "rho_relative"} <= set(shared)
+  odd = {"retrieval_rule": "paper", "merge": "occlusion"}
+  for key in shared:
+    if key in odd:
+      value = odd[key]
+    elif isinstance(defaults[key], bool):
+      value = not defaults[key]
+    elif isinstance(defaults[key], int) and not isinstance(defaults[key], bool):
+      value = defaults[key] + 3
+    else:
+      value = 0.123
+    with config.solver.unlocked():
+      config.solver[key] = value
+  seg = Segmenter(config, flow_cache_dir=str(tmp_path))
+  seg._reid = (None, types.SimpleNamespace(rho_reid=0.7, rho_occ=0.3), "none")  # pylint: disable=protected-access
+  got = seg.solver_config()
+  for key in shared:
+    assert getattr(got, key) == pytest.approx(config.solver[key]) if isinstance(config.solver[key], float) \
+        else getattr(got, key) == config.solver[key], key

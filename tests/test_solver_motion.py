@@ -123,3 +123,23 @@ def test_free_cover_refuses_a_box_on_a_present_objects_mask():
   assert taken and taken[0]["object"] == 0 and tuple(taken[0]["box"]) == (40, 10, 50, 50)
   assert out[0.5].retrievals == []
   assert not out[0.5].alive[3:, 0].any() and out[0.5].alive[:, 1].all()
+
+
+def test_rival_margin_refuses_a_box_that_looks_more_like_the_present_occluder():
+  # The occluder clip, the narrow box on the occluder now embedded between the two objects, nearer
+  # the occluder (similarity 0.6 to object 1, 0.8 to the occluder): taken by the original rule
+  # (only lost objects compete for it), refused with rival_margin 0 (the occluder's own template is
+  # more similar), taken again with a margin wide enough (0.3).
+  frames, cands, first = _occluder_clip()
+  cands.embeddings[3:, 0] = (0.6, 0.8, 0.0)
+  out = {}
+  for margin in (None, 0.0, 0.3):
+    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
+                                       retrieval_rule="original", motion_weight=0.0, rival_margin=margin))
+    out[margin] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 2, cands,
+                               np.eye(2, 3, dtype=np.float32))
+  for margin in (None, 0.3):
+    taken = out[margin].retrievals
+    assert taken and taken[0]["object"] == 0 and tuple(taken[0]["box"]) == (40, 10, 50, 50), margin
+  assert out[0.0].retrievals == [] and not out[0.0].alive[3:, 0].any()

@@ -184,6 +184,7 @@ class Segmenter:
                         drift_exclusive=bool(s.get("drift_exclusive", False)),
                         free_containment=None if s.get("free_containment") is None else float(s.free_containment),
                         free_cover=None if s.get("free_cover") is None else float(s.free_cover),
+                        rival_margin=None if s.get("rival_margin") is None else float(s.rival_margin),
                         rho_relative=None if s.get("rho_relative") is None else float(s.rho_relative),
                         rho_relative_margin=float(s.get("rho_relative_margin", 0.0)),
                         stop_outside=bool(s.get("stop_outside", False)),

@@ -56,6 +56,9 @@ def get_config():
   # training objects. Without them (otherwise the same, 1100 steps) the net overfits the 21:
   # held-out rank-1 0.57, AUC 0.906, TPR 0.59 at FPR 5%; with them 0.77, 0.956, 0.74.
   d.instance_pairs_per_batch = 8
+  # Composites (issue 20): a batch identity pasted over another sequence's object, labelled as the
+  # pasted one (reid/data.py). 0: the shipped weights were trained without them.
+  d.composites_per_batch = 0
   d.background_per_batch = 8  # random boxes with IoU < background_max_iou: negatives only
   d.partial_per_batch = 8  # boxes with IoU in partial_iou: negatives only
   d.background_max_iou = 0.1

@@ -49,6 +49,9 @@ def get_config():
   # A retrieved box whose pixels the other present objects' masks cover more than this share of is
   # refused and the search goes on (None: off).
   c.solver.free_cover = ml_collections.FieldReference(None, field_type=float)
+  # Original rule: a candidate is for lost object k only when no other object's template, present
+  # ones included, is more similar to it than k's similarity + this (None: only lost objects compete).
+  c.solver.rival_margin = ml_collections.FieldReference(None, field_type=float)
   # Rank candidates by similarity + w x motion continuity (a Gaussian of the distance from the
   # object's box in the nearest frame where it is present (original rule) or confirmed (paper rule);
   # 0: off). On by default (issue 20, lever 2): the hard occlusion clips hide the target beside a

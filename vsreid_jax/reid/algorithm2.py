@@ -8,7 +8,10 @@ considered; a candidate is accepted for lost object k when
   - its cosine similarity to k's template is > rho_reid,
   - it overlaps no present object's mask box with IoU > rho_occ (it is not someone already
     tracked), and
-  - no other lost object is more similar to it (one box, one identity).
+  - no other lost object is more similar to it (one box, one identity); with `rivals` set (issue
+    20, off by default), no other object at all, present ones included, is more similar to it than
+    its similarity to k minus `rivals`: a box on the occluder looks more like the occluder's own
+    template than like the hidden object's.
 
 "paper" (`reidentify_paper`, the paper's Algorithm 2): every (frame, object) pair, lost or not;
 take the candidate most similar to k (the highest ranking score, which is the similarity unless
@@ -108,7 +111,7 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
 def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, templates: np.ndarray,
                lost: np.ndarray, object_boxes: np.ndarray, present: np.ndarray,
                rho_reid: float, rho_occ: float, bonus: Optional[np.ndarray] = None,
-               containment: Optional[float] = None):
+               containment: Optional[float] = None, rivals: Optional[float] = None):
   """One frame: for every object, the accepted candidate (index, score) or (-1, best score seen).
 
   boxes[M, 4], valid[M], embeddings[M, D]: the frame's candidates; templates[K, D]; lost[K] bool;
@@ -118,7 +121,8 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
   similarity alone; containment: None, or a candidate is also not free when its intersection with a
   present object's box exceeds this share of the smaller of the two boxes (one box mostly inside
   the other: a partial box on an occluder, or a loose box around a smaller present object, overlap
-  with IoU <= rho_occ).
+  with IoU <= rho_occ); rivals: None, or a candidate is for lost object k only when its similarity
+  to k is >= its similarity to every other object's template (present or lost) - rivals.
   """
   k = templates.shape[0]
   index = np.full(k, -1, np.int64)
@@ -138,8 +142,13 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
     free &= box_containment(boxes, others).max(axis=1) <= containment
   sim_lost = np.where(lost[None, :], sim, -np.inf)
   owner = np.argmax(sim_lost, axis=1)  # the lost object each candidate resembles most
+  if rivals is not None and k > 1:
+    eye = np.eye(k, dtype=bool)
+    rival = np.where(eye[None], -np.inf, sim[:, None, :]).max(axis=2)  # [M, K] best other object
   for obj in np.flatnonzero(lost):
     mine = free & (owner == obj)
+    if rivals is not None and k > 1:
+      mine &= sim[:, obj] >= rival[:, obj] - rivals
     s = np.where(mine, sim[:, obj], -np.inf)
     best = int(np.argmax(s if bonus is None else np.where(mine, sim[:, obj] + bonus[:, obj], -np.inf)))
     score[obj] = s[best]
@@ -153,7 +162,7 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
                    skip: Optional[set] = None, rule: str = "original", consider: Optional[np.ndarray] = None,
                    bonus=None, evidence: Optional[np.ndarray] = None, drift_iou: Optional[float] = None,
                    drift_margin: float = 0.0, exclusive: bool = False,
-                   containment: Optional[float] = None) -> Optional[Retrieval]:
+                   containment: Optional[float] = None, rivals: Optional[float] = None) -> Optional[Retrieval]:
   """Algorithm 2 over all frames: the single best accepted (frame, object), or None.
 
   Args:
@@ -169,6 +178,7 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
       (either rule; e.g. motion continuity); acceptance still tests the similarity alone.
     evidence: [T, K] the current masks' evidence; drift_iou, drift_margin, exclusive: the stricter
       drift test of the "paper" rule (`reidentify_paper`; None: the paper's test alone).
+    containment, rivals: the original rule's further free and owner tests (`reidentify`).
   Returns:
     The accepted pair with the highest ranking score (ties: the earliest frame, then the lowest
     object index), or None.
@@ -188,7 +198,7 @@ def best_retrieval(candidates, templates: np.ndarray, lost: np.ndarray, object_b
     if rule == "original":
       extra = None if bonus is None else bonus(t)
       index, score = reidentify(boxes, valid, emb, templates, lost[t], object_boxes[t], present[t],
-                                rho_reid, rho_occ, extra, containment)
+                                rho_reid, rho_occ, extra, containment, rivals)
     else:
       sim = similarity(emb, templates)
       rank = sim if bonus is None else sim + bonus(t)

@@ -1,5 +1,11 @@
 """Training batches for the ReID net: P identities x K crops, plus background and partial crops.
 
+Composites (issue 20, `composites_per_batch`, 0 in the shipped config): an object of the batch's
+identities cut out of its frame and pasted over ANOTHER sequence's object, its crop labelled with
+the pasted identity: the occluder seen where the target was, in the target's context, must embed as
+the occluder. Hard negatives of the kind the occlusion benchmark's retrievals fail on (a box on the
+occluder scored 0.97 against the hidden target's template).
+
 Every batch is a function of (seed, step) only, so a resumed run sees the batches of an
 uninterrupted one. Frames of the training split are cached in memory at `frame_height` (480p
 halved: the 240p and 480p roots then share one frame size) and padded to one canvas, so the
@@ -15,13 +21,13 @@ import jax
 import numpy as np
 
 from vsreid_jax.data import augment
-from vsreid_jax.data.objects import ObjectBank
+from vsreid_jax.data.objects import Cutout, ObjectBank, paste
 from vsreid_jax.geometry import box_iou
 from vsreid_jax.geometry import MIN_BOX_SIDE
 from vsreid_jax.reid import losses
 from vsreid_jax.reid import model as model_lib
 
-KIND_OBJECT, KIND_BACKGROUND, KIND_PARTIAL, KIND_INSTANCE = 0, 1, 2, 3
+KIND_OBJECT, KIND_BACKGROUND, KIND_PARTIAL, KIND_INSTANCE, KIND_COMPOSITE = 0, 1, 2, 3, 4
 SAMPLER_TRIES = 30  # rejection sampling attempts before the best box so far is taken
 
 
@@ -107,6 +113,7 @@ class ReIDBatches:
       raise ValueError(f"{len(self.identities)} identities < identities_per_batch {self.d.identities_per_batch}")
     self._root_scale: Dict[int, float] = {}
     self._cache: Dict[Tuple[int, str, int], np.ndarray] = {}
+    self._cutouts: Dict[int, Cutout] = {}
     self.canvas_width = 0  # frames are padded to the widest seen (all roots are 16:9 here: one shape)
     size, margin = config.crop_size, config.crop_margin
     self._crop = jax.jit(jax.vmap(lambda im, b: model_lib.crop_boxes(im, b[None], size, margin)[0]))
@@ -123,6 +130,32 @@ class ReIDBatches:
       self._root_scale[ref.root] = s
       self._cache[key] = image
     return self._cache[key], self._root_scale[ref.root]
+
+  def _cutout(self, ref_index: int) -> Cutout:
+    """The object of refs[ref_index] cut out at frame_height scale, cached."""
+    if ref_index not in self._cutouts:
+      ref = self.bank.refs[ref_index]
+      _, s = self._frame(ref)
+      obj = self.bank.cutout(ref)
+      self._cutouts[ref_index] = obj.resized(s) if s != 1.0 else obj
+    return self._cutouts[ref_index]
+
+  def _composite(self, obj: Cutout, host_index: int, rng: np.random.Generator):
+    """(frame, box): obj pasted centred on the box of refs[host_index]'s object, its size kept
+    (the host object shows around it where it is larger), the box that of the pasted pixels."""
+    host = self.bank.refs[host_index]
+    image, s = self._frame(host)
+    hb = np.asarray(host.box, np.float32) * s
+    oh, ow = obj.alpha.shape
+    cx, cy = (hb[0] + hb[2]) / 2, (hb[1] + hb[3]) / 2
+    x0, y0 = int(round(cx - ow / 2)), int(round(cy - oh / 2))
+    image, ids = paste(image, np.zeros(image.shape[:2], np.uint8), obj, x0, y0, 1)
+    ys, xs = np.nonzero(ids)
+    if xs.size == 0:
+      return None
+    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    h, w = image.shape[:2]
+    return image, jitter_box(box, rng, self.d.box_shift, self.d.box_scale, w, h)
 
   def _canvas(self, frames: List[np.ndarray]) -> np.ndarray:
     self.canvas_width = max([self.canvas_width] + [f.shape[1] for f in frames])
@@ -171,6 +204,22 @@ class ReIDBatches:
         boxes.append(jitter_box(box, rng, d.box_shift, d.box_scale, w, h))
         labels.append(len(self.identities) + j)
         kinds.append(KIND_INSTANCE)
+    # Composites: one of the batch's identities pasted over another sequence's object (docstring).
+    for _ in range(d.get("composites_per_batch", 0)):
+      label = int(rng.choice(chosen))
+      ref_index = int(rng.choice(self.refs_by_identity[self.identities[label]]))
+      obj = self._cutout(ref_index)
+      host = int(rng.integers(0, n_refs))
+      while self.bank.label(self.bank.refs[host]) == self.identities[label]:
+        host = int(rng.integers(0, n_refs))
+      made = self._composite(obj, host, rng)
+      if made is None:  # nothing left of it at this scale: the object itself (the batch keeps its size)
+        add(ref_index, KIND_OBJECT, label)
+        continue
+      frames.append(made[0])
+      boxes.append(made[1])
+      labels.append(label)
+      kinds.append(KIND_COMPOSITE)
     for i in rng.integers(0, n_refs, d.background_per_batch):
       add(int(i), KIND_BACKGROUND, losses.NO_IDENTITY)
     for i in rng.integers(0, n_refs, d.partial_per_batch):

@@ -84,6 +84,9 @@ class SolverConfig:
   # a retrieved box whose pixels the other present objects' masks cover more than this share of is
   # refused and the search goes on (None: off)
   free_cover: Optional[float] = None
+  # original rule: a candidate is for lost object k only when no other object's template (present
+  # ones too) beats k's similarity by more than this (None: only the lost objects compete)
+  rival_margin: Optional[float] = None
   motion_weight: float = 0.0  # rank by similarity + this x motion continuity (0: off)
   motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
   motion_velocity: int = 0  # frames back to estimate a constant velocity for motion continuity (0: none)
@@ -278,7 +281,8 @@ class Solver:
               ret = best_retrieval(cands, tmpl, lost, boxes, present, rho, cfg.rho_occ,
                                    skip=tried, rule=cfg.retrieval_rule, consider=consider, bonus=bonus,
                                    evidence=evidence, drift_iou=cfg.drift_iou, drift_margin=cfg.drift_margin,
-                                   exclusive=cfg.drift_exclusive, containment=cfg.free_containment)
+                                   exclusive=cfg.drift_exclusive, containment=cfg.free_containment,
+                                   rivals=cfg.rival_margin)
           return ret, confirmed, evidence
 
         ret, confirmed, evidence = search()
@@ -452,7 +456,7 @@ class Solver:
         bonus = None if seen is None else self._motion(cands, boxes, present, seen, frames=block)
         ret = best_retrieval(cands, tmpl, lost[block], boxes[block], present[block],
                              cfg.rho_reid if rho is None else rho, cfg.rho_occ, skip=skip, bonus=bonus,
-                             containment=cfg.free_containment)
+                             containment=cfg.free_containment, rivals=cfg.rival_margin)
       if ret is not None:
         rank = ret.score if bonus is None else ret.score + float(bonus(ret.frame)[ret.candidate, ret.object_index])
         if best is None or rank > best_rank:
