@@ -254,3 +254,50 @@ def test_lost_search_finds_an_object_that_jumped_out_of_its_crop():
   mask, alive, area, calls = found[2.0]
   assert alive and calls == 2
   assert _iou(mask, image[..., 0] > 0) > 0.8 and area >= 80
+
+
+def test_exclusive_probs_leave_each_pixel_to_its_most_probable_object():
+  from vsreid_jax.propagation.algorithm1 import exclusive_probs  # pylint: disable=g-import-not-at-top
+  p = jnp.array([[[0.7, 0.2, 0.95]], [[0.6, 0.1, 0.9]], [[0.0, 0.3, 0.0]]])
+  np.testing.assert_allclose(np.asarray(exclusive_probs(p)),
+                             [[[0.7, 0.2, 0.95]], [[0.3, 0.1, 0.05]], [[0.0, 0.3, 0.0]]], atol=1e-6)
+  one = jnp.array([[[0.2, 0.6, 0.99]]])
+  np.testing.assert_array_equal(np.asarray(exclusive_probs(one)), np.asarray(one))
+
+
+def test_exclusive_propagation_loses_an_object_hidden_behind_another():
+  # Object 1 (left) sits behind object 2, which moves over it and covers it wholly; the net sees
+  # every bright pixel, so object 1's mask stays on object 2's pixels on its own. With exclusive
+  # probabilities, object 2 (more probable where it is, the prior of object 1 there being lower) takes
+  # them and object 1 is lost; without, both masks cover the same pixels.
+  h, w = 48, 80
+  first = np.zeros((2, h, w), np.float32)
+  first[0, 20:30, 20:30] = 1
+  first[1, 16:34, 36:56] = 1
+  prior = first.copy()
+  prior[0] *= 0.8  # object 1 is less certain of its mask than object 2 of its own
+  image = np.zeros((h, w, 3), np.uint8)
+  image[16:34, 16:36] = 255  # object 2 now over object 1's place
+  prior[1] = 0.0
+  prior[1, 16:34, 16:36] = 1.0  # (the warped prior of object 2 follows it: flow is not under test)
+  flow = np.zeros((h, w, 2), np.float32)
+
+  def confident_net(image, flow, prob):
+    del flow
+    return jnp.where((image.mean(-1, keepdims=True) > 100) & (prob > 0.5), 4.0 * prob, -10.0)
+
+  out = {}
+  for exclusive in (False, True):
+    prop = Propagator(confident_net, PropagationConfig(scales=((0.15, 97),), exclusive=exclusive))
+    prob, alive, _ = prop.step(jnp.asarray(prior), image, flow, jnp.array([True, True]), jnp.array([100.0, 360.0]))
+    out[exclusive] = (np.asarray(prob) > 0.5, np.asarray(alive))
+  masks, alive = out[False]
+  assert alive.all() and masks[0].sum() == 100 and (masks[0] & masks[1]).sum() == 100
+  masks, alive = out[True]
+  assert alive.tolist() == [False, True] and masks[1].sum() == 360 and not masks[0].any()
+
+
+def test_exclusive_reaches_the_propagator():
+  config = _identity_config()
+  config.propagation.exclusive = True
+  assert Segmenter(config).propagator.config.exclusive

@@ -136,7 +136,7 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
   return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in scales), use_box=p.use_box,
                            threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize),
                            min_crop_scale=float(p.min_crop_scale),
-                           lost_search_margin=float(p.lost_search_margin))
+                           lost_search_margin=float(p.lost_search_margin), exclusive=bool(p.exclusive))
 
 
 class Segmenter:

@@ -109,6 +109,9 @@ def get_config():
   # An object the lost rule would drop is segmented once more on its box enlarged by this margin
   # (box fraction each side) before it is given up; 0: off.
   c.propagation.lost_search_margin = 0.0
+  # Objects compete for pixels every frame (propagation/algorithm1.py `exclusive_probs`): where
+  # another object is more probable, an object's probability is capped at 1 minus it (issue 20).
+  c.propagation.exclusive = False
   # Warp the thresholded previous mask (see algorithm1.py); None: as the net's config says.
   c.propagation.binarize_prior = None
   # Test-time target model (propagation/target.py, issue 17 lever 3): a per-object logistic

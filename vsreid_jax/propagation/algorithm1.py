@@ -38,6 +38,11 @@ class PropagationConfig:
   # An object the lost rule would drop is segmented once more on its box enlarged by this margin
   # (a wider search before giving up: the object slid out of its crop); 0: off.
   lost_search_margin: float = 0.0
+  # Objects compete for pixels each frame, as the final merge makes them (issue 20; XMem/Cutie
+  # aggregate objects every frame): where another object's probability is higher, an object's is
+  # capped at 1 minus it (`exclusive_probs`). A target hidden behind an occluder then shrinks and
+  # is declared lost instead of its mask sliding onto the occluder. One object alone: unchanged.
+  exclusive: bool = False
   object_buckets: Tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)
 
 
@@ -86,11 +91,29 @@ def paste_stage(logits, boxes, valid, *, height, width):
   return jnp.where(valid[:, None, None], full, 0.0)
 
 
+def exclusive_probs(prob):
+  """prob[K, H, W] -> each object's probability where it is the most probable object, elsewhere
+  min(prob, 1 - the most probable other object's): the winner of a pixel keeps it, the others stay
+  below 1 - the winner (so below 0.5 where the winner is above it). K = 1: unchanged."""
+  k = prob.shape[0]
+  if k == 1:
+    return prob
+  order = jnp.argsort(prob, axis=0)
+  first = jnp.take_along_axis(prob, order[-1:], axis=0)[0]
+  second = jnp.take_along_axis(prob, order[-2:-1], axis=0)[0]
+  is_first = jnp.arange(k)[:, None, None] == order[-1][None]
+  other = jnp.where(is_first, second[None], first[None])  # the best of the others, per object
+  return jnp.where(prob >= other, prob, jnp.minimum(prob, 1.0 - other))
+
+
 # prob_sum is a temporary of segment(): its buffer is reused for the output (donated).
-@functools.partial(jax.jit, static_argnames=("threshold",), donate_argnames=("prob_sum",))
-def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, *, threshold):
-  """Averages scales, zeroes dead objects, and marks objects whose area fell below the lost rule."""
+@functools.partial(jax.jit, static_argnames=("threshold", "exclusive"), donate_argnames=("prob_sum",))
+def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, *, threshold, exclusive=False):
+  """Averages scales, zeroes dead objects, makes the objects compete for pixels (`exclusive`:
+  `exclusive_probs`), and marks objects whose area fell below the lost rule."""
   prob = prob_sum / n_scales
+  if exclusive:
+    prob = exclusive_probs(jnp.where(alive[:, None, None], prob, 0.0))
   area = jnp.sum(prob > threshold, axis=(1, 2))
   still = alive & (area >= lost_ratio * first_area) & (area > 0)
   prob = jnp.where(still[:, None, None], prob, 0.0)
@@ -203,7 +226,7 @@ class Propagator:
     total = self._scales_sum(prior, image, flow, first_area, cfg.scales, t)
     with t.stage("finish", finish_stage):
       prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,
-                                       threshold=cfg.threshold)
+                                       threshold=cfg.threshold, exclusive=cfg.exclusive)
       prob.block_until_ready()
     if cfg.lost_search_margin and cfg.use_box:
       dropped = np.asarray(alive) & ~np.asarray(still)
@@ -211,7 +234,8 @@ class Propagator:
         wide = ((float(cfg.lost_search_margin), int(cfg.scales[0][1])),)
         total = self._scales_sum(prior, image, flow, first_area, wide, t)
         with t.stage("finish", finish_stage):
-          prob2, still2, area2 = finish_stage(total, 1.0, alive, first_area, cfg.lost_ratio, threshold=cfg.threshold)
+          prob2, still2, area2 = finish_stage(total, 1.0, alive, first_area, cfg.lost_ratio, threshold=cfg.threshold,
+                                              exclusive=cfg.exclusive)
           d = jnp.asarray(dropped)
           prob = jnp.where(d[:, None, None], prob2, prob).block_until_ready()
           still, area = jnp.where(d, still2, still), jnp.where(d, area2, area)
