@@ -136,7 +136,8 @@ def propagation_config(config: ml_collections.ConfigDict, model_cfg=None) -> Pro
   return PropagationConfig(scales=tuple((float(m), int(s)) for m, s in scales), use_box=p.use_box,
                            threshold=p.threshold, lost_ratio=p.lost_ratio, binarize_prior=bool(binarize),
                            min_crop_scale=float(p.min_crop_scale),
-                           lost_search_margin=float(p.lost_search_margin), exclusive=bool(p.exclusive))
+                           lost_search_margin=float(p.lost_search_margin), exclusive=bool(p.exclusive),
+                           revive_ratio=float(p.revive_ratio))
 
 
 class Segmenter:
@@ -525,13 +526,15 @@ class Segmenter:
     first_area = jnp.asarray(state.first_area)
     prop.fit_target(state.frames, state.first_prob, state.timer, starts=st)
     yield s0, self._output(state, ids_at(s0, prob))
+    last = prop.remember(None, prob, alive)
     with prefetch.forward(state.frames, state.flows, range(s0 + 1, n),
                           state.timer, bool(self.config.get("prefetch", True))) as items:
       for i, image, flow in items:
         if isinstance(prop.net, PropagationNet):
           prop.net.use(state.variables)  # this video's adapted variables, or the base ones
-        prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer)
+        prob, alive, _ = prop.step(prob, image, flow, alive, first_area, state.timer, last)
         prob, alive = start_objects(prob, alive, state.first_prob, state.first_area, st == i)
+        last = prop.remember(last, prob, alive)  # each object's last mask, for revive_ratio (else None)
         yield i, self._output(state, ids_at(i, prob))
     if back is not None:
       back.close()

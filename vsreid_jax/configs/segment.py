@@ -112,6 +112,9 @@ def get_config():
   # Objects compete for pixels every frame (propagation/algorithm1.py `exclusive_probs`): where
   # another object is more probable, an object's probability is capped at 1 minus it (issue 20).
   c.propagation.exclusive = False
+  # A lost object stays dormant and is looked for again on its last mask's crop; alive again when
+  # N_mp's mask there reaches this x its first area (0: lost is lost; algorithm1.py).
+  c.propagation.revive_ratio = 0.0
   # Warp the thresholded previous mask (see algorithm1.py); None: as the net's config says.
   c.propagation.binarize_prior = None
   # Test-time target model (propagation/target.py, issue 17 lever 3): a per-object logistic

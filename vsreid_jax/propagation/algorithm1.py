@@ -43,6 +43,11 @@ class PropagationConfig:
   # capped at 1 minus it (`exclusive_probs`). A target hidden behind an occluder then shrinks and
   # is declared lost instead of its mask sliding onto the occluder. One object alone: unchanged.
   exclusive: bool = False
+  # A lost object stays dormant: N_mp keeps looking for it on its last mask's crop (that mask as
+  # the prior, held where it was), and it is alive again when the result reaches revive_ratio x its
+  # first area (issue 17: a ball half hidden by a leg was lost for good at frame 5 of 50 by the
+  # +bbox crop row). Callers keep the last masks (`remember`). 0: lost is lost (the original code).
+  revive_ratio: float = 0.0
   object_buckets: Tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)
 
 
@@ -108,14 +113,19 @@ def exclusive_probs(prob):
 
 # prob_sum is a temporary of segment(): its buffer is reused for the output (donated).
 @functools.partial(jax.jit, static_argnames=("threshold", "exclusive"), donate_argnames=("prob_sum",))
-def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, *, threshold, exclusive=False):
+def finish_stage(prob_sum, n_scales, alive, first_area, lost_ratio, dormant=None, revive_ratio=0.0, *, threshold,
+                 exclusive=False):
   """Averages scales, zeroes dead objects, makes the objects compete for pixels (`exclusive`:
-  `exclusive_probs`), and marks objects whose area fell below the lost rule."""
+  `exclusive_probs`), and marks objects whose area fell below the lost rule; a dormant object
+  (dormant[Kb], run from its last mask) is alive again at revive_ratio x its first area."""
   prob = prob_sum / n_scales
+  running = alive if dormant is None else alive | dormant
   if exclusive:
-    prob = exclusive_probs(jnp.where(alive[:, None, None], prob, 0.0))
+    prob = exclusive_probs(jnp.where(running[:, None, None], prob, 0.0))
   area = jnp.sum(prob > threshold, axis=(1, 2))
   still = alive & (area >= lost_ratio * first_area) & (area > 0)
+  if dormant is not None:
+    still = still | (dormant & (area >= revive_ratio * first_area) & (area > 0))
   prob = jnp.where(still[:, None, None], prob, 0.0)
   return prob, still, area
 
@@ -203,18 +213,33 @@ class Propagator:
     s = jax.nn.sigmoid(self.target.score(ic))
     return float(jnp.sum(s * inside) / jnp.maximum(jnp.sum(inside), 1.0))
 
-  def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None):
+  def step(self, prev_prob, image, flow, alive, first_area, timer: StageTimer = None, last=None):
     """prev_prob[Kb,H,W] of the neighbour frame, image[H,W,3] uint8, flow (this frame -> the
-    neighbour)[H,W,2], alive[Kb] bool, first_area[Kb] -> (prob[Kb,H,W], alive[Kb], area[Kb])."""
+    neighbour)[H,W,2], alive[Kb] bool, first_area[Kb] -> (prob[Kb,H,W], alive[Kb], area[Kb]).
+    last[Kb,H,W] (with revive_ratio > 0): each object's last mask while alive (`remember`); a lost
+    object with one is looked for again with it as the prior, unwarped."""
     cfg = self.config
     t = timer or self.timer
     with t.stage("warp", warp, binarize):
       if cfg.binarize_prior:
         prev_prob = binarize(prev_prob, cfg.threshold)
       warped = warp(prev_prob, flow).block_until_ready()
-    return self.segment(warped, image, flow, alive, first_area, t)
+    dormant = None
+    if cfg.revive_ratio > 0 and last is not None:
+      dormant = ~alive & jnp.any(last > cfg.threshold, axis=(1, 2))
+      warped = jnp.where(dormant[:, None, None], last, warped)
+    return self.segment(warped, image, flow, alive, first_area, t, dormant)
 
-  def segment(self, prior, image, flow, alive, first_area, timer: StageTimer = None):
+  def remember(self, last, prob, alive):
+    """The last masks for `step`: last[Kb,H,W] (None at the start) updated with prob where alive;
+    None when revive_ratio is 0."""
+    if self.config.revive_ratio <= 0:
+      return None
+    if last is None:
+      last = jnp.zeros_like(prob)
+    return jnp.where(jnp.asarray(alive)[:, None, None], prob, last)
+
+  def segment(self, prior, image, flow, alive, first_area, timer: StageTimer = None, dormant=None):
     """N_mp around a prior already aligned with `image` (the warped previous mask; in the solver's
     recovery, the frame-0 patch pasted into a retrieved box): crop, net, paste, per scale. The
     objects of all scales that share a crop size go through the net in one call. With
@@ -226,7 +251,7 @@ class Propagator:
     total = self._scales_sum(prior, image, flow, first_area, cfg.scales, t)
     with t.stage("finish", finish_stage):
       prob, still, area = finish_stage(total, float(len(cfg.scales)), alive, first_area, cfg.lost_ratio,
-                                       threshold=cfg.threshold, exclusive=cfg.exclusive)
+                                       dormant, cfg.revive_ratio, threshold=cfg.threshold, exclusive=cfg.exclusive)
       prob.block_until_ready()
     if cfg.lost_search_margin and cfg.use_box:
       dropped = np.asarray(alive) & ~np.asarray(still)
@@ -234,8 +259,8 @@ class Propagator:
         wide = ((float(cfg.lost_search_margin), int(cfg.scales[0][1])),)
         total = self._scales_sum(prior, image, flow, first_area, wide, t)
         with t.stage("finish", finish_stage):
-          prob2, still2, area2 = finish_stage(total, 1.0, alive, first_area, cfg.lost_ratio, threshold=cfg.threshold,
-                                              exclusive=cfg.exclusive)
+          prob2, still2, area2 = finish_stage(total, 1.0, alive, first_area, cfg.lost_ratio, dormant, cfg.revive_ratio,
+                                              threshold=cfg.threshold, exclusive=cfg.exclusive)
           d = jnp.asarray(dropped)
           prob = jnp.where(d[:, None, None], prob2, prob).block_until_ready()
           still, area = jnp.where(d, still2, still), jnp.where(d, area2, area)

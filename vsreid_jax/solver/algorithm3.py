@@ -203,12 +203,14 @@ class Solver:
 
     prob, a = jnp.asarray(prob0), jnp.asarray(alive[s0])
     area = jnp.asarray(first_area, jnp.float32)
+    last = prop.remember(None, prob, a)
     with prefetch.forward(frames, flows, range(s0 + 1, n), timer, self.config.prefetch) as items:
       for i, image, flow in tqdm(items, desc=f"{desc} propagate".strip(), total=n - 1 - s0, unit="frame",
                                  disable=not progress, leave=False):
-        prob, a, _ = prop.step(prob, image, flow, a, area, timer)
+        prob, a, _ = prop.step(prob, image, flow, a, area, timer, last)
         if starts is not None:
           prob, a = start_objects(prob, a, first_prob, first_area, st == i)
+        last = prop.remember(last, prob, a)  # each object's last mask, for revive_ratio (else None)
         probs[i], alive[i] = np.asarray(prob), np.asarray(a)
         if callback is not None:
           callback("propagate", i, n - 1)
