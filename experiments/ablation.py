@@ -195,6 +195,12 @@ def describe_run(seg, config) -> str:
             f"lost_ratio={p.lost_ratio}", f"method={seg.method}"]
   if p.min_crop_scale:
     parts.insert(-1, f"min_crop_scale={p.min_crop_scale}")
+  if p.lost_search_margin:
+    parts.insert(-1, f"lost_search_margin={p.lost_search_margin}")
+  if p.exclusive:
+    parts.insert(-1, "exclusive=True")
+  if p.revive_ratio:
+    parts.insert(-1, f"revive_ratio={p.revive_ratio}")
   if seg.method == "vsreid":
     s = config.solver
     parts += [f"rule={s.retrieval_rule}", f"recover_passes={s.recover_passes}",
@@ -209,6 +215,8 @@ def describe_run(seg, config) -> str:
       parts.append("stop_outside=True")
     if s.get("target_check") is not None:
       parts.append(f"target_check={s.target_check}")
+    if s.get("motion_weight"):
+      parts.append(f"motion_weight={s.motion_weight}")
   return " ".join(parts)
 
 
