@@ -32,6 +32,8 @@ def test_paper_preset_sets_the_papers_test_time_behaviour():
   assert paper.solver.max_retrievals == segment_config.NO_CAP and paper.propagation.scales is None
   assert (default.solver.rho_relative, default.solver.stop_outside) == (0.5, True)
   assert paper.solver.rho_relative is None and paper.solver.stop_outside is False
+  assert (default.solver.motion_weight, default.propagation.exclusive) == (1.0, True)
+  assert paper.solver.motion_weight == 0.0 and paper.propagation.exclusive is False
 
 
 def test_switches_turn_each_extension_off_and_refine_the_preset():

@@ -110,8 +110,13 @@ def get_config():
   # (box fraction each side) before it is given up; 0: off.
   c.propagation.lost_search_margin = 0.0
   # Objects compete for pixels every frame (propagation/algorithm1.py `exclusive_probs`): where
-  # another object is more probable, an object's probability is capped at 1 minus it (issue 20).
-  c.propagation.exclusive = False
+  # another object is more probable, an object's probability is capped at 1 minus it, so a target
+  # hidden behind an occluder shrinks and is lost (then retrieved) instead of its mask sliding onto
+  # the occluder (issue 20; what XMem/Cutie/STM's per-frame aggregation does). One object: no change.
+  # Chosen on val (experiments/results/ablation_issue20f.md), +re-id: hard occlusion clips 0.394 ->
+  # 0.432, standard clips 0.287 -> 0.294, the seed-1 hard clips 0.327 -> 0.327; real val unchanged.
+  # Making the re-propagated object yield to the others too lost (0.421 / 0.285): the forward pass only.
+  c.propagation.exclusive = True
   # A lost object stays dormant and is looked for again on its last mask's crop; alive again when
   # N_mp's mask there reaches this x its first area (0: lost is lost; algorithm1.py).
   c.propagation.revive_ratio = 0.0
@@ -207,6 +212,7 @@ PAPER = {
     "solver.rho_relative": None,  # the paper has one rho_reid for every object
     "solver.stop_outside": False,  # ... and re-propagates under the checkpoint rule alone
     "solver.motion_weight": 0.0,  # ... and ranks candidates by similarity alone
+    "propagation.exclusive": False,  # the paper propagates every object on its own until the merge
 }
 
 
