@@ -292,3 +292,20 @@ def test_rivals_refuse_a_box_that_looks_more_like_a_present_object():
   index, _ = algorithm2.reidentify(boxes, np.array([True, False]), emb, templates, lost, object_boxes, present,
                                    rho_reid=0.5, rho_occ=0.3, rivals=0.0)
   assert index[0] == -1
+
+
+def test_a_rank_of_minus_infinity_rules_a_candidate_out_under_either_rule():
+  # One object lost, one candidate like it: accepted, unless its rank (similarity + bonus) is -inf
+  # (the motion gate), under the original and the paper rule alike.
+  boxes = np.array([[10, 10, 40, 40]], np.float32)
+  valid, emb, templates = np.array([True]), _unit([[1, 0, 0]]), _unit([[1, 0, 0]])
+  object_boxes, present, lost = np.zeros((1, 4), np.float32), np.array([False]), np.array([True])
+  gate = np.array([[-np.inf]], np.float32)
+  assert algorithm2.reidentify(boxes, valid, emb, templates, lost, object_boxes, present, 0.5, 0.3)[0][0] == 0
+  assert algorithm2.reidentify(boxes, valid, emb, templates, lost, object_boxes, present, 0.5, 0.3, gate)[0][0] == -1
+  sim = algorithm2.similarity(emb, templates)
+  index, _ = algorithm2.reidentify_paper(boxes, valid, sim, np.array([True]), object_boxes, present, 0.5, 0.3)
+  assert index[0] == 0
+  index, _ = algorithm2.reidentify_paper(boxes, valid, sim, np.array([True]), object_boxes, present, 0.5, 0.3,
+                                         rank=sim + gate)
+  assert index[0] == -1

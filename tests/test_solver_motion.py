@@ -143,3 +143,22 @@ def test_rival_margin_refuses_a_box_that_looks_more_like_the_present_occluder():
     taken = out[margin].retrievals
     assert taken and taken[0]["object"] == 0 and tuple(taken[0]["box"]) == (40, 10, 50, 50), margin
   assert out[0.0].retrievals == [] and not out[0.0].alive[3:, 0].any()
+
+
+def test_motion_gate_rules_out_a_look_alike_far_from_where_the_object_was():
+  # Only the far twin is a candidate (the near box is not detected): motion ranks it first anyway and
+  # it is retrieved; with motion_gate 0.5 (its continuity is far below) nothing is.
+  frames, cands = _clip()
+  cands.valid[6:, 1] = False
+  first = np.zeros((1, H, W), np.float32)
+  x0, y0, x1, y1 = A
+  first[0, y0:y1, x0:x1] = 1.0
+  out = {}
+  for gate in (None, 0.5):
+    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
+                                       retrieval_rule="original", motion_weight=1.0, motion_gate=gate))
+    out[gate] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 1, cands,
+                             np.array([[1.0, 0.0]], np.float32)).retrievals
+  assert out[None] and tuple(out[None][0]["box"]) == FAR
+  assert out[0.5] == []

@@ -192,6 +192,7 @@ class Segmenter:
                         target_check=None if s.get("target_check") is None else float(s.target_check),
                         motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
                         motion_velocity=int(s.motion_velocity),
+                        motion_gate=None if s.get("motion_gate") is None else float(s.motion_gate),
                         recovery_guard=bool(s.recovery_guard), merge=str(s.merge),
                         prefetch=bool(self.config.get("prefetch", True)))
 

@@ -60,6 +60,9 @@ def get_config():
   c.solver.motion_weight = 1.0
   c.solver.motion_sigma = 0.5  # its spread in box diagonals per sqrt(frame of gap)
   c.solver.motion_velocity = 0  # frames back to estimate a constant velocity from (0: the last box alone)
+  # A candidate whose motion continuity (0..1) is below this is not one for that object (None: motion
+  # only ranks candidates).
+  c.solver.motion_gate = ml_collections.FieldReference(None, field_type=float)
   c.solver.template_refresh = 0  # extra templates per object from confirmed frames
   c.solver.recovery_guard = False  # never replace a mask a similar candidate confirms
   c.solver.merge = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)

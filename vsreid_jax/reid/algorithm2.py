@@ -89,7 +89,8 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
   if not valid.any():
     return index, score
   rank = sim if rank is None else rank
-  top = np.argmax(np.where(valid[:, None], rank, -np.inf), axis=0)  # [K] the most similar candidate
+  allowed = valid[:, None] & np.isfinite(rank)  # [M, K]: a rank of -inf rules a candidate out (a gate)
+  top = np.argmax(np.where(allowed, rank, -np.inf), axis=0)  # [K] the most similar candidate
   present = np.asarray(present, bool)
   overlap = box_iou(boxes[top], object_boxes) * present[None, :]  # [K, K]: top of k vs mask box of j
   iou = np.diagonal(overlap)
@@ -97,6 +98,8 @@ def reidentify_paper(boxes: np.ndarray, valid: np.ndarray, sim: np.ndarray, cons
     raise ValueError("the stricter drift test (drift_iou) needs the current masks' evidence")
   rho = np.broadcast_to(np.asarray(rho_reid, np.float32), (k,))
   for obj in np.flatnonzero(consider):
+    if not allowed[top[obj], obj]:
+      continue
     score[obj] = sim[top[obj], obj]
     ok = score[obj] > rho[obj] and iou[obj] < rho_occ
     if ok and drift_iou is not None and present[obj]:
@@ -117,8 +120,8 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
   boxes[M, 4], valid[M], embeddings[M, D]: the frame's candidates; templates[K, D]; lost[K] bool;
   object_boxes[K, 4] and present[K]: the mask boxes of the objects present in this frame;
   rho_reid: a float or [K] (each object's threshold); bonus: None or [M, K] added to the
-  similarity to pick each object's candidate (e.g. motion continuity); acceptance still tests the
-  similarity alone; containment: None, or a candidate is also not free when its intersection with a
+  similarity to pick each object's candidate (e.g. motion continuity; -inf: not a candidate for that
+  object); acceptance still tests the similarity alone; containment: None, or a candidate is also not free when its intersection with a
   present object's box exceeds this share of the smaller of the two boxes (one box mostly inside
   the other: a partial box on an occluder, or a loose box around a smaller present object, overlap
   with IoU <= rho_occ); rivals: None, or a candidate is for lost object k only when its similarity
@@ -147,6 +150,8 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
     rival = np.where(eye[None], -np.inf, sim[:, None, :]).max(axis=2)  # [M, K] best other object
   for obj in np.flatnonzero(lost):
     mine = free & (owner == obj)
+    if bonus is not None:
+      mine &= np.isfinite(bonus[:, obj])  # a bonus of -inf rules a candidate out (the motion gate)
     if rivals is not None and k > 1:
       mine &= sim[:, obj] >= rival[:, obj] - rivals
     s = np.where(mine, sim[:, obj], -np.inf)

@@ -90,6 +90,9 @@ class SolverConfig:
   motion_weight: float = 0.0  # rank by similarity + this x motion continuity (0: off)
   motion_sigma: float = 0.5  # motion continuity's spread, in box diagonals at a gap of one frame
   motion_velocity: int = 0  # frames back to estimate a constant velocity for motion continuity (0: none)
+  # a candidate whose motion continuity (the Gaussian, 0..1) is below this is not one for that object
+  # (needs motion_weight > 0; None: motion only ranks)
+  motion_gate: Optional[float] = None
   template_refresh: int = 0  # extra templates per object from confirmed frames (0: frame 0 only)
   recovery_guard: bool = False  # never replace a mask the evidence confirms
   merge: str = "argmax"  # "argmax" (the paper's) or "occlusion" (checkpoint age, then evidence)
@@ -428,7 +431,10 @@ class Solver:
           expect = expect + ((b[:2] + b[2:]) / 2 - (br[:2] + br[2:]) / 2) / v * abs(t - tc)
         d = np.linalg.norm(centre - expect, axis=1) / diag
         sigma = cfg.motion_sigma * np.sqrt(abs(t - tc))
-        out[:, j] = cfg.motion_weight * np.exp(-0.5 * (d / sigma) ** 2)
+        near = np.exp(-0.5 * (d / sigma) ** 2)
+        out[:, j] = cfg.motion_weight * near
+        if cfg.motion_gate is not None:
+          out[near < cfg.motion_gate, j] = -np.inf
       return out
 
     return bonus
