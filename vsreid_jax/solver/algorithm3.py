@@ -20,6 +20,10 @@ too). Levers of issue 20, each off by default and an ablation row:
     motion continuity (a Gaussian of the distance from the object's box in the nearest confident
     frame, widening with the square root of the gap); a confident frame is a checkpoint (frame 0,
     a recovery) or a frame whose mask the evidence confirms (below).
+    motion_gate g: a candidate whose continuity (the Gaussian, 0..1) is below g is not one for the
+    object at all (motion otherwise only ranks).
+  - rival_margin m (original rule): a candidate is for lost object k only when no other object's
+    template, present objects' included, is more similar to it than k's similarity + m.
   - template_refresh R > 0: each object is matched against frame 0's template and up to R
     embeddings of candidates that confirmed it in frames spread over the video.
   - recovery_guard: the evidence confirms (frame, object) when a candidate similar to the object
