@@ -3,9 +3,9 @@
 For every object: warp its probability map from the previous frame with the flow, take the box
 of P > 0.5, enlarge it, crop image/flow/warped probability to a fixed S x S, run N_mp, paste the
 result back; average over scales (margin, S). With `exclusive` (on in the segment config) the
-objects then compete for pixels (`exclusive_probs`) before the lost rule. The four stages are separate jitted functions so
-that each can be timed; all shapes are static (objects padded to a bucket, S fixed per scale),
-so a whole video compiles each stage once per (frame size, bucket, S).
+objects then compete for pixels (`exclusive_probs`) before the lost rule. The four stages are
+separate jitted functions so that each can be timed; all shapes are static (objects padded to a
+bucket, S fixed per scale), so a whole video compiles each stage once per (frame size, bucket, S).
 """
 import contextlib
 import dataclasses
