@@ -206,11 +206,15 @@ def main(argv=None):
   p.add_argument("--frame-step", type=int, default=1, help="evaluate every n-th frame (faster)")
   p.add_argument("--timing-reps", type=int, default=10)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--split", default="all", choices=["all", "val", "test"],
+                 help="the held-out sequences scored: all (val and test, the default), or one split "
+                 "(a net trained before the val split existed saw val: compare such nets on test)")
   args = p.parse_args(argv)
 
   embedder = Embedder.from_weights(args.weights)
   c = embedder.config
-  held = list(splits.never_trained())
+  held = list(splits.never_trained()) if args.split == "all" else \
+      [q for root, _ in splits.DATA_ROOTS for q in splits.sequences(args.split, root)]
   bank = ObjectBank([(os.path.join(args.data_dir, n), r) for n, r in splits.DATA_ROOTS], "train", sequences=held)
   rng = np.random.default_rng(args.seed)
   seqs = collect_frames(bank, args, rng)
