@@ -162,3 +162,33 @@ def test_motion_gate_rules_out_a_look_alike_far_from_where_the_object_was():
                              np.array([[1.0, 0.0]], np.float32)).retrievals
   assert out[None] and tuple(out[None][0]["box"]) == FAR
   assert out[0.5] == []
+
+
+def test_confirm_share_undoes_a_retrieval_the_reid_does_not_see_again():
+  # The twin is a candidate at frame 6 only (the detector misses it after): the retrieval takes it
+  # and re-propagation writes frames 6-9 onto it; the ReID confirms the object on 1 of those 4
+  # frames. confirm_share 0.25 keeps the masks, 0.5 undoes them (the object is lost again there,
+  # and the log says why).
+  frames, cands = _clip()
+  cands.valid[:, 1] = False  # the near box is never detected
+  cands.valid[7:, 0] = False  # the far one only at frame 6
+  first = np.zeros((1, H, W), np.float32)
+  x0, y0, x1, y1 = A
+  first[0, y0:y1, x0:x1] = 1.0
+  out = {}
+  for share in (None, 0.25, 0.5):
+    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
+                                       retrieval_rule="original", motion_weight=0.0, confirm_share=share))
+    out[share] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 1, cands,
+                              np.array([[1.0, 0.0]], np.float32))
+  for share in (None, 0.25):
+    r = out[share].retrievals[0]
+    assert (r["frame"], tuple(r["box"]), r["frames_rewritten"]) == (6, FAR, [6, 7, 8, 9])
+    assert out[share].alive[6:, 0].all()
+  assert out[0.25].retrievals[0]["confirmed_share"] == 0.25 and "confirmed_share" not in out[None].retrievals[0]
+  r = out[0.5].retrievals[0]
+  assert r["frames_rewritten"] == [] and r["confirmed_share"] == 0.25 and len(out[0.5].retrievals) == 1
+  assert not out[0.5].alive[4:, 0].any() and out[0.5].alive[:4, 0].all()
+  np.testing.assert_array_equal(out[0.5].checkpoints[:, 0], np.zeros(T))
+  assert np.asarray(out[0.5].probs[8])[0].max() < 0.5 and np.asarray(out[0.25].probs[8])[0].max() > 0.9

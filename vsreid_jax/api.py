@@ -190,6 +190,7 @@ class Segmenter:
                         rho_relative_margin=float(s.get("rho_relative_margin", 0.0)),
                         stop_outside=bool(s.get("stop_outside", False)),
                         target_check=None if s.get("target_check") is None else float(s.target_check),
+                        confirm_share=None if s.get("confirm_share") is None else float(s.confirm_share),
                         motion_sigma=float(s.motion_sigma), template_refresh=int(s.template_refresh),
                         motion_velocity=int(s.motion_velocity),
                         motion_gate=None if s.get("motion_gate") is None else float(s.motion_gate),

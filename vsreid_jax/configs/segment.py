@@ -81,6 +81,9 @@ def get_config():
   # Drop a recovered mask whose pixels the object's target model scores below this on average
   # (None: off; needs propagation.target_model on).
   c.solver.target_check = ml_collections.FieldReference(None, field_type=float)
+  # Undo a retrieval's new masks unless the ReID confirms the object on at least this share of the
+  # frames they rewrote (None: off; solver/algorithm3.py).
+  c.solver.confirm_share = ml_collections.FieldReference(None, field_type=float)
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only

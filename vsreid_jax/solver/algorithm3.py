@@ -40,6 +40,9 @@ too). Levers of issue 20, each off by default and an ablation row:
   - target_check a: a recovered mask is kept only when the propagator's target model (the object's
     first-frame appearance model) gives its pixels a mean probability >= a: the retrieved box holds
     something that looks like the object.
+  - confirm_share c: after a retrieval's recovery and re-propagation, its new masks are undone
+    unless on at least a share c of the rewritten frames a candidate on the new mask's box is more
+    similar to the object than its threshold (the ReID sees the object where the masks put it).
   - merge "occlusion": pixels claimed (P > 0.5) by several objects go to the object whose mask is
     newest from its checkpoint, then the one with the most ReID evidence (merge.py); elsewhere the
     paper's argmax.
@@ -103,6 +106,9 @@ class SolverConfig:
   rho_relative: Optional[float] = None  # per-object threshold: this quantile of its evidence (None: off)
   rho_relative_margin: float = 0.0  # ... minus this (never below rho_reid)
   stop_outside: bool = False  # re-propagation stops where the mask touches the edge, unconfirmed
+  # a retrieval's new masks are undone unless the ReID confirms the object on at least this share of
+  # the frames rewritten (a similar candidate on the new mask's box; None: off)
+  confirm_share: Optional[float] = None
   target_check: Optional[float] = None  # drop a recovered mask the target model agrees with less (None: off)
   prefetch: bool = True  # the forward pass reads frames and flows ahead on a thread (flow/prefetch.py)
 
@@ -305,18 +311,29 @@ class Solver:
         tried.add((ret.frame, ret.object_index))
         was_present = bool(present[ret.frame, ret.object_index])
         iou_now = float(box_iou(np.asarray(ret.box), boxes[ret.frame, ret.object_index])[0, 0]) if was_present else 0.0
+        undo = [] if cfg.confirm_share is not None else None
         with prop.one_object(ret.object_index):  # the target model (if any) of that object alone
           rewritten = self._recover_and_propagate(ret, frames, flows, first_prob, first_boxes, first_area,
                                                   probs, alive, ckpt, boxes, timer,
                                                   confirmed if cfg.recovery_guard else None,
                                                   functools.partial(self._outside, candidates, templates, rho, h, w)
-                                                  if cfg.stop_outside else None)
+                                                  if cfg.stop_outside else None, undo=undo)
+        share = None
+        if undo:
+          with timer.stage("reid"):
+            share = self._confirmed_share(candidates, templates(), rho, boxes, rewritten, ret.object_index)
+          if share < cfg.confirm_share:  # the ReID does not see the object on the new masks: undo them
+            for i, p_old, a_old, c_old, b_old in undo:
+              probs[i, ret.object_index], alive[i, ret.object_index] = p_old, a_old
+              ckpt[i, ret.object_index], boxes[i, ret.object_index] = c_old, b_old
+            rewritten = []
         ev = float(evidence[ret.frame, ret.object_index]) if evidence is not None else None
         log.append(dict(frame=ret.frame, object=ret.object_index, score=round(ret.score, 4),
                         threshold=round(float(np.broadcast_to(rho, (k,))[ret.object_index]), 4),
                         box=[round(v, 1) for v in ret.box], kind="drift" if was_present else "lost",
                         iou_current=round(iou_now, 3), evidence=None if ev is None else round(ev, 4),
                         frames_rewritten=rewritten,
+                        **({} if share is None else dict(confirmed_share=round(share, 3))),
                         first=min(rewritten) if rewritten else None, last=max(rewritten) if rewritten else None))
       if cfg.merge == "occlusion":
         with timer.stage("reid"):
@@ -482,12 +499,13 @@ class Solver:
 
   def _recover_and_propagate(self, ret: Retrieval, frames, flows, first_prob, first_boxes, first_area,
                              probs, alive, ckpt, boxes, timer, confirmed: Optional[np.ndarray] = None,
-                             outside=None) -> List[int]:
+                             outside=None, undo: Optional[list] = None) -> List[int]:
     """Recovers object ret.object_index at ret.frame and re-propagates it both ways under the
     checkpoint rule; returns the frames rewritten (empty when the recovered mask is lost at once).
     confirmed[T, K] (the recovery guard): the recovered mask must agree with the retrieved box, and
     a confirmed mask is replaced only by one whose box agrees with it. outside(i, obj, prob) -> bool
-    (stop_outside): re-propagation stops at a frame where it says the object is out of the frame."""
+    (stop_outside): re-propagation stops at a frame where it says the object is out of the frame.
+    undo: a list to which each write appends what it replaced (frame, prob, alive, checkpoint, box)."""
     prop, cfg = self.propagator, self.config
     t, obj = ret.frame, ret.object_index
     n, _, h, w = probs.shape
@@ -509,7 +527,7 @@ class Solver:
     if confirmed is not None and not self._agrees(prob, ret.box):
       return []  # N_mp did not make a mask of what was retrieved
     rewritten = [t]
-    self._write(t, obj, t, prob, probs, alive, ckpt, boxes)
+    self._write(t, obj, t, prob, probs, alive, ckpt, boxes, undo)
     for step in (1, -1):  # forward, then backward
       cur, a = prob, on
       i = t + step
@@ -522,7 +540,7 @@ class Solver:
           break  # the evidence confirms the mask there: keep it, and what lies beyond
         if outside is not None and outside(i, obj, cur):
           break  # the object left the frame there: N_mp's mask at the edge is not it
-        self._write(i, obj, t, cur, probs, alive, ckpt, boxes)
+        self._write(i, obj, t, cur, probs, alive, ckpt, boxes, undo)
         rewritten.append(i)
         i += step
     return sorted(rewritten)
@@ -532,8 +550,25 @@ class Solver:
     b = mask_box_np(np.asarray(prob[0]) > 0.5)
     return b is not None and float(box_iou(b, np.asarray(box, np.float32))[0, 0]) >= self.config.rho_occ
 
+  def _confirmed_share(self, candidates, templates, rho, boxes, frames, obj) -> float:
+    """confirm_share: the share of `frames` where a valid candidate on object obj's (new) mask box
+    (IoU >= rho_occ) is more similar to it than its threshold (rho: a float or [K])."""
+    cands = candidates.get(np.asarray(frames))
+    threshold = float(rho if np.ndim(rho) == 0 else rho[obj])
+    hits = 0
+    for row, t in enumerate(frames):
+      valid = np.asarray(cands.valid[row], bool)
+      if not valid.any():
+        continue
+      sim = similarity(cands.embeddings[row], templates)[:, obj]
+      on = box_iou(cands.boxes[row], np.asarray(boxes[t, obj], np.float32)[None])[:, 0] >= self.config.rho_occ
+      hits += bool(np.any(valid & on & (sim > threshold)))
+    return hits / max(len(frames), 1)
+
   @staticmethod
-  def _write(i, obj, source, prob, probs, alive, ckpt, boxes):
+  def _write(i, obj, source, prob, probs, alive, ckpt, boxes, undo=None):
+    if undo is not None:
+      undo.append((i, np.array(probs[i, obj]), bool(alive[i, obj]), int(ckpt[i, obj]), boxes[i, obj].copy()))
     p = np.asarray(prob[0])
     probs[i, obj] = p
     alive[i, obj] = True
