@@ -82,8 +82,12 @@ def get_config():
   # (None: off; needs propagation.target_model on).
   c.solver.target_check = ml_collections.FieldReference(None, field_type=float)
   # Undo a retrieval's new masks unless the ReID confirms the object on at least this share of the
-  # frames they rewrote (None: off; solver/algorithm3.py).
-  c.solver.confirm_share = ml_collections.FieldReference(None, field_type=float)
+  # frames they rewrote (None: off; solver/algorithm3.py): a wrong retrieval rewrites long spans with
+  # a mask the ReID does not see as the object. Chosen on val with a ReID retrained on train alone
+  # (the shipped one saw val; experiments/results/ablation_issue20f.md), +re-id on the hard / standard
+  # val occlusion clips: off 0.365 / 0.259, 0.25 0.382 / 0.258, 0.5 0.387 / 0.260, 0.75 0.394 /
+  # 0.272, 1.0 0.381 / 0.272 (propagation alone 0.380 / 0.270); real val unchanged (0.639).
+  c.solver.confirm_share = ml_collections.FieldReference(0.75, field_type=float)
   # N_mp: "identity" (warp-only baseline), "default" (the shipped weights), or a checkpoint dir.
   c.net = "default"
   c.streams = ml_collections.FieldReference(None, field_type=tuple)  # None: all the net's streams; ("rgb",): RGB only
@@ -219,6 +223,7 @@ PAPER = {
     "solver.stop_outside": False,  # ... and re-propagates under the checkpoint rule alone
     "solver.motion_weight": 0.0,  # ... and ranks candidates by similarity alone
     "propagation.exclusive": False,  # the paper propagates every object on its own until the merge
+    "solver.confirm_share": None,  # ... and keeps every accepted retrieval's masks
 }
 
 
