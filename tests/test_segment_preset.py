@@ -34,7 +34,7 @@ def test_paper_preset_sets_the_papers_test_time_behaviour():
   assert paper.solver.rho_relative is None and paper.solver.stop_outside is False
   assert (default.solver.motion_weight, default.propagation.exclusive) == (1.0, True)
   assert paper.solver.motion_weight == 0.0 and paper.propagation.exclusive is False
-  assert default.solver.confirm_share == 0.75 and paper.solver.confirm_share is None
+  assert default.solver.confirm_share is None and paper.solver.confirm_share is None
 
 
 def test_switches_turn_each_extension_off_and_refine_the_preset():
