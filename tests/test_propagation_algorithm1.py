@@ -235,16 +235,26 @@ def _bright_net(image, flow, prob):
   return jnp.where(image.mean(-1, keepdims=True) > 100, 10.0, -10.0)
 
 
+def _confident_net(image, flow, prob):
+  """Sees bright pixels under the prior, more sure where the prior is."""
+  del flow
+  return jnp.where((image.mean(-1, keepdims=True) > 100) & (prob > 0.5), 4.0 * prob, -10.0)
+
+
+def _square(h=48, w=80):
+  """(first [1, h, w] a 10x10 object at rows and columns 20-30, zero flow [h, w, 2])."""
+  first = np.zeros((1, h, w), np.float32)
+  first[0, 20:30, 20:30] = 1
+  return first, np.zeros((h, w, 2), np.float32)
+
+
 def test_lost_search_finds_an_object_that_jumped_out_of_its_crop():
   # A 10x10 object jumps 16 px right between frames; the flow (zero) does not follow it, so its
   # paper crop (box + 15%) shows only background and the lost rule drops it. With
   # lost_search_margin 2.0 the box grown by 2 widths each side reaches it: found, alive, N_mp once more.
-  h, w = 48, 80
-  first = np.zeros((1, h, w), np.float32)
-  first[0, 20:30, 20:30] = 1
-  image = np.zeros((h, w, 3), np.uint8)
+  first, flow = _square()
+  image = np.zeros((48, 80, 3), np.uint8)
   image[20:30, 36:46] = 255
-  flow = np.zeros((h, w, 2), np.float32)
   found = {}
   for margin in (0.0, 2.0):
     prop = Propagator(_bright_net, PropagationConfig(scales=((0.15, 97),), lost_search_margin=margin))
@@ -281,14 +291,9 @@ def test_exclusive_propagation_loses_an_object_hidden_behind_another():
   prior[1] = 0.0
   prior[1, 16:34, 16:36] = 1.0  # (the warped prior of object 2 follows it: flow is not under test)
   flow = np.zeros((h, w, 2), np.float32)
-
-  def confident_net(image, flow, prob):
-    del flow
-    return jnp.where((image.mean(-1, keepdims=True) > 100) & (prob > 0.5), 4.0 * prob, -10.0)
-
   out = {}
   for exclusive in (False, True):
-    prop = Propagator(confident_net, PropagationConfig(scales=((0.15, 97),), exclusive=exclusive))
+    prop = Propagator(_confident_net, PropagationConfig(scales=((0.15, 97),), exclusive=exclusive))
     prob, alive, _ = prop.step(jnp.asarray(prior), image, flow, jnp.array([True, True]), jnp.array([100.0, 360.0]))
     out[exclusive] = (np.asarray(prob) > 0.5, np.asarray(alive))
   masks, alive = out[False]
@@ -303,23 +308,14 @@ def test_exclusive_reaches_the_propagator():
   assert Segmenter(config).propagator.config.exclusive
 
 
-def _confident_net(image, flow, prob):
-  """Sees bright pixels under the prior, more sure where the prior is."""
-  del flow
-  return jnp.where((image.mean(-1, keepdims=True) > 100) & (prob > 0.5), 4.0 * prob, -10.0)
-
-
 def test_a_dormant_object_is_revived_where_it_reappears():
   # A 10x10 object is hidden (dark) in frames 1-2 and shows again at its place in frame 3. Lost at
   # frame 1 either way; with revive_ratio 0.5 N_mp keeps looking on its last mask's crop and it is
   # alive again at frame 3, with its mask; without, it stays lost.
-  h, w = 48, 80
-  first = np.zeros((1, h, w), np.float32)
-  first[0, 20:30, 20:30] = 1
-  shown = np.zeros((h, w, 3), np.uint8)
+  first, flow = _square()
+  shown = np.zeros((48, 80, 3), np.uint8)
   shown[20:30, 20:30] = 255
   frames = [shown, np.zeros_like(shown), np.zeros_like(shown), shown]
-  flow = np.zeros((h, w, 2), np.float32)
   out = {}
   for revive in (0.0, 0.5):
     prop = Propagator(_confident_net, PropagationConfig(scales=((0.15, 97),), revive_ratio=revive))

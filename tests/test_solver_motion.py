@@ -33,25 +33,32 @@ def _clip():
   return frames, Candidates(boxes, valid.astype(np.float32), valid, emb)
 
 
-def _solve(motion_weight):
-  frames, cands = _clip()
+def _run(frames, cands, first, templates, **config):
+  """The solver over the seeing net on a clip (the original rule, the settings of these tests, then
+  `config`)."""
+  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
+  solver = Solver(prop, SolverConfig(**dict(dict(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2,
+                                                 guide_size=33, retrieval_rule="original", motion_weight=0.0),
+                                            **config)))
+  return solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), len(first), cands, templates)
+
+
+def _solve_twin(cands=None, **config):
+  """The twin clip (its candidates, or `cands` edited from them), the object given at frame 0."""
+  frames, clip_cands = _clip()
   first = np.zeros((1, H, W), np.float32)
   x0, y0, x1, y1 = A
   first[0, y0:y1, x0:x1] = 1.0
-  prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
-  solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
-                                     retrieval_rule="original", motion_weight=motion_weight))
-  return solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 1, cands,
-                      np.array([[1.0, 0.0]], np.float32))
+  return _run(frames, clip_cands if cands is None else cands, first, np.array([[1.0, 0.0]], np.float32), **config)
 
 
 def test_lost_object_without_motion_is_retrieved_at_the_twin():
-  r = _solve(0.0).retrievals[0]
+  r = _solve_twin(motion_weight=0.0).retrievals[0]
   assert (r["frame"], tuple(r["box"])) == (6, FAR)
 
 
 def test_lost_object_with_motion_is_retrieved_near_where_it_was_last_seen():
-  result = _solve(0.3)
+  result = _solve_twin(motion_weight=0.3)
   r = result.retrievals[0]
   # (frame 9: the bonus widens with the gap from the last box, so the latest frame ranks first;
   # re-propagation then rewrites 6-8 backward.)
@@ -112,13 +119,7 @@ def _occluder_clip():
 
 def test_free_cover_refuses_a_box_on_a_present_objects_mask():
   frames, cands, first = _occluder_clip()
-  out = {}
-  for cover in (None, 0.5):
-    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
-    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
-                                       retrieval_rule="original", motion_weight=0.0, free_cover=cover))
-    out[cover] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 2, cands,
-                              np.eye(2, 3, dtype=np.float32))
+  out = {cover: _run(frames, cands, first, np.eye(2, 3, dtype=np.float32), free_cover=cover) for cover in (None, 0.5)}
   taken = out[None].retrievals
   assert taken and taken[0]["object"] == 0 and tuple(taken[0]["box"]) == (40, 10, 50, 50)
   assert out[0.5].retrievals == []
@@ -132,13 +133,8 @@ def test_rival_margin_refuses_a_box_that_looks_more_like_the_present_occluder():
   # more similar), taken again with a margin wide enough (0.3).
   frames, cands, first = _occluder_clip()
   cands.embeddings[3:, 0] = (0.6, 0.8, 0.0)
-  out = {}
-  for margin in (None, 0.0, 0.3):
-    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
-    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
-                                       retrieval_rule="original", motion_weight=0.0, rival_margin=margin))
-    out[margin] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 2, cands,
-                               np.eye(2, 3, dtype=np.float32))
+  out = {margin: _run(frames, cands, first, np.eye(2, 3, dtype=np.float32), rival_margin=margin)
+         for margin in (None, 0.0, 0.3)}
   for margin in (None, 0.3):
     taken = out[margin].retrievals
     assert taken and taken[0]["object"] == 0 and tuple(taken[0]["box"]) == (40, 10, 50, 50), margin
@@ -148,18 +144,9 @@ def test_rival_margin_refuses_a_box_that_looks_more_like_the_present_occluder():
 def test_motion_gate_rules_out_a_look_alike_far_from_where_the_object_was():
   # Only the far twin is a candidate (the near box is not detected): motion ranks it first anyway and
   # it is retrieved; with motion_gate 0.5 (its continuity is far below) nothing is.
-  frames, cands = _clip()
+  _, cands = _clip()
   cands.valid[6:, 1] = False
-  first = np.zeros((1, H, W), np.float32)
-  x0, y0, x1, y1 = A
-  first[0, y0:y1, x0:x1] = 1.0
-  out = {}
-  for gate in (None, 0.5):
-    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
-    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
-                                       retrieval_rule="original", motion_weight=1.0, motion_gate=gate))
-    out[gate] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 1, cands,
-                             np.array([[1.0, 0.0]], np.float32)).retrievals
+  out = {gate: _solve_twin(cands, motion_weight=1.0, motion_gate=gate).retrievals for gate in (None, 0.5)}
   assert out[None] and tuple(out[None][0]["box"]) == FAR
   assert out[0.5] == []
 
@@ -169,19 +156,10 @@ def test_confirm_share_undoes_a_retrieval_the_reid_does_not_see_again():
   # and re-propagation writes frames 6-9 onto it; the ReID confirms the object on 1 of those 4
   # frames. confirm_share 0.25 keeps the masks, 0.5 undoes them (the object is lost again there,
   # and the log says why).
-  frames, cands = _clip()
+  _, cands = _clip()
   cands.valid[:, 1] = False  # the near box is never detected
   cands.valid[7:, 0] = False  # the far one only at frame 6
-  first = np.zeros((1, H, W), np.float32)
-  x0, y0, x1, y1 = A
-  first[0, y0:y1, x0:x1] = 1.0
-  out = {}
-  for share in (None, 0.25, 0.5):
-    prop = Propagator(seeing_net, PropagationConfig(scales=((0.15, 65),)))
-    solver = Solver(prop, SolverConfig(rho_reid=0.5, rho_occ=0.3, max_retrievals=3, recover_passes=2, guide_size=33,
-                                       retrieval_rule="original", motion_weight=0.0, confirm_share=share))
-    out[share] = solver.solve(ArrayFrames(frames), ZeroFlows(), first, first.sum(axis=(1, 2)), 1, cands,
-                              np.array([[1.0, 0.0]], np.float32))
+  out = {share: _solve_twin(cands, confirm_share=share) for share in (None, 0.25, 0.5)}
   for share in (None, 0.25):
     r = out[share].retrievals[0]
     assert (r["frame"], tuple(r["box"]), r["frames_rewritten"]) == (6, FAR, [6, 7, 8, 9])

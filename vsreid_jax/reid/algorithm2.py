@@ -120,12 +120,13 @@ def reidentify(boxes: np.ndarray, valid: np.ndarray, embeddings: np.ndarray, tem
   boxes[M, 4], valid[M], embeddings[M, D]: the frame's candidates; templates[K, D]; lost[K] bool;
   object_boxes[K, 4] and present[K]: the mask boxes of the objects present in this frame;
   rho_reid: a float or [K] (each object's threshold); bonus: None or [M, K] added to the
-  similarity to pick each object's candidate (e.g. motion continuity; -inf: not a candidate for that
-  object); acceptance still tests the similarity alone; containment: None, or a candidate is also not free when its intersection with a
-  present object's box exceeds this share of the smaller of the two boxes (one box mostly inside
-  the other: a partial box on an occluder, or a loose box around a smaller present object, overlap
-  with IoU <= rho_occ); rivals: None, or a candidate is for lost object k only when its similarity
-  to k is >= its similarity to every other object's template (present or lost) - rivals.
+  similarity to pick each object's candidate (e.g. motion continuity; -inf: not a candidate for
+  that object); acceptance still tests the similarity alone; containment: None, or a candidate is
+  also not free when its intersection with a present object's box exceeds this share of the smaller
+  of the two boxes (one box mostly inside the other: a partial box on an occluder, or a loose box
+  around a smaller present object, overlap with IoU <= rho_occ); rivals: None, or a candidate is for
+  lost object k only when its similarity to k is >= its similarity to every other object's template
+  (present or lost) - rivals.
   """
   k = templates.shape[0]
   index = np.full(k, -1, np.int64)

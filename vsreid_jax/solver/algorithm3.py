@@ -394,14 +394,18 @@ class Solver:
       return True
     if box[0] > 0 and box[1] > 0 and box[2] < width and box[3] < height:
       return False
-    cands = candidates.get(np.array([t]))
-    valid = np.asarray(cands.valid[0], bool)
+    return not self._seen_on(candidates.get(np.array([t])), 0, templates(), box, obj, rho)
+
+  def _seen_on(self, cands, row, templates, box, obj, rho) -> bool:
+    """Whether a valid candidate of cands' `row` lies on `box` (IoU >= rho_occ) and is more similar
+    to object obj than its threshold (rho: a float or [K]): the ReID sees the object there."""
+    valid = np.asarray(cands.valid[row], bool)
     if not valid.any():
-      return True
-    sim = similarity(cands.embeddings[0], templates())[:, obj]
-    on = box_iou(cands.boxes[0], np.asarray(box, np.float32)[None])[:, 0] >= self.config.rho_occ
+      return False
+    sim = similarity(cands.embeddings[row], templates)[:, obj]
+    on = box_iou(cands.boxes[row], np.asarray(box, np.float32)[None])[:, 0] >= self.config.rho_occ
     threshold = float(rho if np.ndim(rho) == 0 else rho[obj])
-    return not np.any(valid & on & (sim > threshold))
+    return bool(np.any(valid & on & (sim > threshold)))
 
   def _templates(self, candidates, templates, confirmed, match):
     """[K, D] frame-0 templates, or [K, 1 + R, D] with up to R embeddings of confirming candidates
@@ -554,15 +558,7 @@ class Solver:
     """confirm_share: the share of `frames` where a valid candidate on object obj's (new) mask box
     (IoU >= rho_occ) is more similar to it than its threshold (rho: a float or [K])."""
     cands = candidates.get(np.asarray(frames))
-    threshold = float(rho if np.ndim(rho) == 0 else rho[obj])
-    hits = 0
-    for row, t in enumerate(frames):
-      valid = np.asarray(cands.valid[row], bool)
-      if not valid.any():
-        continue
-      sim = similarity(cands.embeddings[row], templates)[:, obj]
-      on = box_iou(cands.boxes[row], np.asarray(boxes[t, obj], np.float32)[None])[:, 0] >= self.config.rho_occ
-      hits += bool(np.any(valid & on & (sim > threshold)))
+    hits = sum(self._seen_on(cands, row, templates, boxes[t, obj], obj, rho) for row, t in enumerate(frames))
     return hits / max(len(frames), 1)
 
   @staticmethod
