@@ -39,6 +39,9 @@ def main(argv=None):
   p.add_argument("--weights", default=DEFAULT_DETECTOR_WEIGHTS)
   p.add_argument("--every", type=int, default=1, help="use every N-th frame")
   p.add_argument("--proposals", type=int, default=100)
+  p.add_argument("--split", default="all", choices=["all", "val", "test"],
+                 help="the held-out sequences scored: all (val and test, the default), or one split "
+                 "(a net trained before the val split existed saw val: compare such nets on test)")
   args = p.parse_args(argv)
   det = Detector.from_weights(args.weights)
   timer = StageTimer()
@@ -46,7 +49,8 @@ def main(argv=None):
   n_frames, n_det = 0, []
   for name, resolution in splits.DATA_ROOTS:
     ds = DavisDataset(str(splits.shared_data_dir() / name), resolution)
-    for seq in splits.held_out()[name]:
+    held = splits.held_out()[name] if args.split == "all" else splits.sequences(args.split, name)
+    for seq in held:
       frames = ds.frames(seq)
       for t in range(0, len(frames), args.every):
         gt = np.stack(list(frame_boxes(ds.annotation(seq, frames.names[t])).values()) or [np.zeros(4)])
@@ -64,8 +68,10 @@ def main(argv=None):
         hits["top1"].append(recalled(gt, boxes[:1]))
         hits["score>=0.5"].append(recalled(gt, boxes[scores >= 0.5]))
         n_det.append(int((scores >= 0.5).sum()))
-  print(f"weights {args.weights} ({det.config_name}), held-out {n_frames} frames "
-        f"({', '.join(splits.never_trained())}), every {args.every}")
+  scored = [q for root, _ in splits.DATA_ROOTS
+            for q in (splits.held_out()[root] if args.split == "all" else splits.sequences(args.split, root))]
+  print(f"weights {args.weights} ({det.config_name}), {args.split} {n_frames} frames "
+        f"({', '.join(scored)}), every {args.every}")
   n_gt = sum(len(h) for h in hits["proposals"])
   print(f"GT boxes: {n_gt}; recall at IoU {IOU}:")
   print(f"  top-{args.proposals} RPN proposals: {np.concatenate(hits['proposals']).mean():.3f}")
