@@ -47,10 +47,10 @@ def main(argv=None):
   timer = StageTimer()
   hits = {"proposals": [], "detections": [], "top1": [], "score>=0.5": []}
   n_frames, n_det = 0, []
+  held = splits.held_out(args.split)
   for name, resolution in splits.DATA_ROOTS:
     ds = DavisDataset(str(splits.shared_data_dir() / name), resolution)
-    held = splits.held_out()[name] if args.split == "all" else splits.sequences(args.split, name)
-    for seq in held:
+    for seq in held[name]:
       frames = ds.frames(seq)
       for t in range(0, len(frames), args.every):
         gt = np.stack(list(frame_boxes(ds.annotation(seq, frames.names[t])).values()) or [np.zeros(4)])
@@ -68,10 +68,8 @@ def main(argv=None):
         hits["top1"].append(recalled(gt, boxes[:1]))
         hits["score>=0.5"].append(recalled(gt, boxes[scores >= 0.5]))
         n_det.append(int((scores >= 0.5).sum()))
-  scored = [q for root, _ in splits.DATA_ROOTS
-            for q in (splits.held_out()[root] if args.split == "all" else splits.sequences(args.split, root))]
   print(f"weights {args.weights} ({det.config_name}), {args.split} {n_frames} frames "
-        f"({', '.join(scored)}), every {args.every}")
+        f"({', '.join(q for seqs in held.values() for q in seqs)}), every {args.every}")
   n_gt = sum(len(h) for h in hits["proposals"])
   print(f"GT boxes: {n_gt}; recall at IoU {IOU}:")
   print(f"  top-{args.proposals} RPN proposals: {np.concatenate(hits['proposals']).mean():.3f}")

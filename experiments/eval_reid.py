@@ -213,8 +213,7 @@ def main(argv=None):
 
   embedder = Embedder.from_weights(args.weights)
   c = embedder.config
-  held = list(splits.never_trained()) if args.split == "all" else \
-      [q for root, _ in splits.DATA_ROOTS for q in splits.sequences(args.split, root)]
+  held = [q for seqs in splits.held_out(args.split).values() for q in seqs]
   bank = ObjectBank([(os.path.join(args.data_dir, n), r) for n, r in splits.DATA_ROOTS], "train", sequences=held)
   rng = np.random.default_rng(args.seed)
   seqs = collect_frames(bank, args, rng)

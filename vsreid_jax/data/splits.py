@@ -36,9 +36,13 @@ def shared_data_dir() -> pathlib.Path:
   return pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-def held_out() -> Dict[str, Tuple[str, ...]]:
-  """{root: sequences never trained on}: the validation and the test split together."""
-  return {root: VAL.get(root, ()) + TEST.get(root, ()) for root, _ in DATA_ROOTS}
+def held_out(split: str = "all") -> Dict[str, Tuple[str, ...]]:
+  """{root: sequences never trained on}: the validation and the test split together ("all"), or
+  one of them ("val", "test")."""
+  if split not in ("all", "val", "test"):
+    raise ValueError(f"split {split!r}: held_out() takes 'all', 'val' or 'test'")
+  return {root: (VAL.get(root, ()) if split in ("all", "val") else ()) +
+                (TEST.get(root, ()) if split in ("all", "test") else ()) for root, _ in DATA_ROOTS}
 
 
 def never_trained() -> Tuple[str, ...]:
