@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -36,6 +37,32 @@ def test_deformed_prior_overlaps_but_differs():
   ious = np.array([_iou(augment.deform_mask(mask, rng, cfg) > 0.5, mask) for _ in range(40)])
   assert 0.6 < ious.mean() < 0.95, ious
   assert ious.min() > 0.3 and (ious < 0.99).all(), ious
+
+
+def test_partial_prior_keeps_one_side_of_the_object():
+  mask = _disc_mask().astype(bool)
+  cfg = augment.DeformConfig(wrong_prob=0.0, partial_prob=1.0, partial_keep=(0.3, 0.7), min_severity=0.0,
+                             translate=0.0, scale=0.0, rotate_deg=0.0, elastic=0.0, morph=0.0, max_blobs=0,
+                             blur_sigma=0.0)
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    p = augment.deform_mask(mask, rng, cfg) > 0.5
+    share = p.sum() / mask.sum()
+    assert 0.25 < share < 0.75, share  # part of the object, about partial_keep of it
+    assert (p & ~mask).sum() <= 0.02 * mask.sum()  # ...and nothing outside it
+    # One side of a straight cut: the kept part is convex like the disc (its hull adds little).
+    hull = cv2.convexHull(np.argwhere(p)[:, ::-1].astype(np.int32))
+    assert cv2.contourArea(hull) <= 1.1 * p.sum()
+
+
+def test_partial_prior_off_draws_the_same_priors_as_before():
+  # partial_prob 0 spends no random draw: every existing training example stays what it was.
+  mask = _disc_mask()
+  a = augment.deform_mask(mask, np.random.default_rng(5), augment.DeformConfig())
+  b = augment.deform_mask(mask, np.random.default_rng(5), augment.DeformConfig(partial_prob=0.0, partial_keep=(0.1, 0.2)))
+  c = augment.deform_mask(mask, np.random.default_rng(5), augment.DeformConfig(partial_prob=1.0))
+  np.testing.assert_array_equal(a, b)
+  assert _iou(c > 0.5, mask.astype(bool)) < _iou(a > 0.5, mask.astype(bool))
 
 
 def test_empty_and_wrong_priors():

@@ -28,6 +28,11 @@ class DeformConfig:
   blur_sigma: float = 1.5  # max Gaussian blur (pixels) of the result: soft edges like a warped map
   empty_prob: float = 0.0  # an empty prior
   wrong_prob: float = 0.02  # a prior far from the object (shifted by 0.5..1 of its size)
+  # A prior of part of the object (cut by a random straight line, keeping partial_keep of its area):
+  # the mask a half-hidden object leaves, from which N_mp must regrow the object once it is back
+  # (issue 17: the crop row loses a half-hidden small object). 0: off (no random draw is spent).
+  partial_prob: float = 0.0
+  partial_keep: tuple = (0.3, 0.7)
 
 
 def _box(mask):
@@ -99,6 +104,18 @@ def _wrong(mask, rng, cfg: DeformConfig, size, centre):
   return cv2.warpAffine(mask, mat, (w, h), flags=cv2.INTER_LINEAR)
 
 
+def _partial(m, rng, cfg: DeformConfig):
+  """The object's pixels on one side of a random line through it, partial_keep of its area."""
+  ys, xs = np.nonzero(m > 0.5)
+  a = rng.uniform(0, 2 * np.pi)
+  proj = xs * np.cos(a) + ys * np.sin(a)
+  cut = np.quantile(proj, rng.uniform(*cfg.partial_keep))
+  out = np.zeros_like(m)
+  keep = proj <= cut
+  out[ys[keep], xs[keep]] = 1.0
+  return out
+
+
 def deform_mask(mask: np.ndarray, rng: np.random.Generator, cfg: DeformConfig = DeformConfig()) -> np.ndarray:
   """A simulated previous-frame probability [H, W] float32 in [0, 1] from a binary GT mask."""
   m = (np.asarray(mask) > 0).astype(np.float32)
@@ -111,6 +128,8 @@ def deform_mask(mask: np.ndarray, rng: np.random.Generator, cfg: DeformConfig = 
   centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float64)
   if rng.random() < cfg.wrong_prob:
     return np.clip(_wrong(m, rng, cfg, size, centre), 0, 1)
+  if cfg.partial_prob > 0 and rng.random() < cfg.partial_prob:
+    m = _partial(m, rng, cfg)  # the window, size and centre stay the whole object's
   severity = rng.uniform(cfg.min_severity, 1.0)
   cfg = dataclasses.replace(cfg, translate=cfg.translate * severity, scale=cfg.scale * severity,
                             rotate_deg=cfg.rotate_deg * severity, elastic=cfg.elastic * severity,
