@@ -11,7 +11,6 @@
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -69,7 +68,7 @@ def main(argv=None):
         hits["score>=0.5"].append(recalled(gt, boxes[scores >= 0.5]))
         n_det.append(int((scores >= 0.5).sum()))
   print(f"weights {args.weights} ({det.config_name}), {args.split} {n_frames} frames "
-        f"({', '.join(q for seqs in held.values() for q in seqs)}), every {args.every}")
+        f"({', '.join(splits.never_trained(args.split))}), every {args.every}")
   n_gt = sum(len(h) for h in hits["proposals"])
   print(f"GT boxes: {n_gt}; recall at IoU {IOU}:")
   print(f"  top-{args.proposals} RPN proposals: {np.concatenate(hits['proposals']).mean():.3f}")

@@ -213,7 +213,7 @@ def main(argv=None):
 
   embedder = Embedder.from_weights(args.weights)
   c = embedder.config
-  held = [q for seqs in splits.held_out(args.split).values() for q in seqs]
+  held = list(splits.never_trained(args.split))
   bank = ObjectBank([(os.path.join(args.data_dir, n), r) for n, r in splits.DATA_ROOTS], "train", sequences=held)
   rng = np.random.default_rng(args.seed)
   seqs = collect_frames(bank, args, rng)

@@ -11,5 +11,7 @@ def test_held_out_of_one_split_is_that_split_and_all_is_both():
     assert both[root] == val[root] + test[root]
     assert set(val[root]).isdisjoint(test[root])
   assert tuple(s for seqs in both.values() for s in seqs) == splits.never_trained()
+  assert splits.never_trained("val") == tuple(s for seqs in val.values() for s in seqs)
+  assert splits.never_trained("test") == tuple(s for seqs in test.values() for s in seqs)
   with pytest.raises(ValueError, match="split"):
     splits.held_out("train")

@@ -443,7 +443,7 @@ def held_out_sequences(split: str) -> List[str]:
   """The sequences of one fixed split ("val" or "test") of data/splits.py, over all data roots."""
   if split not in ("val", "test"):
     raise ValueError(f"split {split!r}: the occlusion benchmark is built from 'val' or 'test'")
-  return [s for seqs in splits.held_out(split).values() for s in seqs]
+  return list(splits.never_trained(split))
 
 
 def build_benchmark(out_root, data_dir, sequences: Optional[Sequence[str]] = None, seed: int = 0,

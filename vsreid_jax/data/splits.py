@@ -45,10 +45,10 @@ def held_out(split: str = "all") -> Dict[str, Tuple[str, ...]]:
                 (TEST.get(root, ()) if split in ("all", "test") else ()) for root, _ in DATA_ROOTS}
 
 
-def never_trained() -> Tuple[str, ...]:
-  """Every sequence of the validation and test splits, over all DATA_ROOTS: what training leaves out
-  (the training configs' `data.held_out`)."""
-  return tuple(s for seqs in held_out().values() for s in seqs)
+def never_trained(split: str = "all") -> Tuple[str, ...]:
+  """`held_out(split)` as one tuple over all DATA_ROOTS; "all" (the validation and test splits) is
+  what training leaves out (the training configs' `data.held_out`)."""
+  return tuple(s for seqs in held_out(split).values() for s in seqs)
 
 
 def split_of(root: str, sequence: str) -> str:
