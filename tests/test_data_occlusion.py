@@ -128,3 +128,56 @@ def test_real_data_clip(davis_train):
   assert len(info["objects"][info["exit"] - 1]["outside"]) >= 3
   held = set(occlusion.held_out_sequences("test"))
   assert all(o["source"].split("/")[1] in held for o in info["objects"])
+
+
+def _synthetic_config(sources_dir, cache_dir, synthetic_clips):
+  from vsreid_jax import configs  # pylint: disable=g-import-not-at-top
+  d = configs.get("train", "lite_cpu").data
+  d.data_dir, d.roots, d.held_out, d.cache_dir = sources_dir, (("shapes", "240p"),), ("s3",), str(cache_dir)
+  d.synthetic = synthetic_clips
+  return d
+
+
+def test_synthetic_training_clips_come_from_training_sequences_and_are_built_once(sources_dir, tmp_path, monkeypatch):
+  from vsreid_jax.train import propagation_examples as pe  # pylint: disable=g-import-not-at-top
+  d = _synthetic_config(sources_dir, tmp_path / "cache", (("standard", 2, 16, 3),))
+  train, val = pe.specs_from_config(d, 33, 0.1)
+  assert len(train["roots"]) == 2 and train["roots"][1][1] == occlusion.RESOLUTION
+  assert train["sequences"] == [[0, "s0"], [0, "s1"], [0, "s2"], [1, "occ00-s0"], [1, "occ01-s1"]]
+  assert val["sequences"] == [[0, "s3"]]  # the held-out sequence validates and is never composed in
+  built = train["roots"][1][0]
+  with open(os.path.join(built, "info.json")) as f:
+    infos = json.load(f)
+  used = {o["source"] for info in infos.values() for o in info["objects"]} | {
+      info["background"]["source"] for info in infos.values()}
+  assert used and all(s.split("/")[1] in ("s0", "s1", "s2") for s in used), used
+  # The same clips as the benchmark builder writes from those sources.
+  ref = str(tmp_path / "ref")
+  occlusion.build_benchmark(ref, sources_dir, ["s0", "s1", "s2"], 3, 2, 16, roots=(("shapes", "240p"),))
+  for name in infos:
+    for frame in sorted(os.listdir(os.path.join(ref, "Annotations", "240p", name))):
+      with open(os.path.join(ref, "Annotations", "240p", name, frame), "rb") as a, \
+           open(os.path.join(built, "Annotations", "240p", name, frame), "rb") as b:
+        assert a.read() == b.read()
+  assert os.listdir(os.path.dirname(built)) == [os.path.basename(built)]  # no temporary folder left
+  # Built once: a second run reads the folder back without composing anything.
+  monkeypatch.setattr(occlusion, "build_benchmark", lambda *a, **k: pytest.fail("built again"))
+  assert pe.specs_from_config(d, 33, 0.1)[0] == train
+
+
+def test_synthetic_clips_with_named_datasets_is_a_clear_error(sources_dir, tmp_path):
+  from vsreid_jax.errors import InputError  # pylint: disable=g-import-not-at-top
+  from vsreid_jax.train import propagation_examples as pe  # pylint: disable=g-import-not-at-top
+  d = _synthetic_config(sources_dir, tmp_path, (("standard", 2, 16, 3),))
+  d.datasets, d.val_datasets = (f"davis:{sources_dir}/shapes:240p:train",), (f"davis:{sources_dir}/shapes:240p:train",)
+  with pytest.raises(InputError, match="make_occlusion_benchmark.py --sources"):
+    pe.specs_from_config(d, 33, 0.1)
+  d.datasets, d.val_datasets = (), ()
+  d.synthetic = (("easy", 2, 8, 3),)
+  with pytest.raises(InputError, match="kind 'easy'"):
+    pe.specs_from_config(d, 33, 0.1)
+  d.synthetic = (("standard", 2, 8, 3),)
+  with pytest.raises(InputError, match=r"config.data.synthetic .*n_frames must be >= 16"):
+    pe.specs_from_config(d, 33, 0.1)
+  synthetic_dir = os.path.join(str(tmp_path), "synthetic")
+  assert not os.path.isdir(synthetic_dir) or not os.listdir(synthetic_dir)  # nothing half-built left

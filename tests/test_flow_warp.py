@@ -64,3 +64,25 @@ def test_flow_cache_computes_each_pair_once_and_reuses_disk(tmp_path):
   np.testing.assert_array_equal(cache2.get(1, 0), first)  # loaded from disk, not recomputed
   assert Counting.calls == 1 and cache2.computed == 0
   assert len(list((tmp_path / "seq").glob("counting-*/00001_00000.npy"))) == 1
+
+
+def test_flow_cache_answers_the_same_cold_and_warm(tmp_path):
+  """A freshly computed flow is what a later run reads back from the float16 cache, so a rerun
+  with a warm cache gives the same masks and training examples as the first run."""
+  frames, _ = synthetic.moving_shapes(n_frames=3, seed=0)
+
+  class Fractional:
+    name = "fractional"
+
+    def flow(self, a, b):
+      del b
+      return np.random.default_rng(0).uniform(-20, 20, a.shape[:2] + (2,)).astype(np.float32)
+
+  cold = FlowCache(frames, Fractional(), cache_dir=str(tmp_path), key="seq").get(1, 0)
+  warm = FlowCache(frames, Fractional(), cache_dir=str(tmp_path), key="seq").get(1, 0)
+  assert warm.dtype == cold.dtype == np.float32
+  np.testing.assert_array_equal(cold, warm)
+  # Without a cache folder nothing is rounded.
+  exact = FlowCache(frames, Fractional()).get(1, 0)
+  np.testing.assert_array_equal(exact, Fractional().flow(frames[1], frames[0]))
+  assert not np.array_equal(exact, cold)

@@ -168,6 +168,8 @@ class FlowCache:
     if self.cache_dir:
       half = flow.astype(np.float16)
       atomic_write(self._path(i, j), lambda f: np.save(f, half))
+      # What a later run reads back: a run with a cold cache answers exactly as one with a warm one.
+      flow = half.astype(np.float32)
     return flow, seconds
 
   def put(self, i: int, j: int, flow: np.ndarray, seconds: Optional[float]) -> None:

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsreid_jax.data import augment
+from vsreid_jax.data import occlusion
 from vsreid_jax.data import training_sets
 from vsreid_jax.data.davis import DavisDataset
 from vsreid_jax.data.palette import VOID_ID
@@ -74,13 +76,18 @@ def specs_from_config(data, crop_size: int, margin: float) -> Tuple[dict, dict]:
   With `data.datasets` / `data.val_datasets` (data/training_sets.py: `davis:ROOT[:RES[:SET]]`,
   `youtube-vos:ROOT`): train on the sequences of the first, validate on those of the second.
   Without (the default): every sequence of each of `data.roots`' `train.txt` in `data.data_dir`
-  not in `data.held_out` trains, the held-out ones validate. Train examples use the prior mix of
+  not in `data.held_out` trains, the held-out ones validate; `data.synthetic` adds clips composed
+  from those training sequences (`synthetic_clips`). Train examples use the prior mix of
   `data.prior_probs`; validation ones real-warp priors only, no margin jitter.
   """
   common = dict(crop_size=crop_size, margin=margin, max_skip=data.max_skip, flow=data.flow,
                 flow_weights=data.flow_weights,
                 deform=data.deform.to_dict())
   if data.get("datasets", ()) or data.get("val_datasets", ()):
+    if data.get("synthetic", ()):
+      raise InputError("config.data.synthetic composes clips from the default DAVIS-2016 split; with --dataset, "
+                       "build them with experiments/make_occlusion_benchmark.py --sources and name the folder "
+                       "as one more --dataset davis:FOLDER:240p:occlusion")
     roots, train_seqs, val_seqs = _named_datasets(data)
   else:
     roots, train_seqs, val_seqs = _default_split(data)
@@ -114,7 +121,38 @@ def _default_split(data):
       (val_seqs if seq in data.held_out else train_seqs).append((i, seq))
   if not train_seqs:
     raise InputError(f"no training sequences left in {data.data_dir} after holding out {data.held_out}")
+  sources = [seq for _, seq in train_seqs]
+  for entry in data.get("synthetic", ()):
+    path = synthetic_clips(data, sources, *entry)
+    roots.append((path, occlusion.RESOLUTION))
+    train_seqs.extend((len(roots) - 1, seq) for seq in DavisDataset(path, occlusion.RESOLUTION).sequences(occlusion.SUBSET))
   return roots, train_seqs, val_seqs
+
+
+def synthetic_clips(data, sources: Sequence[str], kind: str, clips: int, frames: int, seed: int) -> str:
+  """The folder of `clips` synthetic occlusion clips of `frames` frames (`occlusion.build_benchmark`
+  of `kind` and `seed`) composed from the training `sources` of `data.data_dir`, built once under
+  <cache_dir>/synthetic (into a temporary folder renamed when whole) and reused."""
+  if kind not in occlusion.KINDS:
+    raise InputError(f"config.data.synthetic: kind {kind!r}; choose one of {', '.join(occlusion.KINDS)}")
+  key = hashlib.sha1(json.dumps([os.path.abspath(data.data_dir), list(map(list, data.roots)), list(sources)]).encode())
+  path = os.path.join(data.get("cache_dir") or default_cache_dir(), "synthetic",
+                      f"{kind}-{int(clips)}x{int(frames)}-seed{int(seed)}-{key.hexdigest()[:8]}")
+  if os.path.isfile(os.path.join(path, "info.json")):
+    return path
+  tmp = f"{path}.tmp{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  try:
+    occlusion.build_benchmark(tmp, data.data_dir, list(sources), int(seed), int(clips), int(frames),
+                              roots=[tuple(r) for r in data.roots], subset=data.subset, kind=kind)
+  except (ValueError, RuntimeError) as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise InputError(f"config.data.synthetic ({kind!r}, {clips}, {frames}, {seed}): {e}") from None
+  try:
+    os.rename(tmp, path)
+  except OSError:  # another process finished the same clips first: theirs are the same
+    shutil.rmtree(tmp, ignore_errors=True)
+  return path
 
 
 @functools.partial(jax.jit, static_argnames=("size",))
