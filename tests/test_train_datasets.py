@@ -9,7 +9,7 @@ import pytest
 from vsreid_jax import cli
 from vsreid_jax.configs import train_propagation
 from vsreid_jax.train import propagation_examples as pe
-from vsreid_jax.data import synthetic, training_sets
+from vsreid_jax.data import splits, synthetic, training_sets
 from vsreid_jax.errors import InputError
 from vsreid_jax.train import loop
 from test_train_loop import TinyNet
@@ -142,3 +142,20 @@ def test_cli_puts_the_named_datasets_in_the_config_with_absolute_roots(roots, tm
   assert d.val_datasets == (f"davis:{roots['davis']}:480p:val",)
   train, val = pe.specs_from_config(d, S, 0.1)
   assert [s for _, s in train["sequences"]] == ["t1", "t2", "y1", "y2"] and val["sequences"] == [[0, "v1"]]
+
+
+
+def test_default_split_validates_on_the_listed_held_out_sequences_only(tmp_path):
+  """Held-out sequences never train; the in-training validation scores those in `validate_on`
+  (by default the `val` split, so test sequences are seen once, at the end), or all of them when
+  none is listed."""
+  clip = lambda seed: synthetic.moving_shapes(n_frames=N_FRAMES, height=48, width=64, n_objects=1, seed=seed)
+  synthetic.write_davis_root(str(tmp_path / "R"), {"a": clip(0), "b": clip(1), "c": clip(2)}, subset="train")
+  d = train_propagation.get_config("lite_cpu").data
+  assert tuple(d.validate_on) == tuple(splits.never_trained("val"))
+  d.data_dir, d.roots, d.held_out = str(tmp_path), (("R", "480p"),), ("b", "c")
+  d.validate_on = ("c", "elsewhere")
+  _, train, val = pe._default_split(d)  # pylint: disable=protected-access
+  assert train == [(0, "a")] and val == [(0, "c")]  # b is held out: neither trained nor validated on
+  d.validate_on = ("elsewhere",)
+  assert pe._default_split(d)[1:] == ([(0, "a")], [(0, "b"), (0, "c")])  # pylint: disable=protected-access

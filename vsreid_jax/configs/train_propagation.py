@@ -44,6 +44,9 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   d.roots = splits.DATA_ROOTS  # in data_dir (../shared/data beside the repo), with their resolutions
   d.subset = "train"  # ImageSets/2017/<subset>.txt of each root
   d.held_out = splits.never_trained()  # the val and test splits of data/splits.py
+  # The in-training validation (eval.csv) scores the held-out sequences listed here: `val` alone, so
+  # the test sequences are seen once, at the end. None of the held-out sequences listed: all of them.
+  d.validate_on = splits.never_trained("val")
   # Other datasets (data/training_sets.py; `vsreid train --dataset/--val-dataset`): strings
   # "davis:ROOT[:RES[:SET]]" or "youtube-vos:ROOT". When set, they replace data_dir/roots/held_out.
   d.datasets = ()  # train on these sequences

@@ -76,7 +76,8 @@ def specs_from_config(data, crop_size: int, margin: float) -> Tuple[dict, dict]:
   With `data.datasets` / `data.val_datasets` (data/training_sets.py: `davis:ROOT[:RES[:SET]]`,
   `youtube-vos:ROOT`): train on the sequences of the first, validate on those of the second.
   Without (the default): every sequence of each of `data.roots`' `train.txt` in `data.data_dir`
-  not in `data.held_out` trains, the held-out ones validate; `data.synthetic` adds clips composed
+  not in `data.held_out` trains, the held-out ones in `data.validate_on` validate (all held-out ones
+  when none is listed); `data.synthetic` adds clips composed
   from those training sequences (`synthetic_clips`). Train examples use the prior mix of
   `data.prior_probs`; validation ones real-warp priors only, no margin jitter.
   """
@@ -121,6 +122,8 @@ def _default_split(data):
       (val_seqs if seq in data.held_out else train_seqs).append((i, seq))
   if not train_seqs:
     raise InputError(f"no training sequences left in {data.data_dir} after holding out {data.held_out}")
+  chosen = [(i, seq) for i, seq in val_seqs if seq in data.get("validate_on", ())]
+  val_seqs = chosen or val_seqs
   sources = [seq for _, seq in train_seqs]
   for entry in data.get("synthetic", ()):
     path = synthetic_clips(data, sources, *entry)
