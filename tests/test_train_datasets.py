@@ -144,7 +144,6 @@ def test_cli_puts_the_named_datasets_in_the_config_with_absolute_roots(roots, tm
   assert [s for _, s in train["sequences"]] == ["t1", "t2", "y1", "y2"] and val["sequences"] == [[0, "v1"]]
 
 
-
 def test_default_split_validates_on_the_listed_held_out_sequences_only(tmp_path):
   """Held-out sequences never train; the in-training validation scores those in `validate_on`
   (by default the `val` split, so test sequences are seen once, at the end), or all of them when

@@ -50,12 +50,12 @@ def data_config(crop_size: int, margin: float) -> ml_collections.ConfigDict:
   # Other datasets (data/training_sets.py; `vsreid train --dataset/--val-dataset`): strings
   # "davis:ROOT[:RES[:SET]]" or "youtube-vos:ROOT". When set, they replace data_dir/roots/held_out.
   d.datasets = ()  # train on these sequences
+  d.val_datasets = ()  # validate on these (never trained on)
   # Synthetic occlusion clips (data/occlusion.py: cut-outs of the training objects moved over the
   # training backgrounds, occluders, exits and returns), trained beside the default split's
   # sequences: ("kind", clips, frames, seed) each, kind "standard" or "hard". Built once from the
   # training sequences alone into <cache_dir>/synthetic and reused. () trains on real videos only.
   d.synthetic = ()
-  d.val_datasets = ()  # validate on these (never trained on)
   d.crop_size = crop_size
   d.margin = margin  # box enlargement, as at test time
   d.margin_jitter = 0.05  # margin drawn from margin +- jitter

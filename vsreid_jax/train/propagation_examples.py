@@ -77,9 +77,9 @@ def specs_from_config(data, crop_size: int, margin: float) -> Tuple[dict, dict]:
   `youtube-vos:ROOT`): train on the sequences of the first, validate on those of the second.
   Without (the default): every sequence of each of `data.roots`' `train.txt` in `data.data_dir`
   not in `data.held_out` trains, the held-out ones in `data.validate_on` validate (all held-out ones
-  when none is listed); `data.synthetic` adds clips composed
-  from those training sequences (`synthetic_clips`). Train examples use the prior mix of
-  `data.prior_probs`; validation ones real-warp priors only, no margin jitter.
+  when none is listed); `data.synthetic` adds clips composed from those training sequences
+  (`synthetic_clips`). Train examples use the prior mix of `data.prior_probs`; validation ones
+  real-warp priors only, no margin jitter.
   """
   common = dict(crop_size=crop_size, margin=margin, max_skip=data.max_skip, flow=data.flow,
                 flow_weights=data.flow_weights,
@@ -138,9 +138,9 @@ def synthetic_clips(data, sources: Sequence[str], kind: str, clips: int, frames:
   <cache_dir>/synthetic (into a temporary folder renamed when whole) and reused."""
   if kind not in occlusion.KINDS:
     raise InputError(f"config.data.synthetic: kind {kind!r}; choose one of {', '.join(occlusion.KINDS)}")
-  key = hashlib.sha1(json.dumps([os.path.abspath(data.data_dir), list(map(list, data.roots)), list(sources)]).encode())
+  key = spec_hash(os.path.abspath(data.data_dir), list(map(list, data.roots)), list(sources))[:8]
   path = os.path.join(data.get("cache_dir") or default_cache_dir(), "synthetic",
-                      f"{kind}-{int(clips)}x{int(frames)}-seed{int(seed)}-{key.hexdigest()[:8]}")
+                      f"{kind}-{int(clips)}x{int(frames)}-seed{int(seed)}-{key}")
   if os.path.isfile(os.path.join(path, "info.json")):
     return path
   tmp = f"{path}.tmp{os.getpid()}"
